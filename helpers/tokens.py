@@ -1,0 +1,74 @@
+"""Stage 2: tokenize the splits, truncating to `max_length`; padding waits for batching.
+
+Each review keeps its own length here; the training and prediction loaders pad each batch to
+its longest review (dynamic padding), which on IMDB saves much of the compute that padding
+everything to `max_length` up front would waste.
+"""
+import datasets
+import numpy as np
+import pandas as pd
+
+from helpers.config import ConfigError
+from helpers.io import atomic_dir
+from helpers.models import load_tokenizer, position_limit
+
+MODEL_COLUMNS = ["input_ids", "attention_mask", "labels"]
+
+
+def check_max_length(model_name, max_length):
+    """Refuse a `max_length` the model has no position embeddings for, before any tokenizing."""
+    limit = position_limit(model_name)
+    if max_length > limit:
+        raise ConfigError(f"max_length {max_length} is above the {limit} tokens model {model_name!r} can read; "
+                          f"set max_length to {limit} or less")
+    return limit
+
+
+def tokenize_splits(splits, tokenizer, max_length):
+    """A DatasetDict of token ids per split, with each review's untruncated length kept for statistics."""
+    def encode(batch):
+        full = tokenizer(batch["text"], truncation=False, verbose=False)["input_ids"]
+        kept = tokenizer(batch["text"], truncation=True, max_length=max_length, return_token_type_ids=False)
+        return {**kept, "labels": batch["label"], "full_length": [len(ids) for ids in full]}
+
+    return datasets.DatasetDict({
+        name: datasets.Dataset.from_pandas(frame, preserve_index=False).map(
+            encode, batched=True, remove_columns=list(frame.columns), desc=f"tokenizing {name}")
+        for name, frame in splits.items()
+    })
+
+
+def length_stats(tokenized, max_length):
+    """Token-length percentiles and the share of reviews cut by truncation, per split."""
+    rows = []
+    for name, ds in tokenized.items():
+        lengths = np.asarray(ds["full_length"])
+        rows.append({
+            "split": name, "reviews": len(lengths), "mean": round(float(lengths.mean()), 1),
+            "median": int(np.median(lengths)), "p90": int(np.percentile(lengths, 90)), "max": int(lengths.max()),
+            "truncated_share": round(float((lengths > max_length).mean()), 3),
+        })
+    return pd.DataFrame(rows).set_index("split")
+
+
+def save_tokenized(tokenized, tokenizer, folder):
+    with atomic_dir(folder / "splits") as tmp:
+        tokenized.save_to_disk(str(tmp))
+    with atomic_dir(folder / "tokenizer") as tmp:
+        tokenizer.save_pretrained(tmp)
+
+
+def load_tokenized(folder):
+    return datasets.load_from_disk(str(folder / "splits"))
+
+
+def load_saved_tokenizer(folder):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder / "tokenizer")
+
+
+def prepare_tokenizer(params, train_texts):
+    """Check max_length against the model, then load (or, for the tiny model, learn) the tokenizer."""
+    check_max_length(params.model, params.max_length)
+    return load_tokenizer(params.model, train_texts)

@@ -1,0 +1,36 @@
+import pytest
+
+from helpers.io import atomic_dir, atomic_write, read_json, write_json
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "metrics.json"
+    write_json(target, {"accuracy": 0.9})
+    with pytest.raises(RuntimeError):
+        with atomic_write(target) as tmp:
+            tmp.write_text("{half")
+            raise RuntimeError("killed mid-write")
+    assert read_json(target) == {"accuracy": 0.9}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temp file left behind
+
+
+def test_atomic_write_gives_ordinary_permissions(tmp_path):
+    target = tmp_path / "a.txt"
+    with atomic_write(target) as tmp:
+        tmp.write_text("x")
+    assert target.stat().st_mode & 0o044  # readable by group/others, unlike a bare mkstemp file
+
+
+def test_atomic_dir_replaces_a_folder_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "model"
+    with atomic_dir(target) as tmp:
+        (tmp / "weights").write_text("v1")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "weights").write_text("v2-partial")
+            raise RuntimeError("killed mid-save")
+    assert (target / "weights").read_text() == "v1"
+    with atomic_dir(target) as tmp:
+        (tmp / "other").write_text("v3")
+    assert sorted(p.name for p in target.iterdir()) == ["other"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

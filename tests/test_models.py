@@ -1,0 +1,67 @@
+import pytest
+import torch
+
+from helpers import models
+from helpers.config import ConfigError
+
+
+def _batch(tokenizer):
+    return tokenizer(["a wonderful, moving film", "dull and far too long, i left early"], padding=True,
+                     return_tensors="pt", return_token_type_ids=False)
+
+
+def test_student_with_every_layer_computes_the_teachers_hidden_states(tiny_teacher, tiny_tokenizer):
+    student = models.distil_from_teacher(tiny_teacher, layers=range(4)).eval()
+    batch = _batch(tiny_tokenizer)
+    with torch.no_grad():
+        expected = tiny_teacher.eval().bert(**batch).last_hidden_state
+        got = student.distilbert(**batch).last_hidden_state
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_default_student_keeps_every_other_teacher_layer(tiny_teacher):
+    student = models.distil_from_teacher(tiny_teacher)
+    assert student.config.n_layers == 2
+    copied = student.distilbert.transformer.layer[1].ffn.lin1.weight
+    torch.testing.assert_close(copied, tiny_teacher.bert.encoder.layer[2].intermediate.dense.weight)
+    assert models.count_parameters(student) < models.count_parameters(tiny_teacher)
+    torch.testing.assert_close(student.classifier.weight, tiny_teacher.classifier.weight)
+
+
+def test_student_weights_are_copies_not_shared(tiny_teacher):
+    student = models.distil_from_teacher(tiny_teacher)
+    with torch.no_grad():
+        student.distilbert.embeddings.word_embeddings.weight.add_(1.0)
+    assert not torch.equal(student.distilbert.embeddings.word_embeddings.weight,
+                           tiny_teacher.bert.embeddings.word_embeddings.weight)
+
+
+def test_tiny_teacher_is_seeded(tiny_tokenizer):
+    a = models.load_teacher(models.TINY, tiny_tokenizer, seed=3)
+    b = models.load_teacher(models.TINY, tiny_tokenizer, seed=3)
+    torch.testing.assert_close(a.classifier.weight, b.classifier.weight)
+    assert a.config.num_labels == 2 and a.config.id2label == {0: "negative", 1: "positive"}
+
+
+def test_missing_model_folder_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="has no config.json"):
+        models.model_source(str(tmp_path / "nowhere"))
+
+
+def test_a_hub_name_passes_through_unchanged():
+    assert models.model_source("bert-base-uncased") == "bert-base-uncased"
+
+
+def test_student_with_another_vocabulary_is_refused(tmp_path, tiny_teacher, tiny_tokenizer):
+    other = models.distil_from_teacher(tiny_teacher)
+    other.resize_token_embeddings(100)
+    other.save_pretrained(tmp_path / "other")
+    with pytest.raises(ConfigError, match="vocabulary of 100 tokens but the teacher has 2000"):
+        models.load_student(str(tmp_path / "other"), tiny_teacher)
+
+
+def test_trained_models_load_from_safetensors(tmp_path, tiny_teacher):
+    tiny_teacher.save_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "model.safetensors").exists()
+    loaded = models.load_trained(tmp_path / "m")
+    torch.testing.assert_close(loaded.classifier.weight, tiny_teacher.classifier.weight)

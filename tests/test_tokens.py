@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from helpers import tokens
+from helpers.config import ConfigError
+
+
+@pytest.fixture(scope="module")
+def tokenized(sample, tiny_tokenizer):
+    splits = {"train": sample["train"].head(40), "test": sample["test"].head(20)}
+    return tokens.tokenize_splits(splits, tiny_tokenizer, max_length=200)
+
+
+def test_reviews_are_truncated_but_not_padded(tokenized):
+    lengths = [len(ids) for ids in tokenized["train"]["input_ids"]]
+    assert max(lengths) == 200
+    assert min(lengths) < 200  # no padding up front: short reviews stay short
+    assert all(len(m) == len(i) for m, i in zip(tokenized["train"]["attention_mask"], tokenized["train"]["input_ids"]))
+    assert "token_type_ids" not in tokenized["train"].column_names  # DistilBERT takes none
+
+
+def test_labels_and_untruncated_lengths_are_kept(tokenized, sample, tiny_tokenizer):
+    assert tokenized["test"]["labels"] == sample["test"]["label"].head(20).tolist()
+    full = [len(tiny_tokenizer(t)["input_ids"]) for t in sample["test"]["text"].head(20)]
+    assert tokenized["test"]["full_length"] == full
+
+
+def test_length_stats_report_the_truncated_share(tokenized):
+    stats = tokens.length_stats(tokenized, 200)
+    expected = float(np.mean(np.asarray(tokenized["train"]["full_length"]) > 200))
+    assert stats.loc["train", "truncated_share"] == pytest.approx(expected, abs=1e-3)
+    assert stats.loc["test", "reviews"] == 20
+
+
+def test_max_length_above_the_model_limit_is_refused():
+    with pytest.raises(ConfigError, match="max_length 1024 is above the 512 tokens"):
+        tokens.check_max_length("tiny-random-bert", 1024)
+    assert tokens.check_max_length("tiny-random-bert", 512) == 512
+
+
+def test_tokenized_splits_and_tokenizer_round_trip(tmp_path, tokenized, tiny_tokenizer):
+    tokens.save_tokenized(tokenized, tiny_tokenizer, tmp_path)
+    loaded = tokens.load_tokenized(tmp_path)
+    assert loaded["train"]["input_ids"] == tokenized["train"]["input_ids"]
+    reloaded = tokens.load_saved_tokenizer(tmp_path)
+    assert reloaded("a fine film")["input_ids"] == tiny_tokenizer("a fine film")["input_ids"]

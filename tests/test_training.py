@@ -1,0 +1,93 @@
+import math
+
+import datasets
+import numpy as np
+import pytest
+import torch
+
+from helpers import models, training
+from helpers.config import ConfigError, resolve_params
+from helpers.training import TrainSettings
+
+
+def _synthetic(tokenizer, n, seed):
+    """Reviews whose label is given away by one word: any working loop learns it in an epoch or two."""
+    rng = np.random.default_rng(seed)
+    filler = "the film story actor scene plot music camera ending script".split()
+    rows = {"input_ids": [], "attention_mask": [], "labels": []}
+    for i in range(n):
+        label = i % 2
+        words = list(rng.choice(filler, size=rng.integers(5, 30)))
+        words.insert(int(rng.integers(0, len(words))), "excellent" if label else "terrible")
+        encoded = tokenizer(" ".join(words), return_token_type_ids=False)
+        rows["input_ids"].append(encoded["input_ids"])
+        rows["attention_mask"].append(encoded["attention_mask"])
+        rows["labels"].append(label)
+    return datasets.Dataset.from_dict(rows)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tiny_tokenizer):
+    return datasets.DatasetDict(train=_synthetic(tiny_tokenizer, 192, 0), val=_synthetic(tiny_tokenizer, 64, 1))
+
+
+def _settings(**changes):
+    params = resolve_params("smoke", {"epochs": 4, "batch_size": 16, "lr": 5e-3, "warmup_ratio": 0.0, **changes})
+    return TrainSettings.from_params(params)
+
+
+def test_the_loop_learns_and_keeps_the_best_model(tmp_path, synthetic, tiny_teacher, tiny_tokenizer):
+    history = training.train(tiny_teacher, synthetic, tiny_tokenizer, _settings(), tmp_path)
+    accuracies = [e["accuracy"] for e in history["epochs"]]
+    assert max(accuracies) >= 0.9, accuracies
+    assert len(history["steps"]) == 4 * math.ceil(192 / 16)
+    assert history["steps"][-1]["lr"] < history["steps"][0]["lr"]  # linear decay
+    best = models.load_trained(tmp_path / "model")
+    assert (tmp_path / "model" / "model.safetensors").exists()
+    assert (tmp_path / "model" / "tokenizer_config.json").exists()
+    best_epoch = int(np.argmax(accuracies)) + 1
+    assert [e["saved"] for e in history["epochs"]].count(True) >= 1
+    assert history["epochs"][best_epoch - 1]["saved"]
+    assert best.config.num_labels == 2
+    assert (tmp_path / "history.json").exists()
+
+
+def test_gradient_accumulation_takes_fewer_optimizer_steps(tmp_path, synthetic, tiny_teacher, tiny_tokenizer):
+    history = training.train(tiny_teacher, synthetic, tiny_tokenizer, _settings(epochs=1, grad_accum_steps=4), tmp_path)
+    assert len(history["steps"]) == math.ceil(192 / 16 / 4)
+
+
+def test_warmup_then_linear_decay(tmp_path, synthetic, tiny_teacher, tiny_tokenizer):
+    history = training.train(tiny_teacher, synthetic, tiny_tokenizer, _settings(epochs=1, warmup_ratio=0.25), tmp_path)
+    lrs = [s["lr"] for s in history["steps"]]  # 12 steps, 3 of warmup
+    assert lrs[0] < lrs[2] and lrs[2] == pytest.approx(5e-3) and lrs[-1] < lrs[3]
+
+
+def test_no_weight_decay_on_biases_and_layernorm(tiny_teacher):
+    decay, no_decay = training.param_groups(tiny_teacher, 0.01)
+    names = {id(p): n for n, p in tiny_teacher.named_parameters()}
+    assert all(not names[id(p)].endswith(("bias", "LayerNorm.weight")) for p in decay["params"])
+    assert any(names[id(p)].endswith("LayerNorm.weight") for p in no_decay["params"])
+    assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 0.01
+
+
+def test_batches_are_padded_to_a_multiple_of_8(synthetic, tiny_tokenizer):
+    loader = training.make_loader(synthetic["train"], tiny_tokenizer, 16, shuffle=False)
+    batch = next(iter(loader))
+    assert batch["input_ids"].shape[1] % 8 == 0
+    assert batch["input_ids"].shape[1] - max(len(x) for x in synthetic["train"][:16]["input_ids"]) < 8
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU choice")
+def test_precision_is_chosen_from_the_device():
+    assert training.mixed_precision("auto") == "no"
+    assert training.mixed_precision("fp32") == "no"
+    with pytest.raises(ConfigError, match="fp16' needs a CUDA GPU"):
+        training.mixed_precision("fp16")
+
+
+def test_student_settings_use_the_student_values():
+    params = resolve_params("quick", {"epochs": 2, "student_epochs": 3, "lr": 1e-4, "student_lr": 5e-4})
+    assert TrainSettings.from_params(params).epochs == 2
+    student = TrainSettings.from_params(params, student=True)
+    assert (student.epochs, student.lr, student.batch_size) == (3, 5e-4, params.batch_size)
