@@ -38,9 +38,8 @@ def make_distillation_loss(params):
 def add_teacher_logits(teacher, dataset, tokenizer, settings):
     """The dataset with the teacher's logits for each review as an extra column."""
     accelerator = make_accelerator(settings)
-    loader = make_loader(dataset, tokenizer, settings.eval_batch_size, shuffle=False)
-    teacher, loader = accelerator.prepare(teacher, loader)
-    logits = predict_logits(teacher, loader, accelerator, desc="teacher logits")
+    logits = predict_logits(accelerator.prepare(teacher), dataset, tokenizer, settings.eval_batch_size, accelerator,
+                            desc="teacher logits")
     return dataset.add_column(TEACHER_LOGITS, logits.tolist())
 
 

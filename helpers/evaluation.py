@@ -5,15 +5,13 @@ import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from helpers.data import LABEL_NAMES
-from helpers.training import make_accelerator, make_loader, predict_logits
+from helpers.training import make_accelerator, predict_logits
 
 
 def predict_proba(model, dataset, tokenizer, settings):
     """P(positive) for every review of a tokenized dataset, in order, on the best device."""
     accelerator = make_accelerator(settings)
-    loader = make_loader(dataset, tokenizer, settings.eval_batch_size, shuffle=False)
-    model, loader = accelerator.prepare(model, loader)
-    logits = predict_logits(model, loader, accelerator)
+    logits = predict_logits(accelerator.prepare(model), dataset, tokenizer, settings.eval_batch_size, accelerator)
     return torch.softmax(torch.from_numpy(logits), dim=-1)[:, 1].numpy()
 
 

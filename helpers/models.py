@@ -33,6 +33,7 @@ DISTIL_FROM_TEACHER = "distil-from-teacher"
 TINY_CONFIG = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
                    max_position_embeddings=512)
 TINY_VOCAB_SIZE = 2000
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
 LABELS = dict(num_labels=2, id2label=dict(LABEL_NAMES), label2id={v: k for k, v in LABEL_NAMES.items()})
 
 
@@ -84,30 +85,35 @@ def _train_tiny_tokenizer(texts):
         mask_token="[MASK]", model_max_length=TINY_CONFIG["max_position_embeddings"])
 
 
-def load_teacher(name, tokenizer, seed):
+def load_teacher(name, tokenizer, seed, attention_dropout=0.1):
     """A BERT with a fresh 2-label classification head on top."""
     if name == TINY:
         torch.manual_seed(seed)
-        config = BertConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **TINY_CONFIG, **LABELS)
+        config = BertConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                            attention_probs_dropout_prob=attention_dropout, **TINY_CONFIG, **LABELS)
         return BertForSequenceClassification(config)
-    return _load_classifier(name)
+    return _load_classifier(name, attention_dropout)
 
 
-def load_student(name, teacher):
+def load_student(name, teacher, attention_dropout=0.1):
     """The student: a DistilBERT from the teacher's own layers, or a pre-trained one by name."""
     if name == DISTIL_FROM_TEACHER:
-        return distil_from_teacher(teacher)
-    student = _load_classifier(name)
+        return distil_from_teacher(teacher, attention_dropout=attention_dropout)
+    student = _load_classifier(name, attention_dropout)
     if student.config.vocab_size != teacher.config.vocab_size:
         raise ConfigError(f"student {name!r} has a vocabulary of {student.config.vocab_size} tokens but the teacher "
                           f"has {teacher.config.vocab_size}; the student must share the teacher's tokenizer")
     return student
 
 
-def _load_classifier(name):
+def _load_classifier(name, attention_dropout):
     source = model_source(name)
+    config = AutoConfig.from_pretrained(source, **LABELS)
+    for key in ATTENTION_DROPOUT_KEYS:  # each architecture names it its own way
+        if hasattr(config, key):
+            setattr(config, key, attention_dropout)
     try:
-        return AutoModelForSequenceClassification.from_pretrained(source, **LABELS)
+        return AutoModelForSequenceClassification.from_pretrained(source, config=config)
     except ValueError as error:  # transformers says "Unrecognized configuration class ..." here
         raise ConfigError(f"model {name!r} cannot classify sequences: {error}") from None
 
@@ -116,7 +122,7 @@ def count_parameters(model):
     return sum(p.numel() for p in model.parameters())
 
 
-def distil_from_teacher(teacher, layers=None):
+def distil_from_teacher(teacher, layers=None, attention_dropout=None):
     """A DistilBERT whose weights are copied from a BERT teacher, keeping `layers` of it.
 
     By default every other layer (0, 2, 4 of six). The teacher's token-type embedding for
@@ -124,14 +130,15 @@ def distil_from_teacher(teacher, layers=None):
     single reviews always use segment 0: with all layers kept, the student computes exactly
     the teacher's hidden states. The pooler and classifier are copied into DistilBERT's
     pre-classifier and classifier (DistilBERT uses ReLU where BERT's pooler uses tanh, so
-    the head is a starting point, not an exact copy).
+    the head is a starting point, not an exact copy). `attention_dropout` defaults to the teacher's.
     """
     tc = teacher.config
     layers = list(range(0, tc.num_hidden_layers, 2)) if layers is None else list(layers)
     config = DistilBertConfig(
         vocab_size=tc.vocab_size, max_position_embeddings=tc.max_position_embeddings, sinusoidal_pos_embds=False,
         n_layers=len(layers), n_heads=tc.num_attention_heads, dim=tc.hidden_size, hidden_dim=tc.intermediate_size,
-        dropout=tc.hidden_dropout_prob, attention_dropout=tc.attention_probs_dropout_prob,
+        dropout=tc.hidden_dropout_prob,
+        attention_dropout=tc.attention_probs_dropout_prob if attention_dropout is None else attention_dropout,
         activation=tc.hidden_act, initializer_range=tc.initializer_range, pad_token_id=tc.pad_token_id,
         seq_classif_dropout=tc.hidden_dropout_prob, **LABELS)
     student = DistilBertForSequenceClassification(config)

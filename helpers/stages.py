@@ -45,7 +45,7 @@ def tokenize_stage(run):
     params = run.params
     splits = data.load_splits(run.require("data"))
     tokenizer = tokens.prepare_tokenizer(params, splits["train"]["text"].tolist())
-    tokenized = tokens.tokenize_splits(splits, tokenizer, params.max_length)
+    tokenized = tokens.tokenize_splits(splits, tokenizer, params.max_length, params.truncation_head)
     tokens.save_tokenized(tokenized, tokenizer, run.stage("tokenized"))
     stats = tokens.length_stats(tokenized, params.max_length)
     write_json(run.stage("tokenized") / "length_stats.json", stats.reset_index().to_dict("records"))
@@ -62,7 +62,7 @@ def train_stage(run):
     params = run.params
     tokenized = tokens.load_tokenized(run.require("tokenized"))
     tokenizer = tokens.load_saved_tokenizer(run.require("tokenized"))
-    model = models.load_teacher(params.model, tokenizer, params.seed)
+    model = models.load_teacher(params.model, tokenizer, params.seed, params.attention_dropout)
     history = train(model, tokenized, tokenizer, TrainSettings.from_params(params), run.stage("train"))
     result = StageResult(
         tables={"epochs": _epochs_table(history)},
@@ -102,7 +102,7 @@ def distill_stage(run):
     settings = TrainSettings.from_params(params, student=True)
     teacher = models.load_trained(teacher_dir)
     train_split = distill.add_teacher_logits(teacher, tokenized["train"], tokenizer, settings)
-    student = models.load_student(params.student_model, teacher)
+    student = models.load_student(params.student_model, teacher, params.attention_dropout)
     history = train(student, datasets.DatasetDict(train=train_split, val=tokenized["val"]), tokenizer, settings,
                     run.stage("distill"), loss_fn=distill.make_distillation_loss(params),
                     extra_columns=(distill.TEACHER_LOGITS,))

@@ -16,6 +16,7 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, get_scheduler
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from helpers.config import ConfigError
 from helpers.io import atomic_dir, write_json
@@ -33,6 +34,7 @@ class TrainSettings:
     weight_decay: float
     warmup_ratio: float
     max_grad_norm: float
+    group_by_length: bool
     precision: str
     eval_batch_size: int
     seed: int
@@ -65,11 +67,21 @@ def make_accelerator(settings):
     )
 
 
-def make_loader(dataset, tokenizer, batch_size, shuffle, extra_columns=()):
-    """Batches padded to their longest review, rounded up to a multiple of 8 for fast kernels."""
+def make_loader(dataset, tokenizer, batch_size, shuffle, extra_columns=(), group_by_length=False, seed=0):
+    """Batches padded to their longest review, rounded up to a multiple of 8 for fast kernels.
+
+    With `group_by_length`, reviews are shuffled, cut into groups of 50 batches, and sorted by
+    length within each group, so a batch holds reviews of similar length and little padding
+    while the order still changes every epoch.
+    """
     columns = ["input_ids", "attention_mask", "labels", *extra_columns]
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8, return_tensors="pt")
-    return DataLoader(dataset.select_columns(columns), batch_size=batch_size, shuffle=shuffle, collate_fn=collator)
+    dataset = dataset.select_columns(columns)
+    if group_by_length:
+        lengths = [len(ids) for ids in dataset["input_ids"]]
+        sampler = LengthGroupedSampler(batch_size, lengths=lengths, generator=torch.Generator().manual_seed(seed))
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collator)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collator)
 
 
 def param_groups(model, weight_decay):
@@ -98,10 +110,10 @@ def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification
     out_dir = Path(out_dir)
     set_seed(settings.seed)
     accelerator = make_accelerator(settings)
-    train_loader = make_loader(tokenized["train"], tokenizer, settings.batch_size, True, extra_columns)
-    val_loader = make_loader(tokenized["val"], tokenizer, settings.eval_batch_size, False)
+    train_loader = make_loader(tokenized["train"], tokenizer, settings.batch_size, True, extra_columns,
+                               settings.group_by_length, settings.seed)
     optimizer = torch.optim.AdamW(param_groups(model, settings.weight_decay), lr=settings.lr)
-    model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
+    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
 
     steps_per_epoch = math.ceil(len(train_loader) / settings.grad_accum_steps)
     total_steps = steps_per_epoch * settings.epochs
@@ -115,7 +127,7 @@ def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification
     for epoch in range(1, settings.epochs + 1):
         losses = _train_epoch(model, train_loader, optimizer, scheduler, accelerator, loss_fn, settings, epoch)
         history["steps"].extend(losses)
-        val = validate(model, val_loader, accelerator)
+        val = validate(model, tokenized["val"], tokenizer, settings.eval_batch_size, accelerator)
         val["epoch"] = epoch
         improved = val["accuracy"] > best_accuracy
         if improved:
@@ -154,20 +166,31 @@ def _train_epoch(model, loader, optimizer, scheduler, accelerator, loss_fn, sett
     return records
 
 
-def predict_logits(model, loader, accelerator, desc="predicting"):
-    """Logits for every review of `loader`, in order, gathered across processes without duplicates."""
+def predict_logits(model, dataset, tokenizer, batch_size, accelerator, desc="predicting"):
+    """Logits for every review of `dataset`, returned in the dataset's order.
+
+    Reviews are predicted shortest first, so each batch pads to a length close to its own
+    reviews' instead of to the longest review in a random batch; the logits are put back
+    in order at the end. Gathering across processes drops the duplicates that even
+    batching adds, so every review is counted once.
+    """
+    lengths = np.array([len(ids) for ids in dataset["input_ids"]])
+    order = np.argsort(lengths, kind="stable")
+    loader = accelerator.prepare_data_loader(make_loader(dataset.select(order), tokenizer, batch_size, shuffle=False))
     model.eval()
     chunks = []
     with torch.inference_mode():
         for batch in progress(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
-            logits = forward(model, batch).float()
-            chunks.append(accelerator.gather_for_metrics(logits).cpu())
-    return torch.cat(chunks).numpy()
+            chunks.append(accelerator.gather_for_metrics(forward(model, batch).float()).cpu())
+    logits = torch.cat(chunks).numpy()
+    in_order = np.empty_like(logits)
+    in_order[order] = logits
+    return in_order
 
 
-def validate(model, loader, accelerator):
-    logits = predict_logits(model, loader, accelerator, desc="validating")
-    labels = np.asarray(loader.dataset["labels"])
+def validate(model, dataset, tokenizer, batch_size, accelerator):
+    logits = predict_logits(model, dataset, tokenizer, batch_size, accelerator, desc="validating")
+    labels = np.asarray(dataset["labels"])
     loss = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item()
     return {"accuracy": float((logits.argmax(-1) == labels).mean()), "loss": loss}
 

@@ -61,3 +61,13 @@ def test_unknown_profile_lists_the_known_ones():
 
 def test_defaults_are_valid_params():
     assert make_params({}) == Params()
+
+
+@pytest.mark.parametrize("raw, expected", [("true", True), ("False", False), ("1", True), ("no", False), (True, True)])
+def test_switches_accept_the_usual_words(raw, expected):
+    assert resolve_params("quick", {"group_by_length": raw}).group_by_length is expected
+
+
+def test_a_switch_refuses_other_words():
+    with pytest.raises(ConfigError, match="'group_by_length': expected bool"):
+        resolve_params("quick", {"group_by_length": "maybe"})

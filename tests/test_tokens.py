@@ -44,3 +44,23 @@ def test_tokenized_splits_and_tokenizer_round_trip(tmp_path, tokenized, tiny_tok
     assert loaded["train"]["input_ids"] == tokenized["train"]["input_ids"]
     reloaded = tokens.load_saved_tokenizer(tmp_path)
     assert reloaded("a fine film")["input_ids"] == tiny_tokenizer("a fine film")["input_ids"]
+
+
+def test_truncation_keeps_the_start_and_end_tokens():
+    ids = [101] + list(range(1, 21)) + [102]  # [CLS] 1..20 [SEP]
+    assert tokens.truncate(ids, 8) == [101, 1, 2, 3, 4, 5, 6, 102]  # plain: the first tokens
+    assert tokens.truncate(ids, 8, head_share=0.25) == [101, 1, 16, 17, 18, 19, 20, 102]  # head 2, tail 6
+    assert tokens.truncate(ids, 8, head_share=0.0) == [101, 15, 16, 17, 18, 19, 20, 102]  # [CLS] is always kept
+    assert tokens.truncate(ids[:5], 8, head_share=0.25) == ids[:5]  # short reviews are untouched
+    assert all(len(tokens.truncate(ids, n, s)) == n for n in (3, 8, 21) for s in (0.0, 0.3, 1.0))
+
+
+def test_head_and_tail_truncation_keeps_the_verdict(tiny_tokenizer):
+    import pandas as pd
+
+    text = "the plot " * 200 + "verdict: excellent"
+    frame = pd.DataFrame({"text": [text], "label": [1]})
+    plain = tokens.tokenize_splits({"x": frame}, tiny_tokenizer, 32)["x"]["input_ids"][0]
+    head_tail = tokens.tokenize_splits({"x": frame}, tiny_tokenizer, 32, head_share=0.25)["x"]["input_ids"][0]
+    assert len(plain) == len(head_tail) == 32
+    assert "excellent" not in tiny_tokenizer.decode(plain) and "excellent" in tiny_tokenizer.decode(head_tail)

@@ -91,3 +91,24 @@ def test_student_settings_use_the_student_values():
     assert TrainSettings.from_params(params).epochs == 2
     student = TrainSettings.from_params(params, student=True)
     assert (student.epochs, student.lr, student.batch_size) == (3, 5e-4, params.batch_size)
+
+
+def test_length_grouped_batches_cover_every_review_with_less_padding(tiny_tokenizer):
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 120, size=96)
+    ds = datasets.Dataset.from_dict({"input_ids": [[2] + [7] * (n - 2) + [3] for n in lengths],
+                                     "attention_mask": [[1] * n for n in lengths], "labels": list(range(96))})
+
+    def epoch(loader):
+        batches = list(loader)
+        padded = sum(b["input_ids"].numel() for b in batches)
+        return padded, [label for b in batches for label in b["labels"].tolist()]
+
+    grouped = training.make_loader(ds, tiny_tokenizer, 8, True, group_by_length=True, seed=1)
+    plain = training.make_loader(ds, tiny_tokenizer, 8, True)
+    (grouped_tokens, first), (_, second) = epoch(grouped), epoch(grouped)
+    plain_tokens, _ = epoch(plain)
+    assert sorted(first) == list(range(96)) and first != second  # every review once, new order each epoch
+    assert grouped_tokens < 0.8 * plain_tokens
+    again = training.make_loader(ds, tiny_tokenizer, 8, True, group_by_length=True, seed=1)
+    assert epoch(again)[1] == first  # seeded

@@ -1,0 +1,75 @@
+"""The five real notebooks, executed by real Jupyter kernels through papermill on `smoke`."""
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from helpers.run import NOTEBOOK_DIR, NOTEBOOKS
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_committed_notebooks_are_clean_and_parameterised(name):
+    nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), "commit notebooks without outputs"
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    for name_ in ("profile", "run_dir", "overrides"):
+        assert f"{name_} = " in tagged[0].source
+    assert nb.metadata["kernelspec"]["name"] == "python3" and nb.metadata["language_info"]["name"] == "python"
+    assert "colab.research.google.com/github/" in nb.cells[0].source
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("smoke") / "run"
+    result = subprocess.run([sys.executable, "-m", "helpers.run", "smoke", "--run-dir", str(run_dir), "-p", "n_test", "32"],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return run_dir
+
+
+def test_batch_run_writes_every_artifact(smoke_run):
+    for path in ("params.json", "environment.json", "timings.json", "data/train.parquet", "data/val.parquet",
+                 "data/test.parquet", "data/label_balance.png", "tokenized/tokenizer/tokenizer.json",
+                 "tokenized/token_lengths.png", "train/model/model.safetensors", "train/model/config.json",
+                 "train/loss_curve.png", "train/history.json", "eval/confusion_matrix.png", "eval/predictions.parquet",
+                 "distill/model/model.safetensors", "distill/student_loss_curve.png"):
+        assert (smoke_run / path).exists(), path
+    params = json.loads((smoke_run / "params.json").read_text())
+    assert params["profile"] == "smoke" and params["params"]["n_test"] == 32
+    assert sorted(json.loads((smoke_run / "timings.json").read_text())) == sorted(NOTEBOOKS)
+
+
+def test_metrics_and_comparison_have_the_promised_keys(smoke_run):
+    metrics = json.loads((smoke_run / "eval" / "metrics.json").read_text())
+    assert set(metrics) == {"accuracy", "f1", "precision", "recall", "n"}
+    assert metrics["n"] == 32 and 0.0 <= metrics["accuracy"] <= 1.0
+    comparison = json.loads((smoke_run / "distill" / "comparison.json").read_text())
+    assert set(comparison) == {"teacher", "student"}
+    for row in comparison.values():
+        assert set(row) == {"params", "size_mb", "reviews_per_s", "accuracy", "f1"}
+        assert row["reviews_per_s"] > 0 and row["size_mb"] > 0
+    assert comparison["student"]["params"] < comparison["teacher"]["params"]
+    assert comparison["teacher"]["accuracy"] == metrics["accuracy"]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_executed_notebooks_show_their_results_without_errors(smoke_run, name):
+    nb = nbformat.read(smoke_run / "notebooks" / name, as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs), "each stage shows at least one figure"
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and str(smoke_run) in injected[0].source
+
+
+def test_rerunning_into_the_same_folder_with_other_parameters_is_refused(smoke_run):
+    result = subprocess.run([sys.executable, "-m", "helpers.run", "smoke", "--run-dir", str(smoke_run), "-p", "n_test", "16"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "n_test: 32 -> 16" in result.stderr
+    assert json.loads((smoke_run / "params.json").read_text())["params"]["n_test"] == 32

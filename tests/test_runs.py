@@ -1,0 +1,62 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers.config import ConfigError
+from helpers.runs import load_run, open_run
+
+
+def test_a_new_run_folder_records_parameters_and_environment(tmp_path):
+    run = open_run("smoke", tmp_path / "r", {"n_train": 100})
+    stored = json.loads((tmp_path / "r" / "params.json").read_text())
+    assert stored["profile"] == "smoke" and stored["params"]["n_train"] == 100
+    env = json.loads((tmp_path / "r" / "environment.json").read_text())
+    assert env["packages"]["torch"] and env["python"] and "device" in env
+    assert load_run(tmp_path / "r") == run
+
+
+def test_reopening_with_the_same_parameters_is_fine(tmp_path):
+    first = open_run("smoke", tmp_path, {"n_train": 100})
+    assert open_run("smoke", tmp_path, {"n_train": "100"}) == first
+
+
+def test_a_run_folder_refuses_other_parameters(tmp_path):
+    open_run("smoke", tmp_path, {"n_train": 100})
+    with pytest.raises(ConfigError, match=r"n_train: 100 -> 200.*--overwrite"):
+        open_run("smoke", tmp_path, {"n_train": 200})
+
+
+def test_a_missing_stage_output_names_the_stage_to_run_first(tmp_path):
+    run = open_run("smoke", tmp_path)
+    with pytest.raises(FileNotFoundError, match="train/ first"):
+        run.require("train", "model")
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "helpers.run", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_cli_refuses_a_bad_parameter_before_touching_anything(tmp_path):
+    result = _cli("smoke", "--run-dir", str(tmp_path / "r"), "-p", "batch_size", "-3")
+    assert result.returncode != 0
+    assert "parameter 'batch_size': -3 is below the minimum 1" in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_refuses_an_unknown_profile(tmp_path):
+    result = _cli("huge", "--run-dir", str(tmp_path / "r"))
+    assert result.returncode != 0 and "unknown profile 'huge'" in result.stderr
+
+
+def test_cli_overwrite_will_not_delete_a_folder_that_is_not_a_run(tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    result = _cli("smoke", "--run-dir", str(tmp_path), "--overwrite")
+    assert result.returncode != 0 and "not a run folder" in result.stderr
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_cli_help_lists_the_parameters():
+    result = _cli("--help")
+    assert result.returncode == 0 and "max_length" in result.stdout and "student_model" in result.stdout
