@@ -63,10 +63,12 @@ def comparison_row(model, model_dir, metrics, reviews_per_s):
 
 
 def comparison_table(comparison):
-    """Teacher beside student, with the student's share of each teacher figure."""
-    table = pd.DataFrame(comparison).T
+    """Teacher beside student in readable units, with the student's share of each teacher figure."""
+    table = pd.DataFrame(comparison).T.astype(float)
+    table["params"] /= 1e6
     table.loc["student / teacher"] = table.loc["student"] / table.loc["teacher"]
-    return table.astype(float).round(4)
+    table = table.rename(columns={"params": "params (M)", "size_mb": "size (MB)", "reviews_per_s": "reviews/s (CPU)"})
+    return table.round(3)
 
 
 def speed_sample(dataset, n, seed):

@@ -1,10 +1,10 @@
 """The figures the notebooks show; each function returns a matplotlib Figure.
 
-Figures are made with `Figure()` rather than pyplot, so a notebook shows each one exactly once
-(where it displays it) and a batch run keeps no figure alive in pyplot's global state.
+A notebook shows each figure exactly once, where it displays it, and a batch run keeps no
+figure alive in pyplot's global state.
 """
+import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.figure import Figure
 
 from helpers.data import LABEL_NAMES
 
@@ -70,7 +70,10 @@ def confusion_figure(matrix):
 
 
 def _axes(figsize):
-    fig = Figure(figsize=figsize)
+    # Made through pyplot so that a Jupyter kernel sets up its inline display of figures, then
+    # closed at once so pyplot neither shows it by itself nor keeps it alive after its cell.
+    fig = plt.figure(figsize=figsize)
+    plt.close(fig)
     return fig, fig.add_subplot()
 
 

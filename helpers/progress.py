@@ -10,6 +10,16 @@ import sys
 PLAIN_PROGRESS = "IMDB_DISTIL_PLAIN_PROGRESS"
 
 
+def quiet_library_bars():
+    """In batch runs, silence the loading bars of transformers and datasets (saved, they read 0%)."""
+    if os.environ.get(PLAIN_PROGRESS):
+        import datasets
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        datasets.disable_progress_bars()
+
+
 def progress(iterable=None, **kwargs):
     if os.environ.get(PLAIN_PROGRESS):
         from tqdm.std import tqdm

@@ -10,7 +10,10 @@ import datasets
 
 from helpers import data, distill, evaluation, models, plots, tokens
 from helpers.io import read_json, write_json
+from helpers.progress import quiet_library_bars
 from helpers.training import TrainSettings, train
+
+quiet_library_bars()
 
 
 @dataclass

@@ -49,7 +49,8 @@ def test_comparison_table_adds_the_student_share():
     comparison = {"teacher": {"params": 100, "size_mb": 4.0, "reviews_per_s": 10.0, "accuracy": 0.9, "f1": 0.9},
                   "student": {"params": 50, "size_mb": 2.0, "reviews_per_s": 25.0, "accuracy": 0.855, "f1": 0.81}}
     table = distill.comparison_table(comparison)
-    assert table.loc["student / teacher", "reviews_per_s"] == 2.5
+    assert table.loc["student / teacher", "reviews/s (CPU)"] == 2.5
+    assert table.loc["teacher", "params (M)"] == 0.0001
     assert table.loc["student / teacher", "accuracy"] == pytest.approx(0.95)
 
 
