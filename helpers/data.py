@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from helpers.io import atomic_write
+from helpers.io import write_frame
 
 SAMPLE_DIR = Path(__file__).parent / "sample_data"
 SPLITS = ("train", "test")
@@ -115,8 +115,7 @@ def make_splits(params):
 
 def save_splits(splits, folder):
     for name, frame in splits.items():
-        with atomic_write(Path(folder) / f"{name}.parquet") as tmp:
-            frame.to_parquet(tmp, index=False)
+        write_frame(Path(folder) / f"{name}.parquet", frame, index=False)
 
 
 def load_splits(folder, names=("train", "val", "test")):

@@ -52,6 +52,16 @@ def write_json(target, obj):
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def write_frame(target, frame, **kwargs):
+    """A pandas frame as Parquet or CSV, by the target's suffix."""
+    target = Path(target)
+    with atomic_write(target) as tmp:
+        if target.suffix == ".parquet":
+            frame.to_parquet(tmp, **kwargs)
+        else:
+            frame.to_csv(tmp, **kwargs)
+
+
 def read_json(path):
     return json.loads(Path(path).read_text())
 

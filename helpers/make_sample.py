@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from helpers.data import stratified_sample
-from helpers.io import atomic_write
+from helpers.io import write_frame
 
 SAMPLE_DIR = Path(__file__).parent / "sample_data"
 SAMPLE_SIZES = {"train": 2000, "test": 1000}
@@ -27,8 +27,7 @@ def main(argv=None):
         full = pd.read_parquet(args.source / f"{split}.parquet")
         sample = stratified_sample(full, size, SAMPLE_SEED).reset_index(drop=True)
         target = SAMPLE_DIR / f"{split}.parquet"
-        with atomic_write(target) as tmp:
-            sample[["text", "label"]].to_parquet(tmp, compression="zstd", index=False)
+        write_frame(target, sample[["text", "label"]], compression="zstd", index=False)
         print(f"{target}: {len(sample)} reviews, labels {sample.label.value_counts().to_dict()}")
 
 

@@ -13,6 +13,7 @@ Model names (`model` and `student_model` parameters):
 from pathlib import Path
 
 import torch
+from accelerate.utils import set_seed
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
@@ -86,17 +87,18 @@ def _train_tiny_tokenizer(texts):
 
 
 def load_teacher(name, tokenizer, seed, attention_dropout=0.1):
-    """A BERT with a fresh 2-label classification head on top."""
+    """A BERT with a fresh 2-label classification head on top, initialised from `seed`."""
+    set_seed(seed)  # the new head's weights come from the global generators
     if name == TINY:
-        torch.manual_seed(seed)
         config = BertConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
                             attention_probs_dropout_prob=attention_dropout, **TINY_CONFIG, **LABELS)
         return BertForSequenceClassification(config)
     return _load_classifier(name, attention_dropout)
 
 
-def load_student(name, teacher, attention_dropout=0.1):
+def load_student(name, teacher, seed, attention_dropout=0.1):
     """The student: a DistilBERT from the teacher's own layers, or a pre-trained one by name."""
+    set_seed(seed)
     if name == DISTIL_FROM_TEACHER:
         return distil_from_teacher(teacher, attention_dropout=attention_dropout)
     student = _load_classifier(name, attention_dropout)

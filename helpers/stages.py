@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import datasets
 
 from helpers import data, distill, evaluation, models, plots, tokens
-from helpers.io import read_json, write_json
+from helpers.io import read_json, write_frame, write_json
 from helpers.progress import quiet_library_bars
 from helpers.training import TrainSettings, train
 
@@ -85,10 +85,10 @@ def evaluate_stage(run):
     metrics = evaluation.classification_metrics(frame["label"].to_numpy(), prob_positive)
     write_json(run.stage("eval") / "metrics.json", metrics)
     predictions = evaluation.prediction_table(frame, prob_positive)
-    predictions.to_parquet(run.stage("eval") / "predictions.parquet", index=False)
+    write_frame(run.stage("eval") / "predictions.parquet", predictions, index=False)
     matrix = evaluation.confusion(frame["label"].to_numpy(), prob_positive)
     errors = evaluation.confident_errors(predictions, params.n_errors)
-    errors.to_csv(run.stage("eval") / "confident_errors.csv")
+    write_frame(run.stage("eval") / "confident_errors.csv", errors)
     result = StageResult(
         tables={"metrics": _metrics_table(metrics), "confusion": matrix, "confident_errors": errors},
         figures={"confusion_matrix": plots.confusion_figure(matrix)}, values={"metrics": metrics})
@@ -105,7 +105,7 @@ def distill_stage(run):
     settings = TrainSettings.from_params(params, student=True)
     teacher = models.load_trained(teacher_dir)
     train_split = distill.add_teacher_logits(teacher, tokenized["train"], tokenizer, settings)
-    student = models.load_student(params.student_model, teacher, params.attention_dropout)
+    student = models.load_student(params.student_model, teacher, params.seed, params.attention_dropout)
     history = train(student, datasets.DatasetDict(train=train_split, val=tokenized["val"]), tokenizer, settings,
                     run.stage("distill"), loss_fn=distill.make_distillation_loss(params),
                     extra_columns=(distill.TEACHER_LOGITS,))

@@ -27,6 +27,13 @@ def test_minilm_loads_as_a_pretrained_bert_classifier(minilm):
     assert cos(emb[ids[0]], emb[ids[1]], dim=0) > cos(emb[ids[0]], emb[ids[2]], dim=0) + 0.1
 
 
+def test_the_new_head_is_seeded(minilm):
+    tokenizer, teacher = minilm
+    torch.rand(5)
+    again = models.load_teacher(models.MINILM, tokenizer, seed=0)
+    torch.testing.assert_close(again.classifier.weight, teacher.classifier.weight)
+
+
 def test_minilm_classifies_a_batch_and_the_limit_is_512(minilm):
     tokenizer, teacher = minilm
     batch = tokenizer(["A joy from start to finish.", "Two hours I will never get back."], padding=True,
