@@ -46,11 +46,11 @@ def test_teacher_logits_travel_with_the_training_reviews(tiny_teacher, tiny_toke
 
 
 def test_comparison_table_adds_the_student_share():
-    comparison = {"teacher": {"params": 100, "size_mb": 4.0, "reviews_per_s": 10.0, "accuracy": 0.9, "f1": 0.9},
-                  "student": {"params": 50, "size_mb": 2.0, "reviews_per_s": 25.0, "accuracy": 0.855, "f1": 0.81}}
+    comparison = {"teacher": {"params": 100_000_000, "size_mb": 4.0, "reviews_per_s": 10.0, "accuracy": 0.9, "f1": 0.9},
+                  "student": {"params": 50_000_000, "size_mb": 2.0, "reviews_per_s": 25.0, "accuracy": 0.855, "f1": 0.81}}
     table = distill.comparison_table(comparison)
     assert table.loc["student / teacher", "reviews/s (CPU)"] == 2.5
-    assert table.loc["teacher", "params (M)"] == 0.0001
+    assert table.loc["teacher", "params (M)"] == 100.0 and table.loc["student / teacher", "params (M)"] == 0.5
     assert table.loc["student / teacher", "accuracy"] == pytest.approx(0.95)
 
 

@@ -19,7 +19,7 @@ def test_minilm_loads_as_a_pretrained_bert_classifier(minilm):
     assert teacher.config.num_hidden_layers == 6 and teacher.config.hidden_size == 384
     assert 22_000_000 < models.count_parameters(teacher) < 23_500_000
     assert len(tokenizer) == 30522
-    assert tokenizer.tokenize("An UNFORGETTABLE film") == ["an", "unforgettable", "film"]  # uncased WordPiece
+    assert tokenizer.tokenize("An AMAZING Film") == ["an", "amazing", "film"]  # uncased WordPiece
     # pre-trained, not random: word embeddings of related words are closer than of unrelated ones
     emb = teacher.bert.embeddings.word_embeddings.weight
     ids = tokenizer.convert_tokens_to_ids(["good", "great", "banana"])
