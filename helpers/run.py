@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 from helpers.config import PROJECT_ROOT, ConfigError, available_profiles, describe_params, resolve_params
-from helpers.data import DataError
 from helpers.io import write_json
 from helpers.progress import PLAIN_PROGRESS
 from helpers.runs import default_run_dir, open_run
@@ -50,7 +49,7 @@ def main(argv=None):
         if args.overwrite:
             _clear(run_dir)
         run = open_run(args.profile, run_dir, overrides)
-    except (ConfigError, DataError) as error:
+    except ConfigError as error:
         sys.exit(f"error: {error}")
     print(f"run folder: {run.dir}")
     failed = execute_notebooks(run, overrides, args.kernel)

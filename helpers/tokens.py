@@ -12,7 +12,6 @@ from helpers.config import ConfigError
 from helpers.io import atomic_dir
 from helpers.models import load_tokenizer, position_limit
 
-MODEL_COLUMNS = ["input_ids", "attention_mask", "labels"]
 
 
 def check_max_length(model_name, max_length):
