@@ -13,7 +13,6 @@ from helpers.io import atomic_dir
 from helpers.models import load_tokenizer, position_limit
 
 
-
 def check_max_length(model_name, max_length):
     """Refuse a `max_length` the model has no position embeddings for, before any tokenizing."""
     limit = position_limit(model_name)
