@@ -64,3 +64,10 @@ def test_head_and_tail_truncation_keeps_the_verdict(tiny_tokenizer):
     head_tail = tokens.tokenize_splits({"x": frame}, tiny_tokenizer, 32, head_share=0.25)["x"]["input_ids"][0]
     assert len(plain) == len(head_tail) == 32
     assert "excellent" not in tiny_tokenizer.decode(plain) and "excellent" in tiny_tokenizer.decode(head_tail)
+
+
+def test_plain_truncation_matches_the_tokenizers_own(sample, tiny_tokenizer):
+    texts = sample["train"]["text"].head(10).tolist()
+    ours = tokens.tokenize_splits({"x": sample["train"].head(10)}, tiny_tokenizer, 50)["x"]["input_ids"]
+    theirs = tiny_tokenizer(texts, truncation=True, max_length=50)["input_ids"]
+    assert ours == theirs
