@@ -86,17 +86,19 @@ def _train_tiny_tokenizer(texts):
         mask_token="[MASK]", model_max_length=TINY_CONFIG["max_position_embeddings"])
 
 
-def load_teacher(name, tokenizer, seed, attention_dropout=0.1):
-    """A BERT with a fresh 2-label classification head on top, initialised from `seed`."""
+def load_teacher(name, tokenizer, seed, attention_dropout=None):
+    """A BERT with a fresh 2-label classification head on top, initialised from `seed`.
+
+    `attention_dropout` None keeps the model's own setting (0.1 for BERT)."""
     set_seed(seed)  # the new head's weights come from the global generators
     if name == TINY:
-        config = BertConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                            attention_probs_dropout_prob=attention_dropout, **TINY_CONFIG, **LABELS)
+        config = BertConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **TINY_CONFIG, **LABELS)
+        _set_attention_dropout(config, attention_dropout)
         return BertForSequenceClassification(config)
     return _load_classifier(name, attention_dropout)
 
 
-def load_student(name, teacher, seed, attention_dropout=0.1):
+def load_student(name, teacher, seed, attention_dropout=None):
     """The student: a DistilBERT from the teacher's own layers, or a pre-trained one by name."""
     set_seed(seed)
     if name == DISTIL_FROM_TEACHER:
@@ -111,13 +113,19 @@ def load_student(name, teacher, seed, attention_dropout=0.1):
 def _load_classifier(name, attention_dropout):
     source = model_source(name)
     config = AutoConfig.from_pretrained(source, **LABELS)
-    for key in ATTENTION_DROPOUT_KEYS:  # each architecture names it its own way
-        if hasattr(config, key):
-            setattr(config, key, attention_dropout)
+    _set_attention_dropout(config, attention_dropout)
     try:
         return AutoModelForSequenceClassification.from_pretrained(source, config=config)
     except ValueError as error:  # transformers says "Unrecognized configuration class ..." here
         raise ConfigError(f"model {name!r} cannot classify sequences: {error}") from None
+
+
+def _set_attention_dropout(config, value):
+    if value is None:
+        return
+    for key in ATTENTION_DROPOUT_KEYS:  # each architecture names it its own way
+        if hasattr(config, key):
+            setattr(config, key, value)
 
 
 def count_parameters(model):

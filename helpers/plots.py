@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from helpers.data import LABEL_NAMES
+from helpers.io import atomic_write
 
 
 def label_balance(summary):
@@ -78,7 +79,5 @@ def _axes(figsize):
 
 
 def save(fig, path):
-    from helpers.io import atomic_write
-
     with atomic_write(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=120)

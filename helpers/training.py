@@ -70,7 +70,7 @@ def make_accelerator(settings):
 def make_loader(dataset, tokenizer, batch_size, shuffle, extra_columns=(), group_by_length=False, seed=0):
     """Batches padded to their longest review, rounded up to a multiple of 8 for fast kernels.
 
-    With `group_by_length`, reviews are shuffled, cut into groups of 50 batches, and sorted by
+    With `group_by_length`, reviews are shuffled, cut into groups of up to 50 batches, and sorted by
     length within each group, so a batch holds reviews of similar length and little padding
     while the order still changes every epoch.
     """
