@@ -50,6 +50,8 @@ class Params:
     precision: str = _p("auto", "'auto' picks bf16/fp16 on a GPU and fp32 on the CPU", choices=PRECISIONS)
     group_by_length: bool = _p(True, "batch reviews of similar length together (shuffled groups), so less of each batch is padding")
     eval_batch_size: int = _p(64, "reviews per batch when predicting", min=1)
+    checkpoint_every: int = _p(100, "optimizer steps between checkpoints (0: only at epoch ends); a rerun resumes from the newest", min=0)
+    keep_checkpoints: int = _p(2, "newest checkpoints kept (the best one is kept as well)", min=1)
     # distillation (student)
     student_model: str = _p("distil-from-teacher", "'distil-from-teacher' (DistilBERT from every other teacher layer), a hub name or a local folder")
     student_epochs: int = _p(1, "passes over the training reviews for the student", min=1, max=100)

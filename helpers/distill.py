@@ -46,7 +46,7 @@ def add_teacher_logits(teacher, dataset, tokenizer, settings):
 def cpu_throughput(model, dataset, tokenizer, batch_size, repeats=1):
     """Reviews per second of `model` predicting on the CPU in fp32 (best of `repeats` passes)."""
     model = model.to("cpu").eval()
-    loader = make_loader(dataset, tokenizer, batch_size, shuffle=False)
+    loader = make_loader(dataset, tokenizer, batch_size)
     best = float("inf")
     with torch.inference_mode():
         for _ in range(repeats):

@@ -70,14 +70,27 @@ def load_tokenizer(name, train_texts=None):
 
 
 def _train_tiny_tokenizer(texts):
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    """A WordPiece tokenizer over the commonest words of `texts`, the same for the same texts.
+
+    The library's WordPieceTrainer breaks ties between equally frequent pieces differently from
+    one call to the next, which would make two `smoke` runs differ; counting words here, ties
+    broken alphabetically, keeps runs reproducible. Every character is in the vocabulary (alone
+    and as a "##" continuation), so rarer words are spelt out instead of becoming [UNK].
+    """
+    from collections import Counter
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    core = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    core.normalizer = normalizers.BertNormalizer(lowercase=True)
-    core.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    core.decoder = decoders.WordPiece()
-    core.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=TINY_VOCAB_SIZE, special_tokens=specials))
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = Counter(word for text in texts
+                    for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars = sorted({char for word in words for char in word})
+    pieces = specials + chars + [f"##{char}" for char in chars]
+    common = sorted((w for w in words if len(w) > 1), key=lambda w: (-words[w], w))
+    vocab = pieces + common[:max(0, TINY_VOCAB_SIZE - len(pieces))]
+    core = Tokenizer(models.WordPiece({piece: i for i, piece in enumerate(vocab)}, unk_token="[UNK]"))
+    core.normalizer, core.pre_tokenizer, core.decoder = normalizer, pre_tokenizer, decoders.WordPiece()
     cls, sep = core.token_to_id("[CLS]"), core.token_to_id("[SEP]")
     core.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])

@@ -5,19 +5,22 @@ this module owns the recipe: AdamW without weight decay on biases and LayerNorm,
 warmup then decay, gradient clipping, validation after each epoch and the best model kept.
 The teacher and the student differ only in the loss function they pass in.
 """
+import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
-from torch.utils.data import DataLoader
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding, get_scheduler
-from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_pt_utils import get_length_grouped_indices
 
+from helpers.checkpoints import Checkpointer
 from helpers.config import ConfigError
 from helpers.io import atomic_dir, write_json
 from helpers.progress import progress
@@ -38,6 +41,8 @@ class TrainSettings:
     precision: str
     eval_batch_size: int
     seed: int
+    checkpoint_every: int
+    keep_checkpoints: int
 
     @classmethod
     def from_params(cls, params, student=False):
@@ -63,25 +68,45 @@ def make_accelerator(settings):
     return Accelerator(
         mixed_precision=mixed_precision(settings.precision),
         gradient_accumulation_steps=settings.grad_accum_steps,
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=settings.seed),
     )
 
 
-def make_loader(dataset, tokenizer, batch_size, shuffle, extra_columns=(), group_by_length=False, seed=0):
+class EpochSampler(Sampler):
+    """The training order of each epoch, a pure function of (seed, epoch).
+
+    Resuming a half-finished epoch needs its order again, so each epoch's order is drawn afresh
+    from `seed + epoch - 1` instead of from a generator whose state moves on. With
+    `group_by_length`, reviews are shuffled, cut into groups of 50 batches and sorted by length
+    within each group, so a batch holds reviews of similar length (little padding) while the
+    order still changes every epoch. The epoch is set through `epoch`, not `set_epoch`, which
+    Accelerate calls with its own count of passes over a loader.
+    """
+
+    def __init__(self, lengths, batch_size, seed, group_by_length):
+        self.lengths, self.batch_size, self.seed, self.group_by_length = list(lengths), batch_size, seed, group_by_length
+        self.epoch = 1
+
+    def __len__(self):
+        return len(self.lengths)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch - 1)
+        if self.group_by_length:
+            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+        return iter(torch.randperm(len(self.lengths), generator=generator).tolist())
+
+
+def make_loader(dataset, tokenizer, batch_size, sampler=None, extra_columns=()):
     """Batches padded to their longest review, rounded up to a multiple of 8 for fast kernels.
 
-    With `group_by_length`, reviews are shuffled, cut into groups of up to 50 batches, and sorted by
-    length within each group, so a batch holds reviews of similar length and little padding
-    while the order still changes every epoch.
+    Without a sampler the batches follow the dataset's order. The loader draws its worker seed
+    from a generator of its own, so starting a pass over it does not move torch's global random
+    state (which dropout uses): a resumed run then draws exactly the numbers an unbroken one does.
     """
     columns = ["input_ids", "attention_mask", "labels", *extra_columns]
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8, return_tensors="pt")
-    dataset = dataset.select_columns(columns)
-    if group_by_length:
-        lengths = [len(ids) for ids in dataset["input_ids"]]
-        sampler = LengthGroupedSampler(batch_size, lengths=lengths, generator=torch.Generator().manual_seed(seed))
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collator)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collator)
+    return DataLoader(dataset.select_columns(columns), batch_size=batch_size, sampler=sampler, collate_fn=collator,
+                      generator=torch.Generator().manual_seed(0))
 
 
 def param_groups(model, weight_decay):
@@ -103,6 +128,8 @@ def forward(model, batch):
 def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification_loss, extra_columns=()):
     """Fine-tune `model` on tokenized["train"], validating on tokenized["val"] after each epoch.
 
+    Checkpoints go to `out_dir/checkpoints` every `settings.checkpoint_every` optimizer steps and
+    at each epoch end; when one is there already, training resumes from the newest usable one.
     The best model by validation accuracy is saved with its tokenizer to `out_dir/model`
     (safetensors); the per-step and per-epoch history goes to `out_dir/history.json`.
     Returns the history.
@@ -110,8 +137,9 @@ def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification
     out_dir = Path(out_dir)
     set_seed(settings.seed)
     accelerator = make_accelerator(settings)
-    train_loader = make_loader(tokenized["train"], tokenizer, settings.batch_size, True, extra_columns,
-                               settings.group_by_length, settings.seed)
+    lengths = [len(ids) for ids in tokenized["train"]["input_ids"]]
+    sampler = EpochSampler(lengths, settings.batch_size, settings.seed, settings.group_by_length)
+    train_loader = make_loader(tokenized["train"], tokenizer, settings.batch_size, sampler, extra_columns)
     optimizer = torch.optim.AdamW(param_groups(model, settings.weight_decay), lr=settings.lr)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
 
@@ -122,31 +150,59 @@ def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification
         "linear", optimizer, num_warmup_steps=round(settings.warmup_ratio * total_steps) * accelerator.num_processes,
         num_training_steps=total_steps * accelerator.num_processes))
 
-    history = {"steps": [], "epochs": [], "settings": settings.__dict__, "precision": accelerator.mixed_precision}
-    best_accuracy = -1.0
-    for epoch in range(1, settings.epochs + 1):
-        losses = _train_epoch(model, train_loader, optimizer, scheduler, accelerator, loss_fn, settings, epoch)
-        history["steps"].extend(losses)
+    checkpointer = Checkpointer(out_dir / "checkpoints", fingerprint(model, tokenized, settings, accelerator),
+                                accelerator, model, optimizer, scheduler, settings.keep_checkpoints)
+    state = checkpointer.resume(fresh_state(settings, accelerator))
+    while state["epoch"] <= settings.epochs:
+        sampler.epoch = state["epoch"]
+        loader = train_loader
+        if state["batches_done"]:
+            loader = accelerator.skip_first_batches(train_loader, state["batches_done"])
+        _train_epoch(model, optimizer, scheduler, accelerator, settings, checkpointer, state, loader, loss_fn,
+                     n_batches=len(train_loader))
         val = validate(model, tokenized["val"], tokenizer, settings.eval_batch_size, accelerator)
-        val["epoch"] = epoch
-        improved = val["accuracy"] > best_accuracy
+        improved = val["accuracy"] > state["best_accuracy"]
         if improved:
-            best_accuracy = val["accuracy"]
+            state["best_accuracy"] = val["accuracy"]
             _save_model(accelerator, model, tokenizer, out_dir / "model")
-        val["saved"] = improved
-        history["epochs"].append(val)
-        accelerator.print(f"epoch {epoch}: val accuracy {val['accuracy']:.4f}, val loss {val['loss']:.4f}"
+        state["history"]["epochs"].append({**val, "epoch": state["epoch"], "saved": improved})
+        accelerator.print(f"epoch {state['epoch']}: val accuracy {val['accuracy']:.4f}, val loss {val['loss']:.4f}"
                           + (" (best so far, saved)" if improved else ""))
+        state["epoch"], state["batches_done"] = state["epoch"] + 1, 0
+        checkpointer.save(state, best=improved)
     if accelerator.is_main_process:
-        write_json(out_dir / "history.json", history)
-    return history
+        write_json(out_dir / "history.json", state["history"])
+    return state["history"]
 
 
-def _train_epoch(model, loader, optimizer, scheduler, accelerator, loss_fn, settings, epoch):
-    """One pass over the training batches; returns one record per optimizer step."""
+def fresh_state(settings, accelerator):
+    """Where a loop that has not trained yet stands; checkpoints store and restore this record."""
+    history = {"steps": [], "epochs": [], "settings": settings.__dict__, "precision": accelerator.mixed_precision}
+    return {"epoch": 1, "batches_done": 0, "step": 0, "best_accuracy": -1.0, "best_checkpoint": None, "history": history}
+
+
+def fingerprint(model, tokenized, settings, accelerator):
+    """What a checkpoint must match to be resumed: the settings that shape training, the model, the data."""
+    train = tokenized["train"].with_format("arrow")[:]
+    digest = hashlib.sha256()
+    for column in ("input_ids", "labels"):
+        values = train.column(column)
+        digest.update((pc.list_flatten(values) if column == "input_ids" else values).to_numpy().tobytes())
+    shaping = {k: v for k, v in settings.__dict__.items() if k not in ("checkpoint_every", "keep_checkpoints")}
+    model = accelerator.unwrap_model(model)
+    return {**shaping, "model": type(model).__name__, "model_parameters": sum(p.numel() for p in model.parameters()),
+            "train_reviews": train.num_rows, "train_data_sha256": digest.hexdigest(),
+            "processes": accelerator.num_processes}
+
+
+def _train_epoch(model, optimizer, scheduler, accelerator, settings, checkpointer, state, loader, loss_fn, n_batches):
+    """Train on the rest of one epoch, checkpointing every `checkpoint_every` optimizer steps."""
+    epoch = state["epoch"]
     model.train()
-    records, window = [], []
-    bar = progress(loader, desc=f"epoch {epoch}", disable=not accelerator.is_local_main_process)
+    window = []
+    steps = state["history"]["steps"]
+    bar = progress(loader, desc=f"epoch {epoch}", initial=state["batches_done"], total=n_batches,
+                   disable=not accelerator.is_local_main_process)
     for batch in bar:
         with accelerator.accumulate(model):
             loss = loss_fn(forward(model, batch), batch)
@@ -157,13 +213,17 @@ def _train_epoch(model, loader, optimizer, scheduler, accelerator, loss_fn, sett
             scheduler.step()
             optimizer.zero_grad()
         window.append(loss.detach().float().item())
+        state["batches_done"] += 1
         if accelerator.sync_gradients:
+            state["step"] += 1
             step_loss = float(np.mean(window))
-            records.append({"epoch": epoch, "step": len(records) + 1, "loss": step_loss,
-                            "lr": scheduler.get_last_lr()[0]})
+            steps.append({"epoch": epoch, "step": sum(r["epoch"] == epoch for r in steps) + 1, "loss": step_loss,
+                          "lr": scheduler.get_last_lr()[0]})
             bar.set_postfix(loss=f"{step_loss:.4f}", refresh=False)
             window = []
-    return records
+            every = settings.checkpoint_every
+            if every and state["step"] % every == 0 and state["batches_done"] < n_batches:
+                checkpointer.save(state)  # at an epoch's end, the checkpoint follows validation instead
 
 
 def predict_logits(model, dataset, tokenizer, batch_size, accelerator, desc="predicting"):
@@ -176,7 +236,7 @@ def predict_logits(model, dataset, tokenizer, batch_size, accelerator, desc="pre
     """
     lengths = np.array([len(ids) for ids in dataset["input_ids"]])
     order = np.argsort(lengths, kind="stable")
-    loader = accelerator.prepare_data_loader(make_loader(dataset.select(order), tokenizer, batch_size, shuffle=False))
+    loader = accelerator.prepare_data_loader(make_loader(dataset.select(order), tokenizer, batch_size))
     model.eval()
     chunks = []
     with torch.inference_mode():

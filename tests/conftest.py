@@ -5,6 +5,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import datasets  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from helpers import data, models  # noqa: E402
@@ -30,3 +32,24 @@ def tiny_teacher(tiny_tokenizer):
 @pytest.fixture
 def smoke_params():
     return resolve_params("smoke")
+
+
+def _synthetic(tokenizer, n, seed):
+    """Reviews whose label is given away by one word: any working loop learns it in an epoch or two."""
+    rng = np.random.default_rng(seed)
+    filler = "the film story actor scene plot music camera ending script".split()
+    rows = {"input_ids": [], "attention_mask": [], "labels": []}
+    for i in range(n):
+        label = i % 2
+        words = list(rng.choice(filler, size=rng.integers(5, 30)))
+        words.insert(int(rng.integers(0, len(words))), "excellent" if label else "terrible")
+        encoded = tokenizer(" ".join(words), return_token_type_ids=False)
+        rows["input_ids"].append(encoded["input_ids"])
+        rows["attention_mask"].append(encoded["attention_mask"])
+        rows["labels"].append(label)
+    return datasets.Dataset.from_dict(rows)
+
+
+@pytest.fixture(scope="session")
+def synthetic(tiny_tokenizer):
+    return datasets.DatasetDict(train=_synthetic(tiny_tokenizer, 192, 0), val=_synthetic(tiny_tokenizer, 64, 1))

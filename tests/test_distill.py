@@ -41,7 +41,7 @@ def test_teacher_logits_travel_with_the_training_reviews(tiny_teacher, tiny_toke
     with_logits = distill.add_teacher_logits(tiny_teacher, ds, tiny_tokenizer,
                                              TrainSettings.from_params(resolve_params("smoke")))
     assert len(with_logits[distill.TEACHER_LOGITS]) == 2 and len(with_logits[distill.TEACHER_LOGITS][0]) == 2
-    batch = next(iter(make_loader(with_logits, tiny_tokenizer, 2, False, (distill.TEACHER_LOGITS,))))
+    batch = next(iter(make_loader(with_logits, tiny_tokenizer, 2, extra_columns=(distill.TEACHER_LOGITS,))))
     assert batch[distill.TEACHER_LOGITS].shape == (2, 2)
 
 

@@ -10,27 +10,6 @@ from helpers.config import ConfigError, resolve_params
 from helpers.training import TrainSettings
 
 
-def _synthetic(tokenizer, n, seed):
-    """Reviews whose label is given away by one word: any working loop learns it in an epoch or two."""
-    rng = np.random.default_rng(seed)
-    filler = "the film story actor scene plot music camera ending script".split()
-    rows = {"input_ids": [], "attention_mask": [], "labels": []}
-    for i in range(n):
-        label = i % 2
-        words = list(rng.choice(filler, size=rng.integers(5, 30)))
-        words.insert(int(rng.integers(0, len(words))), "excellent" if label else "terrible")
-        encoded = tokenizer(" ".join(words), return_token_type_ids=False)
-        rows["input_ids"].append(encoded["input_ids"])
-        rows["attention_mask"].append(encoded["attention_mask"])
-        rows["labels"].append(label)
-    return datasets.Dataset.from_dict(rows)
-
-
-@pytest.fixture(scope="module")
-def synthetic(tiny_tokenizer):
-    return datasets.DatasetDict(train=_synthetic(tiny_tokenizer, 192, 0), val=_synthetic(tiny_tokenizer, 64, 1))
-
-
 def _settings(**changes):
     params = resolve_params("smoke", {"epochs": 4, "batch_size": 16, "lr": 5e-3, "warmup_ratio": 0.0, **changes})
     return TrainSettings.from_params(params)
@@ -72,7 +51,7 @@ def test_no_weight_decay_on_biases_and_layernorm(tiny_teacher):
 
 
 def test_batches_are_padded_to_a_multiple_of_8(synthetic, tiny_tokenizer):
-    loader = training.make_loader(synthetic["train"], tiny_tokenizer, 16, shuffle=False)
+    loader = training.make_loader(synthetic["train"], tiny_tokenizer, 16)
     batch = next(iter(loader))
     assert batch["input_ids"].shape[1] % 8 == 0
     assert batch["input_ids"].shape[1] - max(len(x) for x in synthetic["train"][:16]["input_ids"]) < 8
@@ -104,11 +83,21 @@ def test_length_grouped_batches_cover_every_review_with_less_padding(tiny_tokeni
         padded = sum(b["input_ids"].numel() for b in batches)
         return padded, [label for b in batches for label in b["labels"].tolist()]
 
-    grouped = training.make_loader(ds, tiny_tokenizer, 8, True, group_by_length=True, seed=1)
-    plain = training.make_loader(ds, tiny_tokenizer, 8, True)
-    (grouped_tokens, first), (_, second) = epoch(grouped), epoch(grouped)
-    plain_tokens, _ = epoch(plain)
+    def loader(group_by_length, epoch_number=1):
+        sampler = training.EpochSampler(lengths, 8, seed=1, group_by_length=group_by_length)
+        sampler.epoch = epoch_number
+        return training.make_loader(ds, tiny_tokenizer, 8, sampler)
+
+    (grouped_tokens, first), (_, second) = epoch(loader(True)), epoch(loader(True, epoch_number=2))
+    plain_tokens, plain_order = epoch(loader(False))
     assert sorted(first) == list(range(96)) and first != second  # every review once, new order each epoch
+    assert sorted(plain_order) == list(range(96)) and plain_order != list(range(96))
     assert grouped_tokens < 0.8 * plain_tokens
-    again = training.make_loader(ds, tiny_tokenizer, 8, True, group_by_length=True, seed=1)
-    assert epoch(again)[1] == first  # seeded
+    assert epoch(loader(True))[1] == first  # an epoch's order depends on (seed, epoch) alone: resumable
+
+
+def test_starting_a_pass_over_the_loader_leaves_the_global_random_state_alone(synthetic, tiny_tokenizer):
+    loader = training.make_loader(synthetic["train"], tiny_tokenizer, 16, training.EpochSampler([5] * 64, 16, 0, False))
+    before = torch.get_rng_state()
+    next(iter(loader))
+    assert torch.equal(before, torch.get_rng_state())

@@ -1,0 +1,46 @@
+"""Run the train and evaluate stages of a run folder, killing this process with SIGKILL at a chosen point.
+
+    python tests/scripts/train_until_killed.py RUN_DIR [POINT:N]
+
+POINT is where the N-th event of this process sends SIGKILL to itself (not an exception: nothing
+gets to clean up, exactly as when Colab drops a runtime):
+    forward   the N-th training forward pass, in the middle of an optimizer step
+    save      the N-th checkpoint save, after its weights are written and before its optimizer state
+    validate  the N-th validation, between two epochs
+Without POINT the stages run to the end. Used by tests/test_resume.py.
+"""
+import os
+import signal
+import sys
+
+from helpers import checkpoints, stages, training
+from helpers.runs import load_run
+
+
+def kill_on(module, name, count, only=lambda *args: True):
+    real = getattr(module, name)
+    seen = {"n": 0}
+
+    def wrapper(*args, **kwargs):
+        seen["n"] += bool(only(*args))
+        if seen["n"] == count:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(*args, **kwargs)
+
+    setattr(module, name, wrapper)
+
+
+def main(run_dir, point=None):
+    if point:
+        event, count = point.split(":")
+        target = {"forward": (training, "forward", lambda model, batch: model.training),
+                  "save": (checkpoints, "_save_trainer_state"),
+                  "validate": (training, "validate")}[event]
+        kill_on(*target[:2], int(count), *target[2:])
+    run = load_run(run_dir)
+    stages.train_stage(run)
+    stages.evaluate_stage(run)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

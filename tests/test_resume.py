@@ -1,0 +1,72 @@
+"""Exactness: a training run killed with SIGKILL at several points and resumed ends bit for bit where an
+unbroken run ends (weights, history and metrics.json), on the CPU. Also: two runs of one profile agree."""
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import stages
+from helpers.runs import open_run
+
+pytestmark = pytest.mark.slow
+CHILD = Path(__file__).parent / "scripts" / "train_until_killed.py"
+# smoke: 60 training reviews in batches of 8 = 8 optimizer steps an epoch, 2 epochs; a checkpoint every 3 steps
+OVERRIDES = {"checkpoint_every": 3}
+OUTPUTS = ("train/model/model.safetensors", "train/history.json", "eval/metrics.json")
+
+
+def _child(run_dir, point=None):
+    command = [sys.executable, str(CHILD), str(run_dir)] + ([point] if point else [])
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    return result.returncode, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """A smoke run folder whose data and tokenize stages are done, and a copy trained without a break."""
+    base = tmp_path_factory.mktemp("resume")
+    run = open_run("smoke", base / "prepared", OVERRIDES)
+    stages.data_stage(run)
+    stages.tokenize_stage(run)
+    unbroken = base / "unbroken"
+    shutil.copytree(run.dir, unbroken)
+    code, out = _child(unbroken)
+    assert code == 0, out[-3000:]
+    return run.dir, unbroken
+
+
+def test_killed_four_times_and_resumed_ends_bitwise_identical(prepared, tmp_path):
+    prepared_dir, unbroken = prepared
+    run_dir = tmp_path / "run"
+    shutil.copytree(prepared_dir, run_dir)
+    # each process is killed at its own point; the next one resumes from what the last left behind
+    chain = [
+        ("forward:5", None),  # mid-step, epoch 1 batch 5: step-3 is on disk
+        ("save:1", "resuming from checkpoint step-00000003: epoch 1, 3 batch(es)"),  # killed while writing step-6
+        ("validate:1", "resuming from checkpoint step-00000003: epoch 1, 3 batch(es)"),  # killed between epochs
+        ("forward:3", "resuming from checkpoint step-00000006: epoch 1, 6 batch(es)"),  # epoch 2 batch 1
+        (None, "resuming from checkpoint step-00000008: epoch 2, 0 batch(es)"),  # runs to the end
+    ]
+    for point, expected in chain:
+        code, out = _child(run_dir, point)
+        assert code == (-signal.SIGKILL if point else 0), f"{point}: exit {code}\n{out[-3000:]}"
+        if expected:
+            assert expected in out, out[-3000:]
+        if point == "save:1":
+            assert list((run_dir / "train" / "checkpoints").glob(".step-00000006.*.tmp")), "the kill hit a save"
+    for name in OUTPUTS:
+        assert (run_dir / name).read_bytes() == (unbroken / name).read_bytes(), name
+
+
+def test_same_profile_and_seed_give_identical_metrics(tmp_path):
+    """Two runs of every stage, in separate run folders of one process, agree to the byte."""
+    results = []
+    for name in ("first", "second"):
+        run = open_run("smoke", tmp_path / name)
+        for stage in (stages.data_stage, stages.tokenize_stage, stages.train_stage, stages.evaluate_stage):
+            stage(run)
+        results.append([(run.dir / path).read_bytes() for path in OUTPUTS])
+    assert results[0] == results[1]
