@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from accelerate.utils import set_seed
+from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
@@ -53,6 +54,25 @@ def model_source(name):
             raise ConfigError(f"model folder {name!r} has no config.json; give a folder written by save_pretrained, or a hub name")
         return str(path)
     return name
+
+
+def check_classifier(name, role="model"):
+    """Refuse, reading only its configuration, a model that is missing or cannot classify sequences."""
+    if name in (TINY, DISTIL_FROM_TEACHER):
+        return
+    source = model_source(name)
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{role} {name!r}: its configuration cannot be read ({str(error).splitlines()[0][:300]}); "
+                          "give a hub name, a folder written by save_pretrained, or 'minilm-l6'") from None
+    if type(config) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
+        raise ConfigError(f"{role} {name!r} is a {config.model_type!r} model, which transformers cannot use to "
+                          "classify text; choose a text encoder such as BERT or DistilBERT")
+    folder = Path(source)
+    if folder.is_dir() and not any(folder.glob("*.safetensors")):
+        raise ConfigError(f"{role} folder {source} has no .safetensors weights (only safetensors are loaded, as they "
+                          "run no code); convert it with AutoModel.from_pretrained(folder).save_pretrained(folder)")
 
 
 def position_limit(name):
@@ -128,7 +148,7 @@ def _load_classifier(name, attention_dropout):
     config = AutoConfig.from_pretrained(source, **LABELS)
     _set_attention_dropout(config, attention_dropout)
     try:
-        return AutoModelForSequenceClassification.from_pretrained(source, config=config)
+        return AutoModelForSequenceClassification.from_pretrained(source, config=config, use_safetensors=True)
     except ValueError as error:  # transformers says "Unrecognized configuration class ..." here
         raise ConfigError(f"model {name!r} cannot classify sequences: {error}") from None
 

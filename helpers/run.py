@@ -11,12 +11,12 @@ stage's files.
 """
 import argparse
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
 
 from helpers.config import PROJECT_ROOT, ConfigError, available_profiles, describe_params, resolve_params
+from helpers.data import DataError
 from helpers.io import write_json
 from helpers.progress import PLAIN_PROGRESS
 from helpers.runs import default_run_dir, open_run
@@ -43,26 +43,15 @@ def main(argv=None):
     args = parse_args(argv)
     overrides = dict(args.param)
     try:
-        params = resolve_params(args.profile, overrides)  # every check before anything is touched
+        params = resolve_params(args.profile, overrides)
         overrides = {name: getattr(params, name) for name in overrides}
         run_dir = Path(args.run_dir or default_run_dir(args.profile)).resolve()
-        if args.overwrite:
-            _clear(run_dir)
-        run = open_run(args.profile, run_dir, overrides)
-    except ConfigError as error:
+        run = open_run(args.profile, run_dir, overrides, overwrite=args.overwrite)  # every check before any write
+    except (ConfigError, DataError) as error:
         sys.exit(f"error: {error}")
     print(f"run folder: {run.dir}")
     failed = execute_notebooks(run, overrides, args.kernel)
     sys.exit(1 if failed else 0)
-
-
-def _clear(run_dir):
-    """Empty a run folder, refusing to touch a folder that is not one."""
-    if not run_dir.exists():
-        return
-    if any(run_dir.iterdir()) and not (run_dir / "params.json").exists():
-        raise ConfigError(f"--overwrite refused: {run_dir} is not empty and holds no params.json, so it is not a run folder")
-    shutil.rmtree(run_dir)
 
 
 def execute_notebooks(run, overrides, kernel):

@@ -9,12 +9,14 @@ Any notebook can be opened on its own against an existing run folder: it checks 
 parameters it was given match the ones the folder was made with, so stages never mix.
 """
 import platform
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from helpers.checks import check_inputs
 from helpers.config import PROJECT_ROOT, ConfigError, Params, make_params, resolve_params
 from helpers.io import read_json, write_json
 
@@ -49,10 +51,16 @@ def default_run_dir(profile):
     return PROJECT_ROOT / "runs" / profile
 
 
-def open_run(profile, run_dir="", overrides=None):
-    """Validate the parameters and open (or create) the run folder they belong to."""
+def open_run(profile, run_dir="", overrides=None, overwrite=False):
+    """Validate the parameters and inputs, then open (or create) the run folder they belong to.
+
+    With `overwrite`, an existing run folder is emptied first, but only once every check has passed.
+    """
     params = resolve_params(profile, overrides)
+    check_inputs(params)
     run_dir = Path(run_dir) if run_dir else default_run_dir(profile)
+    if overwrite:
+        _clear(run_dir)
     params_file = run_dir / "params.json"
     if params_file.exists():
         stored = read_json(params_file)
@@ -62,6 +70,15 @@ def open_run(profile, run_dir="", overrides=None):
         write_json(params_file, {"profile": profile, "params": params.to_dict()})
         write_json(run_dir / "environment.json", environment())
     return Run(run_dir, profile, params)
+
+
+def _clear(run_dir):
+    """Empty a run folder, refusing to touch a folder that is not one."""
+    if not run_dir.exists():
+        return
+    if any(run_dir.iterdir()) and not (run_dir / "params.json").exists():
+        raise ConfigError(f"--overwrite refused: {run_dir} is not empty and holds no params.json, so it is not a run folder")
+    shutil.rmtree(run_dir)
 
 
 def load_run(run_dir):

@@ -73,3 +73,21 @@ def test_rerunning_into_the_same_folder_with_other_parameters_is_refused(smoke_r
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "n_test: 32 -> 16" in result.stderr
     assert json.loads((smoke_run / "params.json").read_text())["params"]["n_test"] == 32
+
+
+def _notebook_text(path):
+    nb = nbformat.read(path, as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def test_the_same_command_again_resumes_from_the_checkpoints_and_says_so(smoke_run):
+    """Last in this file: it reruns the batch run in place (as after a disconnect)."""
+    metrics = (smoke_run / "eval" / "metrics.json").read_bytes()
+    assert "resuming from checkpoint" not in _notebook_text(smoke_run / "notebooks" / "03_train.ipynb")
+    result = subprocess.run([sys.executable, "-m", "helpers.run", "smoke", "--run-dir", str(smoke_run), "-p", "n_test", "32"],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # smoke: 60 training reviews in batches of 8, 2 teacher epochs and 1 student epoch
+    assert "resuming from checkpoint step-00000016: epoch 3, 0 batch(es)" in _notebook_text(smoke_run / "notebooks" / "03_train.ipynb")
+    assert "resuming from checkpoint step-00000008: epoch 2, 0 batch(es)" in _notebook_text(smoke_run / "notebooks" / "05_distill.ipynb")
+    assert (smoke_run / "eval" / "metrics.json").read_bytes() == metrics

@@ -1,0 +1,15 @@
+"""The checks every run starts with, before any file is written or any model loaded.
+
+They read only what is cheap to read (file headers, model configurations), so a misspelt path,
+a model that cannot classify text or a `max_length` too long for the model fails within
+seconds, not after the data stage or an hour of training. The full row-by-row checks of the
+data follow in the data stage, which also comes before any model.
+"""
+from helpers import data, models, tokens
+
+
+def check_inputs(params):
+    data.check_source(params.data)
+    models.check_classifier(params.model, "model")
+    models.check_classifier(params.student_model, "student_model")
+    tokens.check_max_length(params.model, params.max_length)
