@@ -16,6 +16,7 @@ import hashlib
 import random
 import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -159,9 +160,10 @@ class Checkpointer:
     Only the main process writes; every process restores.
     """
 
-    def __init__(self, folder, fingerprint, accelerator, model, optimizer, scheduler, keep):
+    def __init__(self, folder, fingerprint, accelerator, model, optimizer, scheduler, sampler, keep):
         self.folder, self.fingerprint, self.keep = Path(folder), fingerprint, keep
         self.accelerator, self.model, self.optimizer, self.scheduler = accelerator, model, optimizer, scheduler
+        self.sampler = sampler  # an EpochSampler: its current epoch's order is saved and restored
 
     def save(self, state, best=False):
         self.accelerator.wait_for_everyone()
@@ -171,23 +173,30 @@ class Checkpointer:
         if not self.accelerator.is_main_process:
             return
         scaler = self.accelerator.scaler
+        self.sampler.epoch = state["epoch"]
         trainer_state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                         "scaler": scaler.state_dict() if scaler is not None else None, "rng": capture_rng()}
+                         "scaler": scaler.state_dict() if scaler is not None else None, "rng": capture_rng(),
+                         "order": torch.tensor(self.sampler.order())}
+        started = time.perf_counter()
         write_checkpoint(self.folder / name, self.accelerator.unwrap_model(self.model).state_dict(), trainer_state,
                          {**state, "fingerprint": self.fingerprint})
         prune(self.folder, self.keep, also_keep=state["best_checkpoint"])
+        self.accelerator.print(f"checkpoint {name} saved in {time.perf_counter() - started:.1f} s")
 
     def resume(self, fresh_state):
         """Restore the newest usable checkpoint and return its state; `fresh_state` when there is none."""
         say = self.accelerator.print
-        leftovers = remove_partial_writes(self.folder) if self.accelerator.is_main_process else []
+        leftovers = []
+        if self.accelerator.is_main_process:  # the stage folder too: a kill while saving the best model
+            leftovers = remove_partial_writes(self.folder) + remove_partial_writes(self.folder.parent)
         if leftovers:
-            say(f"removed {len(leftovers)} unfinished checkpoint write(s) in {self.folder} (a kill during a save)")
+            say(f"removed {len(leftovers)} unfinished write(s) in {self.folder.parent} (a kill during a save)")
         model = self.accelerator.unwrap_model(self.model)
         found = list_checkpoints(self.folder)
         for path in found:
             try:
                 weights, trainer_state, progress = read_checkpoint(path, self.fingerprint, model.state_dict())
+                self.sampler.resume_order(progress["epoch"], trainer_state["order"].tolist())
             except CheckpointError as error:
                 say(f"checkpoint {path} cannot be used: {error}; trying the next older one")
                 continue

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding, get_scheduler
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
-from helpers.checkpoints import Checkpointer
+from helpers.checkpoints import Checkpointer, CheckpointError
 from helpers.config import ConfigError
 from helpers.io import atomic_dir, write_json
 from helpers.progress import progress
@@ -72,28 +72,43 @@ def make_accelerator(settings):
 
 
 class EpochSampler(Sampler):
-    """The training order of each epoch, a pure function of (seed, epoch).
+    """The training order of each epoch, drawn from (seed, epoch) alone.
 
-    Resuming a half-finished epoch needs its order again, so each epoch's order is drawn afresh
-    from `seed + epoch - 1` instead of from a generator whose state moves on. With
-    `group_by_length`, reviews are shuffled, cut into groups of 50 batches and sorted by length
-    within each group, so a batch holds reviews of similar length (little padding) while the
-    order still changes every epoch. The epoch is set through `epoch`, not `set_epoch`, which
-    Accelerate calls with its own count of passes over a loader.
+    Each epoch's order comes from a generator seeded with `seed + epoch - 1` rather than one
+    whose state moves on, so it can be drawn again; checkpoints also store it, and a resumed
+    epoch follows the stored order (`resume_order`), which stays right even if a library upgrade
+    changed how orders are drawn. With `group_by_length`, reviews are shuffled, cut into groups
+    of 50 batches and sorted by length within each group, so a batch holds reviews of similar
+    length (little padding) while the order still changes every epoch. The epoch is set through
+    `epoch`, not `set_epoch`, which Accelerate calls with its own count of passes over a loader.
     """
 
     def __init__(self, lengths, batch_size, seed, group_by_length):
         self.lengths, self.batch_size, self.seed, self.group_by_length = list(lengths), batch_size, seed, group_by_length
         self.epoch = 1
+        self._orders = {}
 
     def __len__(self):
         return len(self.lengths)
 
     def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed + self.epoch - 1)
-        if self.group_by_length:
-            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
-        return iter(torch.randperm(len(self.lengths), generator=generator).tolist())
+        return iter(self.order())
+
+    def order(self):
+        """This epoch's order of review indices."""
+        if self.epoch not in self._orders:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch - 1)
+            if self.group_by_length:
+                order = get_length_grouped_indices(self.lengths, self.batch_size, generator=generator)
+            else:
+                order = torch.randperm(len(self.lengths), generator=generator).tolist()
+            self._orders = {self.epoch: list(order)}
+        return self._orders[self.epoch]
+
+    def resume_order(self, epoch, order):
+        if sorted(order) != list(range(len(self.lengths))):
+            raise CheckpointError(f"its stored data order ({len(order)} indices) does not cover the {len(self.lengths)} reviews")
+        self._orders = {epoch: list(order)}
 
 
 def make_loader(dataset, tokenizer, batch_size, sampler=None, extra_columns=()):
@@ -151,7 +166,7 @@ def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification
         num_training_steps=total_steps * accelerator.num_processes))
 
     checkpointer = Checkpointer(out_dir / "checkpoints", fingerprint(model, tokenized, settings, accelerator),
-                                accelerator, model, optimizer, scheduler, settings.keep_checkpoints)
+                                accelerator, model, optimizer, scheduler, sampler, settings.keep_checkpoints)
     state = checkpointer.resume(fresh_state(settings, accelerator))
     while state["epoch"] <= settings.epochs:
         sampler.epoch = state["epoch"]

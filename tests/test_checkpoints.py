@@ -2,6 +2,7 @@
 import json
 import os
 import pickle
+import shutil
 
 import pytest
 import torch
@@ -50,7 +51,8 @@ def test_checkpoints_hold_everything_needed_to_resume(finished):
     assert progress["history"] == json.loads(json.dumps(history))
     assert progress["best_accuracy"] == max(e["accuracy"] for e in history["epochs"])
     state = torch.load(newest / "trainer_state.pt", weights_only=True)
-    assert set(state) == {"optimizer", "scheduler", "scaler", "rng"}
+    assert set(state) == {"optimizer", "scheduler", "scaler", "rng", "order"}
+    assert sorted(state["order"].tolist()) == list(range(192))  # the next epoch's order, stored
     assert set(state["rng"]) == {"python", "numpy", "torch", "cuda"}
     assert state["optimizer"]["state"]  # AdamW moments
 
@@ -159,9 +161,22 @@ def test_leftovers_of_a_kill_during_a_save_are_cleared(tmp_path, finished, synth
     copy = tmp_path / "copy"
     os.system(f"cp -r {out_dir} {copy}")
     (copy / "checkpoints" / ".step-00000030.abc.tmp").mkdir()
+    (copy / ".model.xyz.tmp").mkdir()
     _train(copy, synthetic, tiny_tokenizer)
-    assert "removed 1 unfinished checkpoint write(s)" in capsys.readouterr().out
-    assert not list((copy / "checkpoints").glob(".*"))
+    assert "removed 2 unfinished write(s)" in capsys.readouterr().out
+    assert not list((copy / "checkpoints").glob(".*")) and not list(copy.glob(".*"))
+
+
+def test_a_resumed_epoch_follows_the_stored_order(tmp_path, finished, synthetic, tiny_tokenizer, monkeypatch):
+    """Even if drawing orders changed (say, a library upgrade), a half-done epoch goes on in its stored order."""
+    out_dir, _ = finished
+    copy = tmp_path / "copy"
+    os.system(f"cp -r {out_dir} {copy}")
+    for path in checkpoints.list_checkpoints(copy / "checkpoints")[:1]:
+        shutil.rmtree(path)  # the newest left is step 20: epoch 2, 8 of 12 batches done
+    monkeypatch.setattr(training, "get_length_grouped_indices", lambda lengths, *a, **k: list(range(len(lengths)))[::-1])
+    _train(copy, synthetic, tiny_tokenizer)
+    assert _weights(copy) == _weights(out_dir)
 
 
 def test_random_states_round_trip():
