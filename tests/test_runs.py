@@ -13,7 +13,10 @@ def test_a_new_run_folder_records_parameters_and_environment(tmp_path):
     stored = json.loads((tmp_path / "r" / "params.json").read_text())
     assert stored["profile"] == "smoke" and stored["params"]["n_train"] == 100
     env = json.loads((tmp_path / "r" / "environment.json").read_text())
-    assert env["packages"]["torch"] and env["python"] and "device" in env
+    for package in ("torch", "transformers", "datasets", "accelerate"):
+        assert env["packages"][package], package
+    assert env["python"].count(".") == 2 and env["device"]
+    assert env["git_commit"] is None or len(env["git_commit"].split("-")[0]) == 40
     assert load_run(tmp_path / "r") == run
 
 
