@@ -38,6 +38,7 @@ def atomic_dir(target):
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes folders private; give them the usual mode
         old = target.with_name(f".{target.name}.old")
         if target.exists():
             os.replace(target, old)  # folders cannot be renamed over, so move the old one aside

@@ -1,3 +1,4 @@
+import os
 import pytest
 
 from helpers.io import atomic_dir, atomic_write, read_json, write_json
@@ -34,3 +35,11 @@ def test_atomic_dir_replaces_a_folder_whole_or_not_at_all(tmp_path):
         (tmp / "other").write_text("v3")
     assert sorted(p.name for p in target.iterdir()) == ["other"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_atomic_dir_gives_ordinary_permissions(tmp_path):
+    with atomic_dir(tmp_path / "model") as tmp:
+        (tmp / "weights").write_text("v1")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "model").stat().st_mode & 0o777 == 0o777 & ~umask
