@@ -148,7 +148,10 @@ def _load_classifier(name, attention_dropout):
     config = AutoConfig.from_pretrained(source, **LABELS)
     _set_attention_dropout(config, attention_dropout)
     try:
-        return AutoModelForSequenceClassification.from_pretrained(source, config=config, use_safetensors=True)
+        # float32 master weights whatever the checkpoint stores (transformers 5 would keep fp16/bf16 weights,
+        # and AdamW on half-precision weights loses small updates); autocast gives the speed of bf16/fp16
+        return AutoModelForSequenceClassification.from_pretrained(source, config=config, use_safetensors=True,
+                                                                  dtype=torch.float32)
     except ValueError as error:  # transformers says "Unrecognized configuration class ..." here
         raise ConfigError(f"model {name!r} cannot classify sequences: {error}") from None
 
@@ -223,4 +226,4 @@ def _student_weights(bert, layers):
 
 def load_trained(folder):
     """A fine-tuned classifier saved by the training loop (safetensors weights only)."""
-    return AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)
+    return AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True, dtype=torch.float32)

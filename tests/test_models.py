@@ -61,3 +61,11 @@ def test_trained_models_load_from_safetensors(tmp_path, tiny_teacher):
     assert (tmp_path / "m" / "model.safetensors").exists()
     loaded = models.load_trained(tmp_path / "m")
     torch.testing.assert_close(loaded.classifier.weight, tiny_teacher.classifier.weight)
+
+
+def test_a_half_precision_checkpoint_trains_in_float32(tmp_path, tiny_teacher, tiny_tokenizer):
+    tiny_teacher.half().save_pretrained(tmp_path / "fp16")
+    tiny_tokenizer.save_pretrained(tmp_path / "fp16")
+    loaded = models.load_teacher(str(tmp_path / "fp16"), tiny_tokenizer, seed=0)
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    assert models.load_trained(tmp_path / "fp16").dtype == torch.float32
