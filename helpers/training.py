@@ -18,7 +18,6 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding, get_scheduler
-from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from helpers.checkpoints import Checkpointer, CheckpointError
 from helpers.config import ConfigError
@@ -26,6 +25,7 @@ from helpers.io import atomic_dir, write_json
 from helpers.progress import progress
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight")
+LOG_EVERY = 10  # optimizer steps between progress-bar loss updates
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class EpochSampler(Sampler):
         if self.epoch not in self._orders:
             generator = torch.Generator().manual_seed(self.seed + self.epoch - 1)
             if self.group_by_length:
-                order = get_length_grouped_indices(self.lengths, self.batch_size, generator=generator)
+                order = length_grouped_order(self.lengths, self.batch_size, generator)
             else:
                 order = torch.randperm(len(self.lengths), generator=generator).tolist()
             self._orders = {self.epoch: list(order)}
@@ -109,6 +109,26 @@ class EpochSampler(Sampler):
         if sorted(order) != list(range(len(self.lengths))):
             raise CheckpointError(f"its stored data order ({len(order)} indices) does not cover the {len(self.lengths)} reviews")
         self._orders = {epoch: list(order)}
+
+
+def length_grouped_order(lengths, batch_size, generator, group_batches=50):
+    """Review indices in batches of similar length, the batches themselves in random order.
+
+    Shuffle, cut into groups of `group_batches` batches, sort each group by length and cut it
+    into batches; then shuffle the batches. (transformers' get_length_grouped_indices stops
+    before that last shuffle, so each group runs longest to shortest; on a small training set,
+    one group, a whole epoch went from the longest reviews to the shortest.) An incomplete
+    batch stays last, so every other batch is full.
+    """
+    shuffled = torch.randperm(len(lengths), generator=generator).tolist()
+    group = group_batches * batch_size
+    batches = []
+    for start in range(0, len(shuffled), group):
+        ordered = sorted(shuffled[start:start + group], key=lambda i: lengths[i], reverse=True)
+        batches += [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
+    full = [b for b in batches if len(b) == batch_size]
+    partial = [b for b in batches if len(b) < batch_size]
+    return [i for k in torch.randperm(len(full), generator=generator).tolist() for i in full[k]] + sum(partial, [])
 
 
 def make_loader(dataset, tokenizer, batch_size, sampler=None, extra_columns=()):
@@ -155,7 +175,10 @@ def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification
     lengths = [len(ids) for ids in tokenized["train"]["input_ids"]]
     sampler = EpochSampler(lengths, settings.batch_size, settings.seed, settings.group_by_length)
     train_loader = make_loader(tokenized["train"], tokenizer, settings.batch_size, sampler, extra_columns)
-    optimizer = torch.optim.AdamW(param_groups(model, settings.weight_decay), lr=settings.lr)
+    model.to(accelerator.device)  # before the optimizer, which on a GPU checks where its parameters live
+    # on a GPU, one fused kernel for the whole update (as the Trainer's default)
+    optimizer = torch.optim.AdamW(param_groups(model, settings.weight_decay), lr=settings.lr,
+                                  fused=accelerator.device.type == "cuda" or None)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
 
     steps_per_epoch = math.ceil(len(train_loader) / settings.grad_accum_steps)
@@ -211,7 +234,12 @@ def fingerprint(model, tokenized, settings, accelerator):
 
 
 def _train_epoch(model, optimizer, scheduler, accelerator, settings, checkpointer, state, loader, loss_fn, n_batches):
-    """Train on the rest of one epoch, checkpointing every `checkpoint_every` optimizer steps."""
+    """Train on the rest of one epoch, checkpointing every `checkpoint_every` optimizer steps.
+
+    Step losses stay on the device until they are needed (every LOG_EVERY steps for the
+    progress bar, before a checkpoint, at the end): reading one forces the GPU to finish its
+    queued work, which per step would leave it idle while Python prepares the next batch.
+    """
     epoch = state["epoch"]
     model.train()
     window = []
@@ -227,36 +255,53 @@ def _train_epoch(model, optimizer, scheduler, accelerator, settings, checkpointe
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
-        window.append(loss.detach().float().item())
+        window.append(loss.detach().float())
         state["batches_done"] += 1
-        if accelerator.sync_gradients:
-            state["step"] += 1
-            step_loss = float(np.mean(window))
-            steps.append({"epoch": epoch, "step": sum(r["epoch"] == epoch for r in steps) + 1, "loss": step_loss,
-                          "lr": scheduler.get_last_lr()[0]})
-            bar.set_postfix(loss=f"{step_loss:.4f}", refresh=False)
-            window = []
-            every = settings.checkpoint_every
-            if every and state["step"] % every == 0 and state["batches_done"] < n_batches:
-                checkpointer.save(state)  # at an epoch's end, the checkpoint follows validation instead
+        if not accelerator.sync_gradients:
+            continue
+        state["step"] += 1
+        steps.append({"epoch": epoch, "step": sum(r["epoch"] == epoch for r in steps) + 1,
+                      "loss": torch.stack(window).mean(), "lr": scheduler.get_last_lr()[0]})
+        window = []
+        if state["step"] % LOG_EVERY == 0:
+            _read_losses(steps)
+            bar.set_postfix(loss=f"{steps[-1]['loss']:.4f}", refresh=False)
+        every = settings.checkpoint_every
+        if every and state["step"] % every == 0 and state["batches_done"] < n_batches:
+            _read_losses(steps)
+            checkpointer.save(state)  # at an epoch's end, the checkpoint follows validation instead
+    _read_losses(steps)
 
 
-def predict_logits(model, dataset, tokenizer, batch_size, accelerator, desc="predicting"):
+def _read_losses(steps):
+    """Turn the step losses still held as device tensors into numbers, with one transfer."""
+    pending = [record for record in steps if torch.is_tensor(record["loss"])]
+    if pending:
+        for record, value in zip(pending, torch.stack([r["loss"] for r in pending]).tolist()):
+            record["loss"] = value
+
+
+def predict_logits(model, dataset, tokenizer, batch_size, accelerator=None, desc="predicting"):
     """Logits for every review of `dataset`, returned in the dataset's order.
 
     Reviews are predicted shortest first, so each batch pads to a length close to its own
     reviews' instead of to the longest review in a random batch; the logits are put back
-    in order at the end. Gathering across processes drops the duplicates that even
-    batching adds, so every review is counted once.
+    in order at the end. With an accelerator, the batches go to its devices and gathering
+    across processes drops the duplicates that even batching adds, so every review is
+    counted once; without one, the model runs where it is (the CPU timings).
     """
     lengths = np.array([len(ids) for ids in dataset["input_ids"]])
     order = np.argsort(lengths, kind="stable")
-    loader = accelerator.prepare_data_loader(make_loader(dataset.select(order), tokenizer, batch_size))
+    loader = make_loader(dataset.select(order), tokenizer, batch_size)
+    gather, show = (lambda logits: logits), True
+    if accelerator is not None:
+        loader = accelerator.prepare_data_loader(loader)
+        gather, show = accelerator.gather_for_metrics, accelerator.is_local_main_process
     model.eval()
     chunks = []
     with torch.inference_mode():
-        for batch in progress(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
-            chunks.append(accelerator.gather_for_metrics(forward(model, batch).float()).cpu())
+        for batch in progress(loader, desc=desc, disable=not show, leave=False):
+            chunks.append(gather(forward(model, batch).float()).cpu())
     logits = torch.cat(chunks).numpy()
     in_order = np.empty_like(logits)
     in_order[order] = logits

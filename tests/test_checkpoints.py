@@ -174,7 +174,7 @@ def test_a_resumed_epoch_follows_the_stored_order(tmp_path, finished, synthetic,
     os.system(f"cp -r {out_dir} {copy}")
     for path in checkpoints.list_checkpoints(copy / "checkpoints")[:1]:
         shutil.rmtree(path)  # the newest left is step 20: epoch 2, 8 of 12 batches done
-    monkeypatch.setattr(training, "get_length_grouped_indices", lambda lengths, *a, **k: list(range(len(lengths)))[::-1])
+    monkeypatch.setattr(training, "length_grouped_order", lambda lengths, *args: list(range(len(lengths)))[::-1])
     _train(copy, synthetic, tiny_tokenizer)
     assert _weights(copy) == _weights(out_dir)
 

@@ -96,6 +96,20 @@ def test_length_grouped_batches_cover_every_review_with_less_padding(tiny_tokeni
     assert epoch(loader(True))[1] == first  # an epoch's order depends on (seed, epoch) alone: resumable
 
 
+def test_grouped_batches_come_in_random_order_not_longest_first():
+    lengths = list(np.random.default_rng(0).integers(10, 500, size=100))  # 25 batches of 4: one group
+    order = training.length_grouped_order(lengths, 4, torch.Generator().manual_seed(0))
+    assert sorted(order) == list(range(100))
+    batches = [order[i:i + 4] for i in range(0, 100, 4)]
+    longest = [max(lengths[i] for i in batch) for batch in batches]
+    assert longest != sorted(longest, reverse=True) and longest != sorted(longest)
+    spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches])
+    assert spread < 0.2 * (max(lengths) - min(lengths))  # each batch holds reviews of similar length
+    uneven = training.length_grouped_order(lengths[:99], 4, torch.Generator().manual_seed(0))
+    shortest = set(np.argsort(lengths[:99], kind="stable")[:3].tolist())
+    assert sorted(uneven) == list(range(99)) and set(uneven[-3:]) == shortest  # the one short batch comes last
+
+
 def test_starting_a_pass_over_the_loader_leaves_the_global_random_state_alone(synthetic, tiny_tokenizer):
     loader = training.make_loader(synthetic["train"], tiny_tokenizer, 16, training.EpochSampler([5] * 64, 16, 0, False))
     before = torch.get_rng_state()
