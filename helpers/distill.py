@@ -9,7 +9,10 @@ changes, mixed with the ordinary cross-entropy on the true labels:
 
 The teacher's logits are computed once, up front, and travel with each training batch.
 """
+import copy
+import io
 import time
+import warnings
 from functools import partial
 
 import numpy as np
@@ -17,9 +20,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from helpers.evaluation import classification_metrics, positive_probability
 from helpers.io import dir_size_mb
 from helpers.models import count_parameters
-from helpers.training import make_accelerator, make_loader, predict_logits
+from helpers.training import make_accelerator, predict_logits
 
 TEACHER_LOGITS = "teacher_logits"
 
@@ -43,30 +47,74 @@ def add_teacher_logits(teacher, dataset, tokenizer, settings):
     return dataset.add_column(TEACHER_LOGITS, logits.tolist())
 
 
-def cpu_throughput(model, dataset, tokenizer, batch_size, repeats=1):
-    """Reviews per second of `model` predicting on the CPU in fp32 (best of `repeats` passes)."""
-    model = model.to("cpu").eval()
-    loader = make_loader(dataset, tokenizer, batch_size)
-    best = float("inf")
-    with torch.inference_mode():
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for batch in loader:
-                model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-            best = min(best, time.perf_counter() - start)
-    return len(dataset) / best
+def quantize_int8(model):
+    """A CPU copy of `model` whose linear layers hold int8 weights, activations quantized on the fly.
+
+    Dynamic quantization needs no calibration data: it is the cheap way to a faster CPU model.
+    torch 2.13 warns that its quantized tensor types will move out of torch (to torchao); the
+    warning is silenced here and noted in the README, since the pinned torch runs it fine.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*deprecated", category=UserWarning)
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).to("cpu").eval(), {torch.nn.Linear},
+                                                      dtype=torch.qint8)
 
 
-def comparison_row(model, model_dir, metrics, reviews_per_s):
-    return {"params": count_parameters(model), "size_mb": round(dir_size_mb(model_dir), 2),
-            "reviews_per_s": round(reviews_per_s, 2), "accuracy": metrics["accuracy"], "f1": metrics["f1"]}
+def timed_cpu_logits(model, dataset, tokenizer, batch_size):
+    """The logits of `model` predicting `dataset` on the CPU, and the seconds that took.
+
+    The same path as every prediction (length-sorted batches in inference mode), in the
+    model's own precision: fp32, or int8 for a quantized one.
+    """
+    model = model.to("cpu")
+    started = time.perf_counter()
+    logits = predict_logits(model, dataset, tokenizer, batch_size, desc="timing on the CPU")
+    return logits, time.perf_counter() - started
+
+
+def cpu_throughput(model, dataset, tokenizer, batch_size):
+    """Reviews per second of `model` predicting on the CPU."""
+    return len(dataset) / timed_cpu_logits(model, dataset, tokenizer, batch_size)[1]
+
+
+def serialized_mb(model):
+    """Megabytes of the model's weights as saved (for a quantized model, which safetensors cannot hold)."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getbuffer().nbytes / 1e6
+
+
+def compare(trained, test, tokenizer, params):
+    """Size, CPU speed and test scores of the teacher, the student and the student quantized to int8.
+
+    `trained` maps "teacher" and "student" to (model, saved folder, test metrics). The int8
+    student is scored here, on the CPU, on the whole test split; speed is timed for each model
+    on the same `n_speed` test reviews.
+    """
+    rows = {name: (model, dir_size_mb(folder), metrics, count_parameters(model))
+            for name, (model, folder, metrics) in trained.items()}
+    student = trained["student"][0]
+    int8 = quantize_int8(student)
+    logits, _ = timed_cpu_logits(int8, test, tokenizer, params.eval_batch_size)
+    int8_metrics = classification_metrics(test["labels"], positive_probability(logits))
+    rows["student_int8"] = (int8, serialized_mb(int8), int8_metrics, count_parameters(student))
+    speed_set = speed_sample(test, params.n_speed, params.seed)
+    return {name: comparison_row(n_params, size, metrics,
+                                 cpu_throughput(model, speed_set, tokenizer, params.eval_batch_size))
+            for name, (model, size, metrics, n_params) in rows.items()}
+
+
+def comparison_row(n_params, size_mb, metrics, reviews_per_s):
+    return {"params": n_params, "size_mb": round(size_mb, 2), "reviews_per_s": round(reviews_per_s, 2),
+            "accuracy": metrics["accuracy"], "f1": metrics["f1"]}
 
 
 def comparison_table(comparison):
-    """Teacher beside student in readable units, with the student's share of each teacher figure."""
+    """Teacher, student and int8 student in readable units, with each one's share of the teacher's figures."""
     table = pd.DataFrame(comparison).T.astype(float)
     table["params"] /= 1e6
-    table.loc["student / teacher"] = table.loc["student"] / table.loc["teacher"]
+    for name in [n for n in comparison if n != "teacher"]:
+        table.loc[f"{name} / teacher"] = table.loc[name] / table.loc["teacher"]
     table = table.rename(columns={"params": "params (M)", "size_mb": "size (MB)", "reviews_per_s": "reviews/s (CPU)"})
     return table.round(3)
 

@@ -12,6 +12,10 @@ def predict_proba(model, dataset, tokenizer, settings):
     """P(positive) for every review of a tokenized dataset, in order, on the best device."""
     accelerator = make_accelerator(settings)
     logits = predict_logits(accelerator.prepare(model), dataset, tokenizer, settings.eval_batch_size, accelerator)
+    return positive_probability(logits)
+
+
+def positive_probability(logits):
     return torch.softmax(torch.from_numpy(logits), dim=-1)[:, 1].numpy()
 
 

@@ -115,11 +115,9 @@ def distill_stage(run):
     student_metrics = evaluation.classification_metrics(
         labels, evaluation.predict_proba(student, tokenized["test"], tokenizer, settings))
     write_json(run.stage("distill") / "metrics.json", student_metrics)
-    speed_set = distill.speed_sample(tokenized["test"], params.n_speed, params.seed)
-    comparison = {
-        name: distill.comparison_row(model, folder, metrics, distill.cpu_throughput(model, speed_set, tokenizer, params.eval_batch_size))
-        for name, model, folder, metrics in (("teacher", teacher, teacher_dir, teacher_metrics),
-                                              ("student", student, student_dir, student_metrics))}
+    comparison = distill.compare({"teacher": (teacher, teacher_dir, teacher_metrics),
+                                  "student": (student, student_dir, student_metrics)},
+                                 tokenized["test"], tokenizer, params)
     write_json(run.stage("distill") / "comparison.json", comparison)
     result = StageResult(
         tables={"epochs": _epochs_table(history), "comparison": distill.comparison_table(comparison)},

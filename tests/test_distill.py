@@ -1,4 +1,5 @@
 import datasets
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -45,11 +46,13 @@ def test_teacher_logits_travel_with_the_training_reviews(tiny_teacher, tiny_toke
     assert batch[distill.TEACHER_LOGITS].shape == (2, 2)
 
 
-def test_comparison_table_adds_the_student_share():
+def test_comparison_table_adds_each_models_share_of_the_teacher():
     comparison = {"teacher": {"params": 100_000_000, "size_mb": 4.0, "reviews_per_s": 10.0, "accuracy": 0.9, "f1": 0.9},
-                  "student": {"params": 50_000_000, "size_mb": 2.0, "reviews_per_s": 25.0, "accuracy": 0.855, "f1": 0.81}}
+                  "student": {"params": 50_000_000, "size_mb": 2.0, "reviews_per_s": 25.0, "accuracy": 0.855, "f1": 0.81},
+                  "student_int8": {"params": 50_000_000, "size_mb": 1.0, "reviews_per_s": 50.0, "accuracy": 0.85, "f1": 0.8}}
     table = distill.comparison_table(comparison)
     assert table.loc["student / teacher", "reviews/s (CPU)"] == 2.5
+    assert table.loc["student_int8 / teacher", "reviews/s (CPU)"] == 5.0
     assert table.loc["teacher", "params (M)"] == 100.0 and table.loc["student / teacher", "params (M)"] == 0.5
     assert table.loc["student / teacher", "accuracy"] == pytest.approx(0.95)
 
@@ -59,3 +62,21 @@ def test_throughput_is_positive_and_speed_sample_is_fixed(tiny_teacher, tiny_tok
     assert distill.cpu_throughput(tiny_teacher, ds, tiny_tokenizer, batch_size=4) > 0
     a, b = distill.speed_sample(ds, 4, seed=1), distill.speed_sample(ds, 4, seed=1)
     assert len(a) == 4 and a["input_ids"] == b["input_ids"]
+
+
+def test_int8_student_quantizes_every_linear_layer_and_keeps_its_predictions(tiny_teacher, tiny_tokenizer, synthetic):
+    from helpers import models, training
+
+    student = models.distil_from_teacher(tiny_teacher)
+    int8 = distill.quantize_int8(student)
+    linear = [m for m in student.modules() if isinstance(m, torch.nn.Linear)]
+    quantized = [m for m in int8.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
+    assert len(quantized) == len(linear) > 0
+    assert not any(isinstance(m, torch.nn.Linear) and not isinstance(m, torch.ao.nn.quantized.dynamic.Linear)
+                   for m in int8.modules())
+    assert distill.serialized_mb(int8) < distill.serialized_mb(student)
+    fp32 = training.predict_logits(student, synthetic["val"], tiny_tokenizer, 16)
+    logits, seconds = distill.timed_cpu_logits(int8, synthetic["val"], tiny_tokenizer, 16)
+    assert seconds > 0 and logits.shape == fp32.shape
+    assert np.abs(logits - fp32).max() < 0.05  # int8 weights move the logits a little, not the answers
+    assert isinstance(next(student.parameters()), torch.nn.Parameter)  # the fp32 student is left as it was

@@ -50,11 +50,13 @@ def test_metrics_and_comparison_have_the_promised_keys(smoke_run):
     assert set(metrics) == {"accuracy", "f1", "precision", "recall", "n"}
     assert metrics["n"] == 32 and 0.0 <= metrics["accuracy"] <= 1.0
     comparison = json.loads((smoke_run / "distill" / "comparison.json").read_text())
-    assert set(comparison) == {"teacher", "student"}
+    assert set(comparison) == {"teacher", "student", "student_int8"}
     for row in comparison.values():
         assert set(row) == {"params", "size_mb", "reviews_per_s", "accuracy", "f1"}
         assert row["reviews_per_s"] > 0 and row["size_mb"] > 0
     assert comparison["student"]["params"] < comparison["teacher"]["params"]
+    assert comparison["student_int8"]["params"] == comparison["student"]["params"]
+    assert comparison["student_int8"]["size_mb"] < comparison["student"]["size_mb"]
     assert comparison["teacher"]["accuracy"] == metrics["accuracy"]
 
 
