@@ -1,0 +1,269 @@
+"""Training throughput: our loop against the seed report's recipe and the Hugging Face Trainer.
+
+    python bench/train_speed.py                # 512 real reviews, MiniLM-L6, 256 tokens, batch 16 (minutes)
+    python bench/train_speed.py --size tiny    # seconds: tiny random BERT on 32 reviews (what the tests run)
+
+The three variants train one epoch on the same reviews, one after the other in this process,
+each from the same freshly loaded model and seed:
+
+- ours:    helpers.training.train, exactly as the train stage runs it (length-grouped batches
+           padded to a multiple of 8, attention dropout off, the precision `auto` picks,
+           validation and an epoch-end checkpoint included in its time);
+- naive:   the seed report's recipe: every review padded to max_length up front, a plain
+           loop with AdamW in fp32;
+- trainer: transformers' Trainer with DataCollatorWithPadding (random batches padded to
+           their longest review), bf16 on a GPU as ours.
+
+Each trained model is then scored on the same held-out reviews. FLOPs are counted from the
+tokens each forward pass really received: per review of n real tokens, 2 FLOPs per weight of
+every matrix multiply in the encoder layers per token, plus 4 * n^2 * hidden per layer for
+attention (QK^T and AV), times 3 for forward plus backward. Padding does not count, so the
+model FLOPs utilisation (MFU) is useful work per second over the peak matrix-multiply rate of
+this very machine in the loop's precision, measured here too.
+
+Results go to bench/results/train_speed.json (git-ignored) and print as a table.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+from helpers import data, models, tokens, training  # noqa: E402
+from helpers.config import resolve_params  # noqa: E402
+from helpers.io import write_json  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SIZES = {
+    "full": dict(model="minilm-l6", n_train=512, n_val=256, max_length=256, batch_size=16, lr=1e-4),
+    "tiny": dict(model="tiny-random-bert", n_train=32, n_val=16, max_length=64, batch_size=8, lr=1e-3),
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", choices=SIZES, default="full")
+    parser.add_argument("--model", help="another teacher (a name or folder) than the size's")
+    parser.add_argument("--n-train", type=int, help="another number of training reviews than the size's")
+    parser.add_argument("--out", default=str(RESULTS / "train_speed.json"))
+    args = parser.parse_args(argv)
+    size = {**SIZES[args.size], **({"model": args.model} if args.model else {}),
+            **({"n_train": args.n_train} if args.n_train else {})}
+    params, texts, tokenized, tokenizer = prepare(size)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":  # CUDA's start-up (context, cuBLAS handles) is paid here, not by the first variant
+        warm_up(params, tokenizer)
+    variants = {}
+    # ours trains with the project's attention_dropout (0: fused attention); the baselines as the model comes
+    for name, run, attention_dropout in (("ours", run_ours, params.attention_dropout), ("naive", run_naive, None),
+                                         ("trainer", run_trainer, None)):
+        print(f"training: {name} ...", flush=True)
+        variants[name] = measure(run, params, tokenized, tokenizer, device, attention_dropout, texts)
+    precision = training.mixed_precision(params.precision)
+    peaks = {"fp32": matmul_peak(torch.float32, device)}
+    if precision == "bf16":
+        peaks["bf16"] = matmul_peak(torch.bfloat16, device)
+    for name, figures in variants.items():
+        figures["mfu"] = figures["model_flops_per_s"] / peaks[figures["precision"]]
+    results = {
+        "size": args.size, "model": size["model"], "device": device_name(device), "reviews": size["n_train"], "max_length": size["max_length"],
+        "batch_size": size["batch_size"], "matmul_peak_flops_per_s": peaks,
+        "ours_vs_naive": variants["ours"]["reviews_per_s"] / variants["naive"]["reviews_per_s"],
+        "ours_vs_trainer": variants["ours"]["reviews_per_s"] / variants["trainer"]["reviews_per_s"],
+        "mfu": variants["ours"]["mfu"], "padding_share": variants["ours"]["padding_share"], "variants": variants,
+    }
+    write_json(args.out, results)
+    print(report(results))
+    print(f"written to {args.out}")
+    return results
+
+
+def prepare(size):
+    """Params, training texts, tokenized train/val splits and tokenizer for the benchmark's reviews
+    (drawn, stratified and seeded, from the committed sample); plain truncation, as the seed recipe."""
+    n_total = size["n_train"] + size["n_val"]
+    params = resolve_params("quick", {"model": size["model"], "n_train": n_total, "val_fraction": size["n_val"] / n_total,
+                                      "max_length": size["max_length"], "batch_size": size["batch_size"],
+                                      "lr": size["lr"], "checkpoint_every": 0, "truncation_head": 1.0})
+    splits = data.make_splits(params)
+    splits.pop("test")
+    tokenizer = tokens.prepare_tokenizer(params, splits["train"]["text"].tolist())
+    tokenized = tokens.tokenize_splits(splits, tokenizer, params.max_length)
+    return params, splits["train"]["text"].tolist(), tokenized, tokenizer
+
+
+def measure(run, params, tokenized, tokenizer, device, attention_dropout, texts):
+    """Train one variant from a fresh model; its speed, padding, FLOPs, memory and validation accuracy."""
+    model = models.load_teacher(params.model, tokenizer, params.seed, attention_dropout)
+    counter = TokenCounter(model)
+    with PeakMemory(device) as memory:
+        started = time.perf_counter()
+        precision = run(model, params, tokenized, tokenizer, texts)
+        seconds = time.perf_counter() - started
+    counter.remove()
+    accuracy = validation_accuracy(model, params, tokenized, tokenizer)
+    n = len(tokenized["train"])
+    return {"reviews_per_s": n / seconds, "seconds": seconds, "precision": precision,
+            "padding_share": 1 - counter.real / counter.padded, "model_flops_per_s": counter.flops / seconds,
+            "peak_memory_mb": memory.peak_mb, "val_accuracy": accuracy}
+
+
+def run_ours(model, params, tokenized, tokenizer, texts):
+    settings = training.TrainSettings.from_params(params)
+    small_val = tokenized["val"].select(range(8))  # the loop validates each epoch; scoring happens outside
+    with tempfile.TemporaryDirectory() as out_dir:
+        training.train(model, {"train": tokenized["train"], "val": small_val}, tokenizer, settings, out_dir)
+    return "bf16" if training.mixed_precision(params.precision) == "bf16" else "fp32"
+
+
+def run_naive(model, params, tokenized, tokenizer, texts):
+    encoded = tokenizer(texts, truncation=True, max_length=params.max_length, padding="max_length", return_tensors="pt")
+    labels = torch.tensor(tokenized["train"]["labels"])
+    dataset = torch.utils.data.TensorDataset(encoded["input_ids"], encoded["attention_mask"], labels)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=params.batch_size, shuffle=True,
+                                         generator=torch.Generator().manual_seed(params.seed))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr)
+    for input_ids, attention_mask, batch_labels in loader:
+        out = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), labels=batch_labels.to(device))
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return "fp32"
+
+
+def run_trainer(model, params, tokenized, tokenizer, texts):
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    bf16 = training.mixed_precision(params.precision) == "bf16"
+    with tempfile.TemporaryDirectory() as out_dir:
+        args = TrainingArguments(
+            output_dir=out_dir, per_device_train_batch_size=params.batch_size, num_train_epochs=1,
+            learning_rate=params.lr, weight_decay=params.weight_decay, lr_scheduler_type="linear",
+            max_grad_norm=params.max_grad_norm, bf16=bf16, use_cpu=not torch.cuda.is_available(),
+            save_strategy="no", eval_strategy="no", logging_strategy="no", report_to=[], disable_tqdm=True,
+            seed=params.seed, dataloader_num_workers=0)
+        trainer = Trainer(model=model, args=args, data_collator=DataCollatorWithPadding(tokenizer),
+                          train_dataset=tokenized["train"].select_columns(["input_ids", "attention_mask", "labels"]),
+                          processing_class=tokenizer)
+        trainer.train()
+    return "bf16" if bf16 else "fp32"
+
+
+class TokenCounter:
+    """Counts, over every training forward pass, the real and padded tokens and the model FLOPs they cost."""
+
+    def __init__(self, model):
+        config = model.config
+        self.layers, self.hidden = config.num_hidden_layers, config.hidden_size
+        self.matmul_weights = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2 and "encoder" in n)
+        self.real = self.padded = 0
+        self.flops = 0.0
+        self.handle = model.register_forward_pre_hook(self.hook, with_kwargs=True)
+
+    def hook(self, module, args, kwargs):
+        if not module.training:
+            return
+        mask = kwargs["attention_mask"]
+        lengths = mask.sum(dim=1).double()
+        self.real += int(lengths.sum())
+        self.padded += mask.numel()
+        forward = 2 * self.matmul_weights * lengths.sum() + 4 * self.layers * self.hidden * (lengths**2).sum()
+        self.flops += 3 * float(forward)
+
+    def remove(self):
+        self.handle.remove()
+
+
+class PeakMemory:
+    """Peak memory while the block runs: CUDA's own counter on a GPU, sampled resident memory on the CPU."""
+
+    def __init__(self, device):
+        self.device, self.peak_mb, self._stop = device, 0.0, threading.Event()
+
+    def __enter__(self):
+        if self.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self):
+        page = os.sysconf("SC_PAGE_SIZE")
+        while not self._stop.is_set():
+            with open("/proc/self/statm") as statm:
+                self.peak_mb = max(self.peak_mb, int(statm.read().split()[1]) * page / 1e6)
+            self._stop.wait(0.05)
+
+    def __exit__(self, *exc):
+        if self.device == "cuda":
+            self.peak_mb = torch.cuda.max_memory_allocated() / 1e6
+        else:
+            self._stop.set()
+            self._thread.join()
+
+
+def validation_accuracy(model, params, tokenized, tokenizer):
+    settings = training.TrainSettings.from_params(params)
+    accelerator = training.make_accelerator(settings)
+    logits = training.predict_logits(accelerator.prepare(model), tokenized["val"], tokenizer,
+                                     params.eval_batch_size, accelerator)
+    return float((logits.argmax(-1) == np.asarray(tokenized["val"]["labels"])).mean())
+
+
+def warm_up(params, tokenizer):
+    model = models.load_teacher(params.model, tokenizer, params.seed).cuda()
+    ids = torch.randint(1000, 2000, (params.batch_size, params.max_length), device="cuda")
+    for dtype in (torch.float32, torch.bfloat16):
+        with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+            model(input_ids=ids, labels=torch.zeros(len(ids), dtype=torch.long, device="cuda")).loss.backward()
+    del model
+    torch.cuda.synchronize()
+
+
+def matmul_peak(dtype, device, repeats=5):
+    """FLOP/s of the best of `repeats` n x n matrix products in `dtype`: the machine's practical peak."""
+    n = 8192 if device == "cuda" else 2048
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first call warms up
+        if device == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        torch.mm(a, b)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - started)
+    return 2 * n**3 / best
+
+
+def device_name(device):
+    if device == "cuda":
+        return torch.cuda.get_device_name(0)
+    return f"cpu, {torch.get_num_threads()} threads"
+
+
+def report(results):
+    table = pd.DataFrame(results["variants"]).T
+    table["vs ours"] = results["variants"]["ours"]["reviews_per_s"] / table["reviews_per_s"]
+    table["model TFLOP/s"] = table.pop("model_flops_per_s") / 1e12
+    return (f"{results['reviews']} reviews, max_length {results['max_length']}, batch {results['batch_size']}, "
+            f"{results['device']}\n{table.round(3).to_string()}\n"
+            f"ours vs naive {results['ours_vs_naive']:.2f}x, ours vs Trainer {results['ours_vs_trainer']:.2f}x, "
+            f"MFU {results['mfu']:.1%}, padding share {results['padding_share']:.1%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""The benchmarks run end to end at their tiny size and write the promised keys (timings are never asserted)."""
+import importlib.util
+import json
+
+import pytest
+
+from helpers import stages
+from helpers.config import PROJECT_ROOT
+from helpers.runs import open_run
+
+pytestmark = pytest.mark.slow
+
+
+def _bench(name):
+    spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_speed_compares_three_loops(tmp_path):
+    out = tmp_path / "train_speed.json"
+    _bench("train_speed").main(["--size", "tiny", "--out", str(out)])
+    results = json.loads(out.read_text())
+    for key in ("ours_vs_naive", "ours_vs_trainer", "mfu", "padding_share"):
+        assert key in results
+    assert set(results["variants"]) == {"ours", "naive", "trainer"}
+    for figures in results["variants"].values():
+        assert figures["reviews_per_s"] > 0 and 0 < figures["mfu"] < 1 and 0 <= figures["padding_share"] < 1
+        assert 0 <= figures["val_accuracy"] <= 1 and figures["peak_memory_mb"] > 0
+    assert results["ours_vs_naive"] == pytest.approx(
+        results["variants"]["ours"]["reviews_per_s"] / results["variants"]["naive"]["reviews_per_s"])
+
+
+def test_infer_speed_compares_teacher_student_and_int8(tmp_path):
+    run = open_run("smoke", tmp_path / "run")
+    for stage in (stages.data_stage, stages.tokenize_stage, stages.train_stage, stages.evaluate_stage, stages.distill_stage):
+        stage(run)
+    out = tmp_path / "infer_speed.json"
+    _bench("infer_speed").main([str(run.dir), "--size", "tiny", "--out", str(out)])
+    results = json.loads(out.read_text())
+    for key in ("student_vs_teacher", "int8_vs_teacher", "teacher_accuracy", "student_accuracy", "int8_accuracy"):
+        assert key in results
+    assert results["reviews"] == 40 and set(results["models"]) == {"teacher", "student", "student_int8"}
+    comparison = json.loads((run.dir / "distill" / "comparison.json").read_text())
+    assert results["teacher_accuracy"] == comparison["teacher"]["accuracy"]  # the same reviews, the same predictions
+    assert results["int8_accuracy"] == comparison["student_int8"]["accuracy"]
