@@ -173,10 +173,9 @@ class Checkpointer:
         if not self.accelerator.is_main_process:
             return
         scaler = self.accelerator.scaler
-        self.sampler.epoch = state["epoch"]
         trainer_state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                          "scaler": scaler.state_dict() if scaler is not None else None, "rng": capture_rng(),
-                         "order": torch.tensor(self.sampler.order())}
+                         "order": torch.tensor(self.sampler.order(state["epoch"]))}
         started = time.perf_counter()
         write_checkpoint(self.folder / name, self.accelerator.unwrap_model(self.model).state_dict(), trainer_state,
                          {**state, "fingerprint": self.fingerprint})

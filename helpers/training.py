@@ -86,29 +86,34 @@ class EpochSampler(Sampler):
     def __init__(self, lengths, batch_size, seed, group_by_length):
         self.lengths, self.batch_size, self.seed, self.group_by_length = list(lengths), batch_size, seed, group_by_length
         self.epoch = 1
-        self._orders = {}
+        self._cached = (None, None)  # (epoch, order): drawn once, or restored from a checkpoint
 
     def __len__(self):
         return len(self.lengths)
 
     def __iter__(self):
-        return iter(self.order())
+        return iter(self.order(self.epoch))
 
-    def order(self):
-        """This epoch's order of review indices."""
-        if self.epoch not in self._orders:
-            generator = torch.Generator().manual_seed(self.seed + self.epoch - 1)
+    def order(self, epoch):
+        """The order of review indices for `epoch`."""
+        if self._cached[0] != epoch:
+            generator = torch.Generator().manual_seed(self.seed + epoch - 1)
             if self.group_by_length:
                 order = length_grouped_order(self.lengths, self.batch_size, generator)
             else:
                 order = torch.randperm(len(self.lengths), generator=generator).tolist()
-            self._orders = {self.epoch: list(order)}
-        return self._orders[self.epoch]
+            self._cached = (epoch, list(order))
+        return self._cached[1]
 
     def resume_order(self, epoch, order):
         if sorted(order) != list(range(len(self.lengths))):
             raise CheckpointError(f"its stored data order ({len(order)} indices) does not cover the {len(self.lengths)} reviews")
-        self._orders = {epoch: list(order)}
+        self._cached = (epoch, list(order))
+
+
+def token_lengths(dataset):
+    """Each review's number of tokens, read from the Arrow column (no Python lists of ids)."""
+    return pc.list_value_length(dataset.with_format("arrow")["input_ids"]).to_numpy()
 
 
 def length_grouped_order(lengths, batch_size, generator, group_batches=50):
@@ -172,8 +177,7 @@ def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification
     out_dir = Path(out_dir)
     set_seed(settings.seed)
     accelerator = make_accelerator(settings)
-    lengths = [len(ids) for ids in tokenized["train"]["input_ids"]]
-    sampler = EpochSampler(lengths, settings.batch_size, settings.seed, settings.group_by_length)
+    sampler = EpochSampler(token_lengths(tokenized["train"]), settings.batch_size, settings.seed, settings.group_by_length)
     train_loader = make_loader(tokenized["train"], tokenizer, settings.batch_size, sampler, extra_columns)
     model.to(accelerator.device)  # before the optimizer, which on a GPU checks where its parameters live
     # on a GPU, one fused kernel for the whole update (as the Trainer's default)
@@ -242,8 +246,9 @@ def _train_epoch(model, optimizer, scheduler, accelerator, settings, checkpointe
     """
     epoch = state["epoch"]
     model.train()
-    window = []
+    window, pending = [], []  # losses of the current optimizer step; step records whose loss is still a tensor
     steps = state["history"]["steps"]
+    steps_this_epoch = sum(r["epoch"] == epoch for r in steps)  # more than 0 when resuming mid-epoch
     bar = progress(loader, desc=f"epoch {epoch}", initial=state["batches_done"], total=n_batches,
                    disable=not accelerator.is_local_main_process)
     for batch in bar:
@@ -260,25 +265,27 @@ def _train_epoch(model, optimizer, scheduler, accelerator, settings, checkpointe
         if not accelerator.sync_gradients:
             continue
         state["step"] += 1
-        steps.append({"epoch": epoch, "step": sum(r["epoch"] == epoch for r in steps) + 1,
-                      "loss": torch.stack(window).mean(), "lr": scheduler.get_last_lr()[0]})
+        steps_this_epoch += 1
+        steps.append({"epoch": epoch, "step": steps_this_epoch, "loss": torch.stack(window).mean(),
+                      "lr": scheduler.get_last_lr()[0]})
+        pending.append(steps[-1])
         window = []
         if state["step"] % LOG_EVERY == 0:
-            _read_losses(steps)
+            _read_losses(pending)
             bar.set_postfix(loss=f"{steps[-1]['loss']:.4f}", refresh=False)
         every = settings.checkpoint_every
         if every and state["step"] % every == 0 and state["batches_done"] < n_batches:
-            _read_losses(steps)
+            _read_losses(pending)
             checkpointer.save(state)  # at an epoch's end, the checkpoint follows validation instead
-    _read_losses(steps)
+    _read_losses(pending)
 
 
-def _read_losses(steps):
-    """Turn the step losses still held as device tensors into numbers, with one transfer."""
-    pending = [record for record in steps if torch.is_tensor(record["loss"])]
+def _read_losses(pending):
+    """Turn the step losses still held as device tensors into numbers, with one transfer; empties `pending`."""
     if pending:
         for record, value in zip(pending, torch.stack([r["loss"] for r in pending]).tolist()):
             record["loss"] = value
+        pending.clear()
 
 
 def predict_logits(model, dataset, tokenizer, batch_size, accelerator=None, desc="predicting"):
@@ -290,8 +297,7 @@ def predict_logits(model, dataset, tokenizer, batch_size, accelerator=None, desc
     across processes drops the duplicates that even batching adds, so every review is
     counted once; without one, the model runs where it is (the CPU timings).
     """
-    lengths = np.array([len(ids) for ids in dataset["input_ids"]])
-    order = np.argsort(lengths, kind="stable")
+    order = np.argsort(token_lengths(dataset), kind="stable")
     loader = make_loader(dataset.select(order), tokenizer, batch_size)
     gather, show = (lambda logits: logits), True
     if accelerator is not None:
