@@ -24,6 +24,7 @@ this very machine in the loop's precision, measured here too.
 Results go to bench/results/train_speed.json (git-ignored) and print as a table.
 """
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -55,6 +56,9 @@ def main(argv=None):
     parser.add_argument("--size", choices=SIZES, default="full")
     parser.add_argument("--model", help="another teacher (a name or folder) than the size's")
     parser.add_argument("--n-train", type=int, help="another number of training reviews than the size's")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="train every variant this many times (seeds 42, 43, ...): accuracy after 32 steps "
+                             "moves by several points with the seed alone")
     parser.add_argument("--out", default=str(RESULTS / "train_speed.json"))
     args = parser.parse_args(argv)
     size = {**SIZES[args.size], **({"model": args.model} if args.model else {}),
@@ -63,21 +67,23 @@ def main(argv=None):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":  # CUDA's start-up (context, cuBLAS handles) is paid here, not by the first variant
         warm_up(params, tokenizer)
-    variants = {}
-    # ours trains with the project's attention_dropout (0: fused attention); the baselines as the model comes
-    for name, run, attention_dropout in (("ours", run_ours, params.attention_dropout), ("naive", run_naive, None),
-                                         ("trainer", run_trainer, None)):
-        print(f"training: {name} ...", flush=True)
-        variants[name] = measure(run, params, tokenized, tokenizer, device, attention_dropout, texts)
+    runs = {name: [] for name in VARIANTS}
+    for seed in range(params.seed, params.seed + args.seeds):
+        seeded = dataclasses.replace(params, seed=seed)
+        # ours trains with the project's attention_dropout (0: fused attention); the baselines as the model comes
+        for name, (run, own_attention_dropout) in VARIANTS.items():
+            print(f"training: {name}, seed {seed} ...", flush=True)
+            attention_dropout = params.attention_dropout if own_attention_dropout else None
+            runs[name].append(measure(run, seeded, tokenized, tokenizer, device, attention_dropout, texts))
     precision = training.mixed_precision(params.precision)
     peaks = {"fp32": matmul_peak(torch.float32, device)}
     if precision == "bf16":
         peaks["bf16"] = matmul_peak(torch.bfloat16, device)
-    for name, figures in variants.items():
-        figures["mfu"] = figures["model_flops_per_s"] / peaks[figures["precision"]]
+    variants = {name: summarize(seeded_runs, peaks) for name, seeded_runs in runs.items()}
     results = {
-        "size": args.size, "model": size["model"], "device": device_name(device), "reviews": size["n_train"], "max_length": size["max_length"],
-        "batch_size": size["batch_size"], "matmul_peak_flops_per_s": peaks,
+        "size": args.size, "model": size["model"], "device": device_name(device), "reviews": size["n_train"],
+        "max_length": size["max_length"], "batch_size": size["batch_size"], "seeds": args.seeds,
+        "matmul_peak_flops_per_s": peaks,
         "ours_vs_naive": variants["ours"]["reviews_per_s"] / variants["naive"]["reviews_per_s"],
         "ours_vs_trainer": variants["ours"]["reviews_per_s"] / variants["trainer"]["reviews_per_s"],
         "mfu": variants["ours"]["mfu"], "padding_share": variants["ours"]["padding_share"], "variants": variants,
@@ -86,6 +92,21 @@ def main(argv=None):
     print(report(results))
     print(f"written to {args.out}")
     return results
+
+
+def summarize(seeded_runs, peaks):
+    """One variant's figures: each the mean over its seeded runs (time and FLOPs summed, so rates are
+    totals over totals), with every run's validation accuracy kept to show the spread."""
+    total = {key: sum(run[key] for run in seeded_runs) for key in ("reviews", "seconds", "flops", "real", "padded")}
+    precision = seeded_runs[0]["precision"]
+    model_flops_per_s = total["flops"] / total["seconds"]
+    accuracies = [run["val_accuracy"] for run in seeded_runs]
+    return {"reviews_per_s": total["reviews"] / total["seconds"], "seconds": total["seconds"] / len(seeded_runs),
+            "precision": precision, "padding_share": 1 - total["real"] / total["padded"],
+            "model_flops_per_s": model_flops_per_s, "mfu": model_flops_per_s / peaks[precision],
+            "peak_memory_mb": max(run["peak_memory_mb"] for run in seeded_runs),
+            "val_accuracy": float(np.mean(accuracies)), "val_accuracy_min": min(accuracies),
+            "val_accuracy_max": max(accuracies), "val_accuracy_runs": accuracies}
 
 
 def prepare(size):
@@ -103,7 +124,7 @@ def prepare(size):
 
 
 def measure(run, params, tokenized, tokenizer, device, attention_dropout, texts):
-    """Train one variant from a fresh model; its speed, padding, FLOPs, memory and validation accuracy."""
+    """Train one variant from a fresh model; its time, tokens, FLOPs, memory and validation accuracy."""
     model = models.load_teacher(params.model, tokenizer, params.seed, attention_dropout)
     counter = TokenCounter(model)
     with PeakMemory(device) as memory:
@@ -112,10 +133,9 @@ def measure(run, params, tokenized, tokenizer, device, attention_dropout, texts)
         seconds = time.perf_counter() - started
     counter.remove()
     accuracy = validation_accuracy(model, params, tokenized, tokenizer)
-    n = len(tokenized["train"])
-    return {"reviews_per_s": n / seconds, "seconds": seconds, "precision": precision,
-            "padding_share": 1 - counter.real / counter.padded, "model_flops_per_s": counter.flops / seconds,
-            "peak_memory_mb": memory.peak_mb, "val_accuracy": accuracy}
+    return {"reviews": len(tokenized["train"]), "seconds": seconds, "precision": precision, "real": counter.real,
+            "padded": counter.padded, "flops": counter.flops, "peak_memory_mb": memory.peak_mb,
+            "val_accuracy": accuracy}
 
 
 def run_ours(model, params, tokenized, tokenizer, texts):
@@ -159,6 +179,10 @@ def run_trainer(model, params, tokenized, tokenizer, texts):
                           processing_class=tokenizer)
         trainer.train()
     return "bf16" if bf16 else "fp32"
+
+
+# name -> (training function, whether it trains with the project's attention_dropout)
+VARIANTS = {"ours": (run_ours, True), "naive": (run_naive, False), "trainer": (run_trainer, False)}
 
 
 class TokenCounter:
@@ -256,11 +280,11 @@ def device_name(device):
 
 
 def report(results):
-    table = pd.DataFrame(results["variants"]).T
+    table = pd.DataFrame(results["variants"]).T.drop(columns="val_accuracy_runs")
     table["vs ours"] = results["variants"]["ours"]["reviews_per_s"] / table["reviews_per_s"]
     table["model TFLOP/s"] = table.pop("model_flops_per_s") / 1e12
     return (f"{results['reviews']} reviews, max_length {results['max_length']}, batch {results['batch_size']}, "
-            f"{results['device']}\n{table.round(3).to_string()}\n"
+            f"{results['device']}, {results['seeds']} seed(s)\n{table.round(3).to_string()}\n"
             f"ours vs naive {results['ours_vs_naive']:.2f}x, ours vs Trainer {results['ours_vs_trainer']:.2f}x, "
             f"MFU {results['mfu']:.1%}, padding share {results['padding_share']:.1%}")
 

@@ -180,9 +180,9 @@ def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification
     sampler = EpochSampler(token_lengths(tokenized["train"]), settings.batch_size, settings.seed, settings.group_by_length)
     train_loader = make_loader(tokenized["train"], tokenizer, settings.batch_size, sampler, extra_columns)
     model.to(accelerator.device)  # before the optimizer, which on a GPU checks where its parameters live
-    # on a GPU, one fused kernel for the whole update (as the Trainer's default)
+    # one fused kernel for the whole update: on a 2-core CPU 23 ms a step instead of 136 (MiniLM-L6)
     optimizer = torch.optim.AdamW(param_groups(model, settings.weight_decay), lr=settings.lr,
-                                  fused=accelerator.device.type == "cuda" or None)
+                                  fused=accelerator.device.type in ("cpu", "cuda") or None)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
 
     steps_per_epoch = math.ceil(len(train_loader) / settings.grad_accum_steps)

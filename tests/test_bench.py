@@ -20,14 +20,18 @@ def _bench(name):
 
 def test_train_speed_compares_three_loops(tmp_path):
     out = tmp_path / "train_speed.json"
-    _bench("train_speed").main(["--size", "tiny", "--out", str(out)])
+    _bench("train_speed").main(["--size", "tiny", "--seeds", "2", "--out", str(out)])
     results = json.loads(out.read_text())
+    assert results["seeds"] == 2
     for key in ("ours_vs_naive", "ours_vs_trainer", "mfu", "padding_share"):
         assert key in results
     assert set(results["variants"]) == {"ours", "naive", "trainer"}
     for figures in results["variants"].values():
         assert figures["reviews_per_s"] > 0 and 0 < figures["mfu"] < 1 and 0 <= figures["padding_share"] < 1
         assert 0 <= figures["val_accuracy"] <= 1 and figures["peak_memory_mb"] > 0
+        runs = figures["val_accuracy_runs"]
+        assert len(runs) == 2 and figures["val_accuracy"] == pytest.approx(sum(runs) / 2)
+        assert figures["val_accuracy_min"] == min(runs) and figures["val_accuracy_max"] == max(runs)
     assert results["ours_vs_naive"] == pytest.approx(
         results["variants"]["ours"]["reviews_per_s"] / results["variants"]["naive"]["reviews_per_s"])
 
