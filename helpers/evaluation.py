@@ -44,10 +44,15 @@ def prediction_table(frame, prob_positive):
     return table
 
 
+def wrong_predictions(predictions):
+    """The rows of a prediction table the model got wrong, the surest mistake first (ties in test order)."""
+    wrong = predictions[predictions["predicted"] != predictions["label"]]
+    return wrong.sort_values("confidence", ascending=False, kind="stable")
+
+
 def confident_errors(predictions, k, preview_chars=300):
     """The k wrong predictions the model was surest of, with a preview of each review."""
-    wrong = predictions[predictions["predicted"] != predictions["label"]]
-    worst = wrong.sort_values("confidence", ascending=False).head(k).copy()
+    worst = wrong_predictions(predictions).head(k).copy()
     worst["text"] = worst["text"].str.replace("<br />", " ", regex=False).str.slice(0, preview_chars)
     worst["label"] = worst["label"].map(LABEL_NAMES)
     worst["predicted"] = worst["predicted"].map(LABEL_NAMES)

@@ -8,6 +8,12 @@ import os
 import sys
 
 PLAIN_PROGRESS = "IMDB_DISTIL_PLAIN_PROGRESS"
+BATCH = "IMDB_DISTIL_BATCH"  # set by the runner too: no one is there to use a widget (see helpers.demo)
+
+
+def in_batch_run():
+    """True inside `python -m helpers.run`, whose kernels inherit its environment."""
+    return bool(os.environ.get(BATCH))
 
 
 def quiet_library_bars():

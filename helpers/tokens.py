@@ -30,16 +30,31 @@ def truncate(ids, max_length, head_share=1.0):
     of `max_length` from the start and the rest from the end, where reviewers often put their
     verdict (Sun et al. 2019 found 128 head + 382 tail tokens best for IMDB at 512).
     """
-    if len(ids) <= max_length:
-        return ids
+    start, stop = cut_span(len(ids), max_length, head_share)
+    return ids[:start] + ids[stop:]
+
+
+def cut_span(length, max_length, head_share=1.0):
+    """Where `truncate` cuts a review of `length` tokens: ids[start:stop] are dropped.
+
+    One place for the arithmetic, so that what the model is trained on and what the demo
+    (helpers.demo) shows as cut can never disagree. A review that fits gives an empty span.
+    """
+    if length <= max_length:
+        return length, length
     head = min(max_length - 1, max(1, round(head_share * max_length)))
-    return ids[:head] + ids[len(ids) - (max_length - head):]
+    return head, length - (max_length - head)
+
+
+def full_ids(tokenizer, texts):
+    """Token ids of whole reviews, [CLS] and [SEP] included: the cut is `truncate`'s, not the tokenizer's."""
+    return tokenizer(texts, truncation=False, verbose=False, return_token_type_ids=False)["input_ids"]
 
 
 def tokenize_splits(splits, tokenizer, max_length, head_share=1.0):
     """A DatasetDict of token ids per split, with each review's untruncated length kept for statistics."""
     def encode(batch):
-        full = tokenizer(batch["text"], truncation=False, verbose=False, return_token_type_ids=False)["input_ids"]
+        full = full_ids(tokenizer, batch["text"])
         kept = [truncate(ids, max_length, head_share) for ids in full]
         return {"input_ids": kept, "attention_mask": [[1] * len(ids) for ids in kept],
                 "labels": batch["label"], "full_length": [len(ids) for ids in full]}
