@@ -6,6 +6,7 @@ import sys
 import nbformat
 import pytest
 
+from headless import body_attributes, render
 from helpers.run import NOTEBOOK_DIR, NOTEBOOKS
 
 pytestmark = pytest.mark.slow
@@ -70,11 +71,35 @@ def test_executed_notebooks_show_their_results_without_errors(smoke_run, name):
     assert injected and str(smoke_run) in injected[0].source
 
 
+REPORT_HEADINGS = ("Parameters", "Environment", "Data", "Token lengths", "Training", "Test metrics", "Distillation",
+                   "Stage timings")
+
+
+def test_the_report_loads_in_chromium_with_every_figure_and_no_console_errors(smoke_run):
+    """report.html of the real run, opened in headless Chromium (the negative checks are in test_report.py)."""
+    report = smoke_run / "report.html"
+    assert report.exists(), "the batch run writes report.html"
+    pngs = [p for p in smoke_run.rglob("*.png") if "notebooks" not in p.parts]
+    dom, console = render(report)
+    # a PNG the report does not show makes the counts differ: add new figures to helpers/report.py
+    assert body_attributes(dom) == {"data-figures": str(len(pngs)), "data-figures-loaded": str(len(pngs))}, pngs
+    for heading in REPORT_HEADINGS:
+        assert f"<h2>{heading}</h2>" in dom
+    assert "Not run yet" not in dom and 'class="missing"' not in dom
+    assert "student_int8 / teacher" in dom
+    assert console == [], console
+
+
 def test_rerunning_into_the_same_folder_with_other_parameters_is_refused(smoke_run):
     result = subprocess.run([sys.executable, "-m", "helpers.run", "smoke", "--run-dir", str(smoke_run), "-p", "n_test", "16"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "n_test: 32 -> 16" in result.stderr
     assert json.loads((smoke_run / "params.json").read_text())["params"]["n_test"] == 32
+
+
+def test_the_evaluate_demo_prints_its_static_example_in_a_batch_run(smoke_run):
+    text = _notebook_text(smoke_run / "notebooks" / "04_evaluate.ipynb")
+    assert "A static example" in text and "A typed review:" in text and "P(positive): [" in text
 
 
 def _notebook_text(path):
