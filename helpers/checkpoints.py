@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate.utils import gather_object
 from safetensors.torch import load_file, save_file
 
 from helpers.io import atomic_dir, read_json, write_json
@@ -167,6 +168,8 @@ class Checkpointer:
 
     def save(self, state, best=False):
         self.accelerator.wait_for_everyone()
+        # every process has random states of its own (dropout, its CUDA device): all are saved
+        rng_by_process = gather_object([capture_rng()])
         name = checkpoint_name(state["step"])
         if best:
             state["best_checkpoint"] = name
@@ -174,7 +177,7 @@ class Checkpointer:
             return
         scaler = self.accelerator.scaler
         trainer_state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                         "scaler": scaler.state_dict() if scaler is not None else None, "rng": capture_rng(),
+                         "scaler": scaler.state_dict() if scaler is not None else None, "rng": rng_by_process,
                          "order": torch.tensor(self.sampler.order(state["epoch"]))}
         started = time.perf_counter()
         write_checkpoint(self.folder / name, self.accelerator.unwrap_model(self.model).state_dict(), trainer_state,
@@ -204,7 +207,8 @@ class Checkpointer:
             self.scheduler.load_state_dict(trainer_state["scheduler"])
             if self.accelerator.scaler is not None and trainer_state["scaler"] is not None:
                 self.accelerator.scaler.load_state_dict(trainer_state["scaler"])
-            restore_rng(trainer_state["rng"])
+            # one state per process; the fingerprint already refused a checkpoint of another process count
+            restore_rng(trainer_state["rng"][self.accelerator.process_index])
             state = {key: progress[key] for key in fresh_state}
             say(f"resuming from checkpoint {path.name}: epoch {state['epoch']}, {state['batches_done']} batch(es) "
                 f"of it already trained and skipped, {state['step']} optimizer step(s) done")

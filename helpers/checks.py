@@ -9,7 +9,7 @@ from helpers import data, models, tokens
 
 
 def check_inputs(params):
-    data.check_source(params.data)
+    data.check_source(params.data, {"train": params.n_train, "test": params.n_test})
     models.check_classifier(params.model, "model")
     models.check_classifier(params.student_model, "student_model")
     tokens.check_max_length(params.model, params.max_length)

@@ -55,14 +55,31 @@ def _local_folder(source):
     return None
 
 
-def check_source(source):
+def check_source(source, sizes=None):
     """The quick checks of a data source, run before any stage: its files exist, can be read and
-    have `text` and `label` columns (reading only their headers). Hub names are checked on loading."""
+    have `text` and `label` columns (reading only their headers), and Parquet files hold at least
+    the `sizes` asked for ({split: n}, from their footers). Hub names are checked on loading."""
     folder = _local_folder(source)
     if folder is None or (folder / "train" / "pos").is_dir():
         return
-    for file in _data_files(folder).values():
+    for split, file in _data_files(folder).items():
         _require_columns(_column_names(file), file)
+        wanted = (sizes or {}).get(split)
+        if wanted is not None and file.suffix == ".parquet":
+            _require_rows(_parquet_rows(file), wanted, split)
+
+
+def _parquet_rows(file):
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(file).metadata.num_rows
+
+
+def _require_rows(available, wanted, split):
+    if wanted > available:
+        name = "n_train" if split == "train" else "n_test"
+        raise DataError(f"asked for {wanted} {split} reviews but the data has only {available}; "
+                        f"lower {name} or set it to none (all of them)")
 
 
 def _data_files(folder):

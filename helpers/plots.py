@@ -81,3 +81,28 @@ def _axes(figsize):
 def save(fig, path):
     with atomic_write(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=120)
+
+
+def learning_curve(table, name):
+    """Test accuracy (left axis) and training minutes (right axis) against the swept parameter."""
+    fig, ax = _axes(figsize=(7, 4))
+    try:
+        x = [float(v) for v in table.index]
+    except ValueError:  # not a number (a model name, say): evenly spaced
+        x = list(range(len(table)))
+    for column, label, color in (("teacher_accuracy", "teacher", "#4f81bd"), ("student_accuracy", "student", "#9bbb59")):
+        if table[column].notna().any():
+            ax.plot(x, table[column], marker="o", color=color, label=f"{label} test accuracy")
+    if min(x) > 0 and max(x) / min(x) >= 4:  # sizes that double read best on a log axis
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(x, [str(v) for v in table.index])
+    ax.set_xlabel(name)
+    ax.set_ylabel("test accuracy")
+    minutes = ax.twinx()
+    minutes.plot(x, table["train_seconds"] / 60, marker="s", linestyle="--", color="grey", label="train stage (min)")
+    minutes.set_ylabel("train stage, minutes")
+    lines = ax.get_legend_handles_labels()[0] + minutes.get_legend_handles_labels()[0]
+    ax.legend(lines, [line.get_label() for line in lines], loc="lower right")
+    ax.set_title(f"What more {name} buys")
+    fig.tight_layout()
+    return fig

@@ -4,10 +4,11 @@
     python -m helpers.run smoke --run-dir /tmp/smoke             # seconds; what the tests run
     python -m helpers.run subset -p n_train 2000 -p epochs 2     # hub data and bert-base-uncased
     python -m helpers.run quick --run-dir runs/q2 --overwrite    # start a run folder afresh
+    python -m helpers.run quick --sweep n_train=250,500,1000,2000 # a learning curve (helpers.sweep)
 
 Parameters are validated before any notebook starts. The run folder ends up holding the
-executed notebooks (notebooks/), params.json, environment.json, timings.json and each
-stage's files.
+executed notebooks (notebooks/), params.json, environment.json, timings.json, each
+stage's files and report.html (helpers.report), written also when a stage fails.
 """
 import argparse
 import os
@@ -15,14 +16,19 @@ import sys
 import time
 from pathlib import Path
 
+from helpers.checks import check_inputs
 from helpers.config import PROJECT_ROOT, ConfigError, available_profiles, describe_params, resolve_params
 from helpers.data import DataError
-from helpers.io import write_json
-from helpers.progress import PLAIN_PROGRESS
+from helpers.io import read_json, write_json
+from helpers.progress import BATCH, PLAIN_PROGRESS
+from helpers.report import write_report
 from helpers.runs import default_run_dir, open_run
+from helpers.sweep import collect, parse_sweep, run_dirs, write_results
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
-NOTEBOOKS = ("01_data.ipynb", "02_tokenize.ipynb", "03_train.ipynb", "04_evaluate.ipynb", "05_distill.ipynb")
+STAGE_NOTEBOOKS = {"data": "01_data.ipynb", "tokenize": "02_tokenize.ipynb", "train": "03_train.ipynb",
+                   "evaluate": "04_evaluate.ipynb", "distill": "05_distill.ipynb"}
+NOTEBOOKS = tuple(STAGE_NOTEBOOKS.values())
 
 
 def parse_args(argv):
@@ -36,35 +42,118 @@ def parse_args(argv):
                         help="override one parameter of the profile; repeatable")
     parser.add_argument("--overwrite", action="store_true", help="delete what the run folder holds and start afresh")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel that runs the notebooks (default python3)")
+    parser.add_argument("--sweep", metavar="NAME=V1,V2,...",
+                        help="one run per value of a parameter, each in its own folder under --run-dir, then a table "
+                             "and a figure of what each value buys, e.g. n_train=250,500,1000,2000 (a learning curve)")
+    parser.add_argument("--stages", type=_stage_list, default=list(STAGE_NOTEBOOKS),
+                        help=f"comma-separated stages to run, in order (default all: {','.join(STAGE_NOTEBOOKS)})")
     return parser.parse_args(argv)
+
+
+def _stage_list(text):
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in STAGE_NOTEBOOKS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown stage(s) {unknown or [text]}: choose from {', '.join(STAGE_NOTEBOOKS)}")
+    return [name for name in STAGE_NOTEBOOKS if name in names]  # always in pipeline order
 
 
 def main(argv=None):
     args = parse_args(argv)
-    overrides = dict(args.param)
     try:
-        params = resolve_params(args.profile, overrides)
-        overrides = {name: getattr(params, name) for name in overrides}
-        run_dir = Path(args.run_dir or default_run_dir(args.profile)).resolve()
-        run = open_run(args.profile, run_dir, overrides, overwrite=args.overwrite)  # every check before any write
+        plan = _plan(args)
+        opened = [(open_run(args.profile, run_dir, overrides, overwrite=args.overwrite, writer=_first_process()), overrides)
+                  for run_dir, overrides in plan]
     except (ConfigError, DataError) as error:
         sys.exit(f"error: {error}")
+    for run, overrides in opened:
+        if execute(run, overrides, args):
+            sys.exit(1)
+    if args.sweep and _first_process():
+        name, values = parse_sweep(args.sweep)
+        table = collect(name, {value: run.dir for value, (run, _) in zip(values, opened)})
+        sweep_dir = opened[0][0].dir.parent
+        write_results(sweep_dir, name, table)
+        print(f"{table.round(4).to_string()}\nlearning curve: {sweep_dir / 'learning_curve.png'}")
+
+
+def _plan(args):
+    """(run folder, overrides) of each run to make: one, or one per value of a --sweep.
+    Every run's parameters and inputs are checked here, before any folder is written."""
+    overrides = dict(args.param)
+    params = resolve_params(args.profile, overrides)
+    overrides = {name: getattr(params, name) for name in overrides}
+    if not args.sweep:
+        return [(Path(args.run_dir or default_run_dir(args.profile)).resolve(), overrides)]
+    name, values = parse_sweep(args.sweep)
+    sweep_dir = Path(args.run_dir or default_run_dir(f"{args.profile}-sweep-{name}")).resolve()
+    plan = []
+    for value, run_dir in run_dirs(sweep_dir, name, values).items():
+        params = resolve_params(args.profile, {**overrides, name: value})
+        check_inputs(params)
+        plan.append((run_dir, {**overrides, name: getattr(params, name)}))
+    return plan
+
+
+def _first_process():
+    return int(os.environ.get("RANK", "0")) == 0  # set by `accelerate launch` and torchrun; absent: one process
+
+
+def execute(run, overrides, args):
+    """Run the chosen stages into `run`: notebooks, or stage functions under a multi-process launch.
+    Returns True if one failed."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # more than 1 under `accelerate launch` or torchrun
+        return execute_stages(run, args.stages)
     print(f"run folder: {run.dir}")
-    failed = execute_notebooks(run, overrides, args.kernel)
-    sys.exit(1 if failed else 0)
+    return execute_notebooks(run, overrides, args.kernel, args.stages)
 
 
-def execute_notebooks(run, overrides, kernel):
+def execute_stages(run, stage_names):
+    """A multi-process launch: every process runs the stage functions (a notebook has one kernel, so
+    none are executed); data and tokenize run in the first process while the others wait."""
+    import torch
+    from accelerate import PartialState
+
+    from helpers import stages
+
+    # without a GPU, Accelerate joins the processes only when told they are CPU processes (gloo)
+    state = PartialState(cpu=not torch.cuda.is_available())
+    state.wait_for_everyone()  # the first process has written the run folder
+    state.print(f"run folder: {run.dir}; {state.num_processes} processes run the stages as functions, without notebooks")
+    timings = _read_timings(run)
+    for name in stage_names:
+        started = time.perf_counter()
+        state.print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
+        if state.is_main_process or name not in stages.MAIN_PROCESS_STAGES:
+            stages.STAGE_FUNCTIONS[name](run)
+        state.wait_for_everyone()
+        timings[STAGE_NOTEBOOKS[name]] = round(time.perf_counter() - started, 1)
+        if state.is_main_process:
+            write_json(run.dir / "timings.json", timings)
+        state.print(f"    done in {timings[STAGE_NOTEBOOKS[name]]} s", flush=True)
+    if state.is_main_process:
+        print(f"report: {write_report(run.dir)}")
+    return False
+
+
+def _read_timings(run):
+    """Stage timings so far: a run of some stages adds to those of the others."""
+    path = run.dir / "timings.json"
+    return read_json(path) if path.exists() else {}
+
+
+def execute_notebooks(run, overrides, kernel, stage_names=tuple(STAGE_NOTEBOOKS)):
     """Execute each notebook into the run folder; stop at the first failure. Returns True if one failed."""
     import papermill
 
     os.environ[PLAIN_PROGRESS] = "1"
+    os.environ[BATCH] = "1"  # widget cells (helpers.demo) print a static example instead
     # prefer the kernel of this very Python, so the notebooks import the same helpers
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [f"{sys.prefix}/share/jupyter", os.environ.get("JUPYTER_PATH")]))
-    timings = {}
+    timings = _read_timings(run)
     out_dir = run.dir / "notebooks"
     out_dir.mkdir(exist_ok=True)
-    for name in NOTEBOOKS:
+    for name in [STAGE_NOTEBOOKS[stage] for stage in stage_names]:
         started = time.perf_counter()
         print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
         try:
@@ -73,12 +162,14 @@ def execute_notebooks(run, overrides, kernel):
                 parameters={"profile": run.profile, "run_dir": str(run.dir), "overrides": overrides})
         except papermill.PapermillExecutionError as error:
             print(f"{name} failed: {error.ename}: {error.evalue}\n  see the executed notebook {out_dir / name}", file=sys.stderr)
+            print(f"report of the stages so far: {write_report(run.dir)}")
             return True
         finally:
             timings[name] = round(time.perf_counter() - started, 1)
             write_json(run.dir / "timings.json", timings)
         print(f"    done in {timings[name]} s", flush=True)
     print(f"all stages done in {sum(timings.values()):.0f} s; results in {run.dir}")
+    print(f"report: {write_report(run.dir)}")
     return False
 
 

@@ -51,21 +51,22 @@ def default_run_dir(profile):
     return PROJECT_ROOT / "runs" / profile
 
 
-def open_run(profile, run_dir="", overrides=None, overwrite=False):
+def open_run(profile, run_dir="", overrides=None, overwrite=False, writer=True):
     """Validate the parameters and inputs, then open (or create) the run folder they belong to.
 
     With `overwrite`, an existing run folder is emptied first, but only once every check has passed.
+    In a multi-process launch every process checks (so all stop alike on bad input) but only the
+    main one (`writer`) empties or writes the folder.
     """
     params = resolve_params(profile, overrides)
     check_inputs(params)
     run_dir = Path(run_dir) if run_dir else default_run_dir(profile)
-    if overwrite:
+    if overwrite and writer:
         _clear(run_dir)
     params_file = run_dir / "params.json"
-    if params_file.exists():
-        stored = read_json(params_file)
-        _refuse_mismatch(run_dir, stored, profile, params)
-    else:
+    if params_file.exists() and not overwrite:
+        _refuse_mismatch(run_dir, read_json(params_file), profile, params)
+    elif writer and not params_file.exists():
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(params_file, {"profile": profile, "params": params.to_dict()})
         write_json(run_dir / "environment.json", environment())

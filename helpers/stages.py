@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 import datasets
+from accelerate import PartialState
 
 from helpers import data, distill, evaluation, models, plots, tokens
 from helpers.io import read_json, write_frame, write_json
@@ -25,9 +26,15 @@ class StageResult:
 
 def _finish(run, stage, result, started):
     result.values["seconds"] = round(time.perf_counter() - started, 1)
-    for name, fig in result.figures.items():
-        plots.save(fig, run.stage(stage) / f"{name}.png")
+    if is_main_process():
+        for name, fig in result.figures.items():
+            plots.save(fig, run.stage(stage) / f"{name}.png")
     return result
+
+
+def is_main_process():
+    """False in every process but the first of a multi-process launch: only the first writes files."""
+    return PartialState().is_main_process
 
 
 def data_stage(run):
@@ -67,11 +74,32 @@ def train_stage(run):
     tokenizer = tokens.load_saved_tokenizer(run.require("tokenized"))
     model = models.load_teacher(params.model, tokenizer, params.seed, params.attention_dropout)
     history = train(model, tokenized, tokenizer, TrainSettings.from_params(params), run.stage("train"))
-    result = StageResult(
+    return _finish(run, "train", _train_result(run, history, models.count_parameters(model)), started)
+
+
+def launch_train(run, num_processes=None):
+    """The train stage from a notebook: on all of the machine's GPUs when it has several
+    (Accelerate's notebook_launcher forks one process per GPU), else in this process."""
+    import torch
+
+    num_processes = num_processes or torch.cuda.device_count()
+    if num_processes <= 1:
+        return train_stage(run)
+    from accelerate import notebook_launcher
+
+    started = time.perf_counter()
+    notebook_launcher(train_stage, args=(run,), num_processes=num_processes)
+    # the processes' results stay in them: rebuild this one's from what the first process wrote
+    history = read_json(run.require("train", "history.json"))
+    n_parameters = models.count_parameters(models.load_trained(run.require("train", "model")))
+    return _finish(run, "train", _train_result(run, history, n_parameters), started)
+
+
+def _train_result(run, history, n_parameters):
+    return StageResult(
         tables={"epochs": _epochs_table(history)},
-        figures={"loss_curve": plots.loss_curve(history, f"Fine-tuning {params.model}")},
-        values={"parameters": models.count_parameters(model), "precision": history["precision"]})
-    return _finish(run, "train", result, started)
+        figures={"loss_curve": plots.loss_curve(history, f"Fine-tuning {run.params.model}")},
+        values={"parameters": n_parameters, "precision": history["precision"]})
 
 
 def evaluate_stage(run):
@@ -81,6 +109,8 @@ def evaluate_stage(run):
     model, tokenizer = models.load_trained(model_dir), tokens.load_saved_tokenizer(run.require("tokenized"))
     test = tokens.load_tokenized(run.require("tokenized"))["test"]
     prob_positive = evaluation.predict_proba(model, test, tokenizer, TrainSettings.from_params(params))
+    if not is_main_process():  # every process predicted its share; the first one has them all and reports
+        return StageResult()
     frame = data.load_splits(run.require("data"), names=("test",))["test"]
     metrics = evaluation.classification_metrics(frame["label"].to_numpy(), prob_positive)
     write_json(run.stage("eval") / "metrics.json", metrics)
@@ -114,6 +144,8 @@ def distill_stage(run):
     labels = tokenized["test"]["labels"]
     student_metrics = evaluation.classification_metrics(
         labels, evaluation.predict_proba(student, tokenized["test"], tokenizer, settings))
+    if not is_main_process():  # the CPU timings and the files are the first process's work
+        return StageResult()
     write_json(run.stage("distill") / "metrics.json", student_metrics)
     comparison = distill.compare({"teacher": (teacher, teacher_dir, teacher_metrics),
                                   "student": (student, student_dir, student_metrics)},
@@ -136,3 +168,9 @@ def _metrics_table(metrics):
     import pandas as pd
 
     return pd.Series(metrics, name="test").to_frame().round(4)
+
+
+STAGE_FUNCTIONS = {"data": data_stage, "tokenize": tokenize_stage, "train": train_stage, "evaluate": evaluate_stage,
+                   "distill": distill_stage}
+# no model work to share: in a multi-process launch the first process runs these and the others wait
+MAIN_PROCESS_STAGES = ("data", "tokenize")

@@ -5,6 +5,8 @@ this module owns the recipe: AdamW without weight decay on biases and LayerNorm,
 warmup then decay, gradient clipping, validation after each epoch and the best model kept.
 The teacher and the student differ only in the loss function they pass in.
 """
+import contextlib
+import gc
 import hashlib
 import math
 from dataclasses import dataclass
@@ -15,7 +17,8 @@ import pyarrow.compute as pc
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from accelerate.utils.memory import should_reduce_batch_size
 from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding, get_scheduler
 
@@ -65,10 +68,21 @@ def mixed_precision(setting):
 
 
 def make_accelerator(settings):
-    return Accelerator(
+    """An Accelerator for this process; under `accelerate launch` it joins the other processes.
+
+    Batches are split across processes (`split_batches`): `batch_size` is the global batch of one
+    step however many processes share it, so 1 and N processes see the same batches in the same
+    order and train the same model, up to dropout masks and the order of floating-point sums.
+    """
+    accelerator = Accelerator(
         mixed_precision=mixed_precision(settings.precision),
-        gradient_accumulation_steps=settings.grad_accum_steps,
-    )
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
+    )  # gradient accumulation is the loop's own (optimizer_step), so it can cut batches smaller on OOM
+    for name in ("batch_size", "eval_batch_size"):
+        if getattr(settings, name) % accelerator.num_processes:
+            raise ConfigError(f"{name} {getattr(settings, name)} does not split evenly over "
+                              f"{accelerator.num_processes} processes; make it a multiple of {accelerator.num_processes}")
+    return accelerator
 
 
 class EpochSampler(Sampler):
@@ -187,21 +201,21 @@ def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification
 
     steps_per_epoch = math.ceil(len(train_loader) / settings.grad_accum_steps)
     total_steps = steps_per_epoch * settings.epochs
-    # a prepared scheduler steps once per process, so it counts steps across all processes
+    # with split batches a prepared scheduler steps once per optimizer step, whatever the process count
     scheduler = accelerator.prepare(get_scheduler(
-        "linear", optimizer, num_warmup_steps=round(settings.warmup_ratio * total_steps) * accelerator.num_processes,
-        num_training_steps=total_steps * accelerator.num_processes))
+        "linear", optimizer, num_warmup_steps=round(settings.warmup_ratio * total_steps), num_training_steps=total_steps))
 
     checkpointer = Checkpointer(out_dir / "checkpoints", fingerprint(model, tokenized, settings, accelerator),
                                 accelerator, model, optimizer, scheduler, sampler, settings.keep_checkpoints)
     state = checkpointer.resume(fresh_state(settings, accelerator))
+    splitter = BatchSplitter(accelerator, settings.batch_size)
     while state["epoch"] <= settings.epochs:
         sampler.epoch = state["epoch"]
         loader = train_loader
         if state["batches_done"]:
             loader = accelerator.skip_first_batches(train_loader, state["batches_done"])
         _train_epoch(model, optimizer, scheduler, accelerator, settings, checkpointer, state, loader, loss_fn,
-                     n_batches=len(train_loader))
+                     n_batches=len(train_loader), splitter=splitter)
         val = validate(model, tokenized["val"], tokenizer, settings.eval_batch_size, accelerator)
         improved = val["accuracy"] > state["best_accuracy"]
         if improved:
@@ -237,7 +251,8 @@ def fingerprint(model, tokenized, settings, accelerator):
             "processes": accelerator.num_processes}
 
 
-def _train_epoch(model, optimizer, scheduler, accelerator, settings, checkpointer, state, loader, loss_fn, n_batches):
+def _train_epoch(model, optimizer, scheduler, accelerator, settings, checkpointer, state, loader, loss_fn, n_batches,
+                 splitter):
     """Train on the rest of one epoch, checkpointing every `checkpoint_every` optimizer steps.
 
     Step losses stay on the device until they are needed (every LOG_EVERY steps for the
@@ -246,30 +261,22 @@ def _train_epoch(model, optimizer, scheduler, accelerator, settings, checkpointe
     """
     epoch = state["epoch"]
     model.train()
-    window, pending = [], []  # losses of the current optimizer step; step records whose loss is still a tensor
+    window, pending = [], []  # the batches of the current optimizer step; step records whose loss is still a tensor
     steps = state["history"]["steps"]
     steps_this_epoch = sum(r["epoch"] == epoch for r in steps)  # more than 0 when resuming mid-epoch
     bar = progress(loader, desc=f"epoch {epoch}", initial=state["batches_done"], total=n_batches,
                    disable=not accelerator.is_local_main_process)
     for batch in bar:
-        with accelerator.accumulate(model):
-            loss = loss_fn(forward(model, batch), batch)
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and settings.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-        window.append(loss.detach().float())
+        window.append(batch)
         state["batches_done"] += 1
-        if not accelerator.sync_gradients:
+        if len(window) < settings.grad_accum_steps and state["batches_done"] < n_batches:
             continue
+        loss = optimizer_step(model, optimizer, scheduler, accelerator, settings.max_grad_norm, window, loss_fn, splitter)
+        window = []
         state["step"] += 1
         steps_this_epoch += 1
-        steps.append({"epoch": epoch, "step": steps_this_epoch, "loss": torch.stack(window).mean(),
-                      "lr": scheduler.get_last_lr()[0]})
+        steps.append({"epoch": epoch, "step": steps_this_epoch, "loss": loss, "lr": scheduler.get_last_lr()[0]})
         pending.append(steps[-1])
-        window = []
         if state["step"] % LOG_EVERY == 0:
             _read_losses(pending)
             bar.set_postfix(loss=f"{steps[-1]['loss']:.4f}", refresh=False)
@@ -278,6 +285,73 @@ def _train_epoch(model, optimizer, scheduler, accelerator, settings, checkpointe
             _read_losses(pending)
             checkpointer.save(state)  # at an epoch's end, the checkpoint follows validation instead
     _read_losses(pending)
+
+
+def optimizer_step(model, optimizer, scheduler, accelerator, max_grad_norm, batches, loss_fn, splitter):
+    """One optimizer step on the mean loss of `batches` (the gradient-accumulation window); returns that loss.
+
+    Each batch runs in `splitter.parts` pieces. When the device runs out of memory, the step is
+    started again with pieces half the size: twice the accumulation, the same effective batch.
+    """
+    while True:
+        try:
+            loss = _accumulate_gradients(model, accelerator, batches, loss_fn, splitter.parts)
+            break
+        except RuntimeError as error:
+            if not should_reduce_batch_size(error):
+                raise
+            optimizer.zero_grad(set_to_none=True)
+            splitter.halve(error)
+    if max_grad_norm > 0:
+        accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad()
+    return loss
+
+
+def _accumulate_gradients(model, accelerator, batches, loss_fn, parts):
+    """Backpropagate the mean over `batches` of each batch's mean loss, running each in `parts` pieces.
+
+    A piece's loss is weighted by its share of its batch, so the gradients are those of whole
+    batches; processes synchronise gradients only after the last piece.
+    """
+    pieces = [(piece, share / len(batches)) for batch in batches for piece, share in _pieces(batch, parts)]
+    total = 0.0
+    for i, (piece, weight) in enumerate(pieces):
+        with accelerator.no_sync(model) if i < len(pieces) - 1 else contextlib.nullcontext():
+            loss = loss_fn(forward(model, piece), piece)
+            accelerator.backward(loss * weight)
+        total = total + loss.detach().float() * weight
+    return total
+
+
+def _pieces(batch, parts):
+    """`batch` cut along its rows into at most `parts` pieces, each with its share of the rows."""
+    rows = len(batch["input_ids"])
+    cuts = [torch.tensor_split(values, min(parts, rows)) for values in batch.values()]
+    return [({key: values[i] for key, values in zip(batch, cuts)}, len(cuts[0][i]) / rows) for i in range(len(cuts[0]))]
+
+
+class BatchSplitter:
+    """How many pieces each batch runs in: 1 until the device runs out of memory, then doubled each time."""
+
+    def __init__(self, accelerator, batch_size):
+        self.accelerator, self.per_device, self.parts = accelerator, batch_size // accelerator.num_processes, 1
+
+    def halve(self, error):
+        if self.parts >= self.per_device:
+            raise RuntimeError(f"out of memory with 1 review per device: the model and one review of max_length "
+                               f"tokens do not fit; lower max_length, train in bf16/fp16, or use a larger GPU") from error
+        old = math.ceil(self.per_device / self.parts)
+        self.parts *= 2
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self.accelerator.print(
+            f"out of memory with {old} reviews per device: halving to {math.ceil(self.per_device / self.parts)} "
+            f"and doubling gradient accumulation ({self.parts} pieces per batch), so the effective batch is "
+            f"unchanged; this step starts again")
 
 
 def _read_losses(pending):

@@ -169,8 +169,17 @@ def test_a_review_of_several_megabytes_is_truncated_not_a_crash(tmp_path, frames
     assert max(len(ids) for split in ("train", "val") for ids in tokenized[split]["input_ids"]) == 64
 
 
-def test_more_training_reviews_than_the_data_holds_is_refused(tmp_path, frames):
-    _write(tmp_path, frames)
+def test_more_reviews_than_the_data_holds_are_refused_before_the_run_starts(tmp_path, frames):
+    _write(tmp_path, frames)  # Parquet: its footer tells the row count
+    with pytest.raises(DataError, match="asked for 1000 train reviews but the data has only 40; lower n_train"):
+        open_run("smoke", tmp_path / "run", _overrides(tmp_path, n_train=1000))
+    with pytest.raises(DataError, match="asked for 500 test reviews but the data has only 20; lower n_test"):
+        open_run("smoke", tmp_path / "run", _overrides(tmp_path, n_train=40, n_test=500))
+    assert not (tmp_path / "run").exists()
+
+
+def test_more_training_reviews_than_a_csv_holds_is_refused_in_the_data_stage(tmp_path, frames):
+    _write(tmp_path, frames, kind="csv")  # CSV rows can span lines: counted when the data stage reads them
     run = open_run("smoke", tmp_path / "run", _overrides(tmp_path, n_train=1000))
     with pytest.raises(DataError, match="asked for 1000 reviews but the data has only 40; lower n_train/n_test"):
         stages.data_stage(run)

@@ -36,6 +36,42 @@ def test_gradient_accumulation_takes_fewer_optimizer_steps(tmp_path, synthetic, 
     assert len(history["steps"]) == math.ceil(192 / 16 / 4)
 
 
+def test_pieces_of_a_batch_give_the_gradients_of_the_whole_batch(synthetic, tiny_teacher, tiny_tokenizer):
+    accelerator = training.make_accelerator(_settings())
+    tiny_teacher.eval()  # no dropout: the pieces must add up exactly
+    batches = list(training.make_loader(synthetic["train"].select(range(32)), tiny_tokenizer, 16))
+    grads = {}
+    for parts in (1, 4):
+        tiny_teacher.zero_grad()
+        training._accumulate_gradients(tiny_teacher, accelerator, batches, training.classification_loss, parts)
+        grads[parts] = [p.grad.clone() for p in tiny_teacher.parameters()]
+    for whole, pieces in zip(grads[1], grads[4]):
+        torch.testing.assert_close(pieces, whole, atol=1e-6, rtol=1e-5)
+
+
+def test_out_of_memory_halves_the_batch_and_doubles_accumulation(tmp_path, synthetic, tiny_teacher, tiny_tokenizer,
+                                                                 monkeypatch, capsys):
+    """A device that holds at most 4 reviews at a time: the loop goes 16 -> 8 -> 4 and trains as usual."""
+    real_forward = training.forward
+    tried = []
+
+    def small_device(model, batch):
+        tried.append(len(batch["input_ids"]))
+        if len(batch["input_ids"]) > 4 and model.training:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+        return real_forward(model, batch)
+
+    monkeypatch.setattr(training, "forward", small_device)
+    history = training.train(tiny_teacher, synthetic, tiny_tokenizer, _settings(), tmp_path)
+    out = capsys.readouterr().out
+    assert "out of memory with 16 reviews per device: halving to 8" in out
+    assert "out of memory with 8 reviews per device: halving to 4" in out and "effective batch is unchanged" in out
+    assert out.count("out of memory") == 2  # found once, then kept for the rest of training
+    assert tried[:3] == [16, 8, 4] and max(tried[3:]) <= 16  # (validation still predicts in whole batches)
+    assert len(history["steps"]) == 4 * math.ceil(192 / 16)  # as many optimizer steps: the same effective batch
+    assert max(e["accuracy"] for e in history["epochs"]) >= 0.9
+
+
 def test_warmup_then_linear_decay(tmp_path, synthetic, tiny_teacher, tiny_tokenizer):
     history = training.train(tiny_teacher, synthetic, tiny_tokenizer, _settings(epochs=1, warmup_ratio=0.25), tmp_path)
     lrs = [s["lr"] for s in history["steps"]]  # 12 steps, 3 of warmup

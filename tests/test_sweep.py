@@ -1,0 +1,64 @@
+"""--sweep: one run per value, checked before any is written, and the table and figure they make."""
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from helpers import sweep
+from helpers.config import ConfigError
+
+
+def test_a_sweep_names_one_known_parameter_and_two_or_more_values():
+    assert sweep.parse_sweep("n_train=250, 500,1000") == ("n_train", ["250", "500", "1000"])
+    with pytest.raises(ConfigError, match="'n_trian' is not a parameter"):
+        sweep.parse_sweep("n_trian=250,500")
+    for bad in ("n_train=250", "n_train=250,250", "n_train"):
+        with pytest.raises(ConfigError, match="two or more different values"):
+            sweep.parse_sweep(bad)
+
+
+def _fake_run(folder, teacher=None, student=None, timings=None):
+    folder.mkdir(parents=True)
+    for stage, accuracy in (("eval", teacher), ("distill", student)):
+        if accuracy is not None:
+            (folder / stage).mkdir()
+            (folder / stage / "metrics.json").write_text(json.dumps({"accuracy": accuracy}))
+    if timings:
+        (folder / "timings.json").write_text(json.dumps(timings))
+
+
+def test_results_table_and_learning_curve(tmp_path):
+    dirs = sweep.run_dirs(tmp_path, "n_train", ["250", "500"])
+    _fake_run(dirs["250"], teacher=0.8, student=0.78, timings={"03_train.ipynb": 60.0, "05_distill.ipynb": 50.0})
+    _fake_run(dirs["500"], teacher=0.85, timings={"03_train.ipynb": 120.0})  # distill not run
+    table = sweep.collect("n_train", dirs)
+    assert table.loc["250"].tolist() == [0.8, 0.78, 60.0, 50.0]
+    assert table.loc["500", "teacher_accuracy"] == 0.85 and pd.isna(table.loc["500", "student_accuracy"])
+    sweep.write_results(tmp_path, "n_train", table)
+    assert (tmp_path / "learning_curve.png").stat().st_size > 1000
+    assert pd.read_csv(tmp_path / "sweep.csv")["teacher_accuracy"].tolist() == [0.8, 0.85]
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "helpers.run", "smoke", *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_a_bad_value_stops_the_sweep_before_any_folder_is_written(tmp_path):
+    result = _run("--sweep", "n_train=40,99999", "--run-dir", str(tmp_path / "sweep"))
+    assert result.returncode != 0 and "n_train" in result.stderr and "99999" in result.stderr
+    assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.slow
+def test_the_cli_makes_one_run_folder_per_value_and_the_table(tmp_path):
+    result = _run("--sweep", "n_train=40,80", "--run-dir", str(tmp_path), "--stages", "data")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    for value in (40, 80):
+        params = json.loads((tmp_path / f"n_train-{value}" / "params.json").read_text())["params"]
+        assert params["n_train"] == value
+        assert (tmp_path / f"n_train-{value}" / "data" / "train.parquet").exists()
+    assert pd.read_csv(tmp_path / "sweep.csv")["n_train"].tolist() == [40, 80]
+    assert (tmp_path / "learning_curve.png").exists() and "learning curve:" in result.stdout
