@@ -12,10 +12,8 @@ and already holds the run, it resumes there without asking.
 import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from helpers.config import resolve_params
-from helpers.data import SAMPLE_DIR
+from helpers.data import SAMPLE_DIR, parquet_rows
 from helpers.models import MINILM, TINY
 from helpers.runs import default_run_dir
 
@@ -82,7 +80,7 @@ def training_reviews(params):
     if params.n_train is not None:
         return params.n_train
     if params.data == "sample":
-        return pq.read_metadata(SAMPLE_DIR / "train.parquet").num_rows
+        return parquet_rows(SAMPLE_DIR / "train.parquet")
     return IMDB_TRAIN_REVIEWS
 
 

@@ -18,6 +18,7 @@ import torch
 from helpers import evaluation, models, tokens
 from helpers.data import LABEL_NAMES
 from helpers.progress import in_batch_run
+from helpers.training import forward
 
 EXAMPLE_REVIEW = ("The first hour drags and the dialogue is clumsy, but the last act is wonderful: "
                   "moving, funny and beautifully shot. I would happily watch it again.")
@@ -57,7 +58,7 @@ def predict_one(model, ids):
     device = next(model.parameters()).device
     with torch.inference_mode():
         input_ids = torch.tensor([ids], device=device)
-        logits = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits
+        logits = forward(model, {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)})
     return float(evaluation.positive_probability(logits.float().cpu().numpy())[0])
 
 

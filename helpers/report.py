@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers.io import atomic_write
+from helpers.io import atomic_write, read_json
 
 REPORT_NAME = "report.html"
 N_ERRORS_SHOWN = 5  # confidently wrong reviews quoted in the report
@@ -98,7 +98,7 @@ def _not_run(path):
 def _read(run_dir, relative):
     """A JSON file of the run, or None when that stage has not written it (yet)."""
     path = run_dir / relative
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_json(path) if path.exists() else None
 
 
 def _table(frame, css_class=""):

@@ -19,10 +19,10 @@ from pathlib import Path
 from helpers.checks import check_inputs
 from helpers.config import PROJECT_ROOT, ConfigError, available_profiles, describe_params, resolve_params
 from helpers.data import DataError
-from helpers.io import read_json, write_json
+from helpers.io import write_json
 from helpers.progress import BATCH, PLAIN_PROGRESS
 from helpers.report import write_report
-from helpers.runs import default_run_dir, open_run
+from helpers.runs import default_run_dir, open_run, read_timings
 from helpers.sweep import collect, parse_sweep, run_dirs, write_results
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
@@ -120,7 +120,7 @@ def execute_stages(run, stage_names):
     state = PartialState(cpu=not torch.cuda.is_available())
     state.wait_for_everyone()  # the first process has written the run folder
     state.print(f"run folder: {run.dir}; {state.num_processes} processes run the stages as functions, without notebooks")
-    timings = _read_timings(run)
+    timings = read_timings(run.dir)
     for name in stage_names:
         started = time.perf_counter()
         state.print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
@@ -136,12 +136,6 @@ def execute_stages(run, stage_names):
     return False
 
 
-def _read_timings(run):
-    """Stage timings so far: a run of some stages adds to those of the others."""
-    path = run.dir / "timings.json"
-    return read_json(path) if path.exists() else {}
-
-
 def execute_notebooks(run, overrides, kernel, stage_names=tuple(STAGE_NOTEBOOKS)):
     """Execute each notebook into the run folder; stop at the first failure. Returns True if one failed."""
     import papermill
@@ -150,7 +144,7 @@ def execute_notebooks(run, overrides, kernel, stage_names=tuple(STAGE_NOTEBOOKS)
     os.environ[BATCH] = "1"  # widget cells (helpers.demo) print a static example instead
     # prefer the kernel of this very Python, so the notebooks import the same helpers
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [f"{sys.prefix}/share/jupyter", os.environ.get("JUPYTER_PATH")]))
-    timings = _read_timings(run)
+    timings = read_timings(run.dir)
     out_dir = run.dir / "notebooks"
     out_dir.mkdir(exist_ok=True)
     for name in [STAGE_NOTEBOOKS[stage] for stage in stage_names]:

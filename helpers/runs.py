@@ -73,6 +73,12 @@ def open_run(profile, run_dir="", overrides=None, overwrite=False, writer=True):
     return Run(run_dir, profile, params)
 
 
+def read_timings(run_dir):
+    """Seconds per executed notebook so far ({} before any): a run of some stages adds to the others'."""
+    path = Path(run_dir) / "timings.json"
+    return read_json(path) if path.exists() else {}
+
+
 def _clear(run_dir):
     """Empty a run folder, refusing to touch a folder that is not one."""
     if not run_dir.exists():

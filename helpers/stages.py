@@ -92,7 +92,9 @@ def launch_train(run, num_processes=None):
     # the processes' results stay in them: rebuild this one's from what the first process wrote
     history = read_json(run.require("train", "history.json"))
     n_parameters = models.count_parameters(models.load_trained(run.require("train", "model")))
-    return _finish(run, "train", _train_result(run, history, n_parameters), started)
+    result = _train_result(run, history, n_parameters)  # its figure is saved already, by the first process
+    result.values["seconds"] = round(time.perf_counter() - started, 1)
+    return result
 
 
 def _train_result(run, history, n_parameters):

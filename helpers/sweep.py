@@ -14,6 +14,7 @@ import pandas as pd
 from helpers import plots
 from helpers.config import FIELDS, ConfigError
 from helpers.io import read_json, write_frame
+from helpers.runs import read_timings
 
 TIMINGS = {"train_seconds": "03_train.ipynb", "distill_seconds": "05_distill.ipynb"}
 
@@ -42,7 +43,7 @@ def collect(name, dirs):
         for who, path in (("teacher_accuracy", "eval/metrics.json"), ("student_accuracy", "distill/metrics.json")):
             file = Path(run_dir) / path
             row[who] = read_json(file)["accuracy"] if file.exists() else float("nan")
-        timings = read_json(Path(run_dir) / "timings.json") if (Path(run_dir) / "timings.json").exists() else {}
+        timings = read_timings(run_dir)
         row.update({column: timings.get(notebook, float("nan")) for column, notebook in TIMINGS.items()})
         rows.append(row)
     return pd.DataFrame(rows).set_index(name)

@@ -342,7 +342,7 @@ class BatchSplitter:
     def halve(self, error):
         if self.parts >= self.per_device:
             raise RuntimeError(f"out of memory with 1 review per device: the model and one review of max_length "
-                               f"tokens do not fit; lower max_length, train in bf16/fp16, or use a larger GPU") from error
+                               "tokens do not fit; lower max_length, train in bf16/fp16, or use a larger GPU") from error
         old = math.ceil(self.per_device / self.parts)
         self.parts *= 2
         gc.collect()
