@@ -2,6 +2,7 @@
 
     python bench/train_speed.py                # 512 real reviews, MiniLM-L6, 256 tokens, batch 16 (minutes)
     python bench/train_speed.py --size tiny    # seconds: tiny random BERT on 32 reviews (what the tests run)
+    python bench/train_speed.py --seeds 3 --n-train 1744 --lr 5e-5 --variants ours,naive   # other settings
 
 The three variants train one epoch on the same reviews, one after the other in this process,
 each from the same freshly loaded model and seed:
@@ -56,13 +57,17 @@ def main(argv=None):
     parser.add_argument("--size", choices=SIZES, default="full")
     parser.add_argument("--model", help="another teacher (a name or folder) than the size's")
     parser.add_argument("--n-train", type=int, help="another number of training reviews than the size's")
+    parser.add_argument("--lr", type=float, help="another learning rate than the size's (every variant uses it)")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated loops to train (ours is always among them: the ratios need it)")
     parser.add_argument("--seeds", type=int, default=1,
                         help="train every variant this many times (seeds 42, 43, ...): accuracy after 32 steps "
                              "moves by several points with the seed alone")
     parser.add_argument("--out", default=str(RESULTS / "train_speed.json"))
     args = parser.parse_args(argv)
     size = {**SIZES[args.size], **({"model": args.model} if args.model else {}),
-            **({"n_train": args.n_train} if args.n_train else {})}
+            **({"n_train": args.n_train} if args.n_train else {}), **({"lr": args.lr} if args.lr else {})}
+    chosen = variant_names(args.variants)
     params, texts, tokenized, tokenizer = prepare(size)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":  # CUDA's start-up (context, cuBLAS handles) is paid here, not by the first variant
@@ -72,11 +77,12 @@ def main(argv=None):
     # the peak is measured before and after the variants and the better kept: on a shared machine one
     # measurement can land in a slow moment, which would flatter every MFU
     peak_samples = {name: [matmul_peak(dtype, device)] for name, dtype in dtypes.items()}
-    runs = {name: [] for name in VARIANTS}
+    runs = {name: [] for name in chosen}
     for seed in range(params.seed, params.seed + args.seeds):
         seeded = dataclasses.replace(params, seed=seed)
         # ours trains with the project's attention_dropout (0: fused attention); the baselines as the model comes
-        for name, (run, own_attention_dropout) in VARIANTS.items():
+        for name in chosen:
+            run, own_attention_dropout = VARIANTS[name]
             print(f"training: {name}, seed {seed} ...", flush=True)
             attention_dropout = params.attention_dropout if own_attention_dropout else None
             runs[name].append(measure(run, seeded, tokenized, tokenizer, device, attention_dropout, texts))
@@ -88,14 +94,29 @@ def main(argv=None):
         "size": args.size, "model": size["model"], "device": device_name(device), "reviews": size["n_train"],
         "max_length": size["max_length"], "batch_size": size["batch_size"], "seeds": args.seeds,
         "matmul_peak_flops_per_s": peaks, "matmul_peak_samples": peak_samples,
-        "ours_vs_naive": variants["ours"]["reviews_per_s"] / variants["naive"]["reviews_per_s"],
-        "ours_vs_trainer": variants["ours"]["reviews_per_s"] / variants["trainer"]["reviews_per_s"],
+        "lr": size["lr"], **{f"ours_vs_{name}": speed_ratio(variants, name) for name in ("naive", "trainer")},
         "mfu": variants["ours"]["mfu"], "padding_share": variants["ours"]["padding_share"], "variants": variants,
     }
     write_json(args.out, results)
     print(report(results))
     print(f"written to {args.out}")
     return results
+
+
+def variant_names(text):
+    """The loops named in `--variants`, in the benchmark's order; ours always, unknown names refused."""
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    unknown = names - set(VARIANTS)
+    if unknown:
+        raise SystemExit(f"--variants: unknown {', '.join(sorted(unknown))}; choose from {', '.join(VARIANTS)}")
+    return [name for name in VARIANTS if name in names | {"ours"}]
+
+
+def speed_ratio(variants, name):
+    """Ours' reviews/s over variant `name`'s, or None when that variant was not trained."""
+    if name not in variants:
+        return None
+    return variants["ours"]["reviews_per_s"] / variants[name]["reviews_per_s"]
 
 
 def summarize(seeded_runs, peaks):
@@ -287,10 +308,14 @@ def report(results):
     table = pd.DataFrame(results["variants"]).T.drop(columns="val_accuracy_runs")
     table["vs ours"] = results["variants"]["ours"]["reviews_per_s"] / table["reviews_per_s"]
     table["model TFLOP/s"] = table.pop("model_flops_per_s") / 1e12
+    ratios = ", ".join(f"ours vs {name} {results[f'ours_vs_{name}']:.2f}x" for name in ("naive", "trainer")
+                       if results[f"ours_vs_{name}"] is not None)
+    per_seed = "; ".join(f"{name} {', '.join(f'{a:.3f}' for a in figures['val_accuracy_runs'])}"
+                         for name, figures in results["variants"].items())
     return (f"{results['reviews']} reviews, max_length {results['max_length']}, batch {results['batch_size']}, "
-            f"{results['device']}, {results['seeds']} seed(s)\n{table.round(3).to_string()}\n"
-            f"ours vs naive {results['ours_vs_naive']:.2f}x, ours vs Trainer {results['ours_vs_trainer']:.2f}x, "
-            f"MFU {results['mfu']:.1%}, padding share {results['padding_share']:.1%}")
+            f"lr {results['lr']:g}, {results['device']}, {results['seeds']} seed(s)\n{table.round(3).to_string()}\n"
+            f"validation accuracy per seed: {per_seed}\n"
+            f"{ratios + ', ' if ratios else ''}MFU {results['mfu']:.1%}, padding share {results['padding_share']:.1%}")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,17 @@ def test_train_speed_compares_three_loops(tmp_path):
         results["variants"]["ours"]["reviews_per_s"] / results["variants"]["naive"]["reviews_per_s"])
 
 
+def test_train_speed_trains_only_the_named_loops_at_the_given_lr(tmp_path):
+    bench = _bench("train_speed")
+    out = tmp_path / "train_speed.json"
+    results = bench.main(["--size", "tiny", "--variants", "naive", "--lr", "2e-3", "--out", str(out)])
+    assert set(results["variants"]) == {"ours", "naive"}  # ours always: every ratio is to it
+    assert results["lr"] == 2e-3 and results["ours_vs_trainer"] is None
+    assert json.loads(out.read_text())["ours_vs_naive"] == pytest.approx(results["ours_vs_naive"])
+    with pytest.raises(SystemExit, match="unknown fastest; choose from ours, naive, trainer"):
+        bench.main(["--size", "tiny", "--variants", "ours,fastest", "--out", str(out)])
+
+
 def test_infer_speed_compares_teacher_student_and_int8(tmp_path):
     run = open_run("smoke", tmp_path / "run")
     for stage in (stages.data_stage, stages.tokenize_stage, stages.train_stage, stages.evaluate_stage, stages.distill_stage):
