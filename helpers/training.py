@@ -6,9 +6,11 @@ warmup then decay, gradient clipping, validation after each epoch and the best m
 The teacher and the student differ only in the loss function they pass in.
 """
 import contextlib
+import functools
 import gc
 import hashlib
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from helpers.io import atomic_dir, write_json
 from helpers.progress import progress
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight")
+COMPILE_BACKEND = "inductor"  # torch.compile's default: fused kernels generated for the device
 LOG_EVERY = 10  # optimizer steps between progress-bar loss updates
 
 
@@ -42,6 +45,7 @@ class TrainSettings:
     max_grad_norm: float
     group_by_length: bool
     precision: str
+    compile: bool
     eval_batch_size: int
     seed: int
     checkpoint_every: int
@@ -56,15 +60,47 @@ class TrainSettings:
 
 
 def mixed_precision(setting):
-    """Accelerate's mixed_precision for a `precision` parameter: bf16/fp16 on a GPU, fp32 on the CPU."""
+    """Accelerate's mixed_precision for a `precision` parameter.
+
+    `auto`: bf16 on a GPU that has it, else fp16; on the CPU bf16 only where `cpu_bf16_is_faster`
+    measures it faster, else fp32.
+    """
     cuda = torch.cuda.is_available()
     if setting == "auto":
         if not cuda:
-            return "no"
+            return "bf16" if cpu_bf16_is_faster() else "no"
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if setting == "fp16" and not cuda:
         raise ConfigError("precision 'fp16' needs a CUDA GPU; use 'auto' or 'fp32' on the CPU")
     return "no" if setting == "fp32" else setting
+
+
+BF16_CPU_FLAGS = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # torch.cpu's probes of the CPU
+BF16_MIN_SPEEDUP = 1.3  # below this, autocast's casts eat what the faster matrix products save
+
+
+@functools.cache
+def cpu_bf16_is_faster():
+    """Whether bf16 matrix products run at least BF16_MIN_SPEEDUP times faster than fp32 on this CPU.
+
+    Only CPUs with bf16 instructions (AMX or AVX-512 BF16) are timed: elsewhere bf16 is emulated
+    (a 2048x2048 product ran at 0.27 GFLOP/s on this project's AVX2 machine, ~400x slower than
+    fp32), and timing it would cost seconds. Timed once per process on one MiniLM-sized product.
+    """
+    if not any(getattr(torch.cpu, flag, lambda: False)() for flag in BF16_CPU_FLAGS):
+        return False
+    return matmul_seconds(torch.float32) / matmul_seconds(torch.bfloat16) >= BF16_MIN_SPEEDUP
+
+
+def matmul_seconds(dtype, repeats=5):
+    """Best time of `repeats` (512 x 384) @ (384 x 1536) CPU products in `dtype`: a BERT feed-forward layer."""
+    a, b = torch.randn(512, 384).to(dtype), torch.randn(384, 1536).to(dtype)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first call warms up
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 def make_accelerator(settings):
@@ -198,6 +234,8 @@ def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification
     optimizer = torch.optim.AdamW(param_groups(model, settings.weight_decay), lr=settings.lr,
                                   fused=accelerator.device.type in ("cpu", "cuda") or None)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    if settings.compile:  # in place, so saved weights keep their names; dynamic: length-grouped batches vary in length
+        model.compile(dynamic=True, backend=COMPILE_BACKEND)
 
     steps_per_epoch = math.ceil(len(train_loader) / settings.grad_accum_steps)
     total_steps = steps_per_epoch * settings.epochs
@@ -244,7 +282,8 @@ def fingerprint(model, tokenized, settings, accelerator):
     for column in ("input_ids", "labels"):
         values = train.column(column)
         digest.update((pc.list_flatten(values) if column == "input_ids" else values).to_numpy().tobytes())
-    shaping = {k: v for k, v in settings.__dict__.items() if k not in ("checkpoint_every", "keep_checkpoints")}
+    # compiling changes the kernels, not what is computed: a compiled run may resume an eager one's checkpoint
+    shaping = {k: v for k, v in settings.__dict__.items() if k not in ("checkpoint_every", "keep_checkpoints", "compile")}
     model = accelerator.unwrap_model(model)
     return {**shaping, "model": type(model).__name__, "model_parameters": sum(p.numel() for p in model.parameters()),
             "train_reviews": train.num_rows, "train_data_sha256": digest.hexdigest(),
