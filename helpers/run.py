@@ -150,17 +150,21 @@ def execute_notebooks(run, overrides, kernel, stage_names=tuple(STAGE_NOTEBOOKS)
     for name in [STAGE_NOTEBOOKS[stage] for stage in stage_names]:
         started = time.perf_counter()
         print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
+        failure = None
         try:
             papermill.execute_notebook(
                 NOTEBOOK_DIR / name, out_dir / name, kernel_name=kernel, cwd=NOTEBOOK_DIR, progress_bar=False,
                 parameters={"profile": run.profile, "run_dir": str(run.dir), "overrides": overrides})
         except papermill.PapermillExecutionError as error:
-            print(f"{name} failed: {error.ename}: {error.evalue}\n  see the executed notebook {out_dir / name}", file=sys.stderr)
-            print(f"report of the stages so far: {write_report(run.dir)}")
-            return True
-        finally:
+            failure = error
+        finally:  # also on Ctrl-C: the time spent is kept, and the failed stage's time reaches its report
             timings[name] = round(time.perf_counter() - started, 1)
             write_json(run.dir / "timings.json", timings)
+        if failure:
+            print(f"{name} failed: {failure.ename}: {failure.evalue}\n  see the executed notebook {out_dir / name}",
+                  file=sys.stderr)
+            print(f"report of the stages so far: {write_report(run.dir)}")
+            return True
         print(f"    done in {timings[name]} s", flush=True)
     print(f"all stages done in {sum(timings.values()):.0f} s; results in {run.dir}")
     print(f"report: {write_report(run.dir)}")

@@ -185,4 +185,5 @@ def test_a_batch_run_whose_stage_fails_still_writes_its_report(tmp_path, monkeyp
     assert runner.execute_notebooks(run, {}, "python3") is True and len(calls) == 2
     page = (run.dir / "report.html").read_text()
     assert page.count("Not run yet") == 5 and "Profile <b>smoke</b>" in page
+    assert "02_tokenize.ipynb" in page.split("Stage timings")[-1]  # the failed stage's time is in its report
     assert f"report of the stages so far: {run.dir / 'report.html'}" in capsys.readouterr().out
