@@ -133,7 +133,13 @@ def test_cpu_bf16_timing_is_real():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="trains on the CPU")
 def test_the_loop_trains_in_bf16_on_the_cpu_when_auto_picks_it(tmp_path, synthetic, tiny_teacher, tiny_tokenizer,
-                                                               cpu_with):
+                                                               cpu_with, request):
+    from accelerate.state import AcceleratorState
+
+    # Accelerate keeps one precision per process: earlier tests fixed it at fp32, so start afresh, and
+    # leave a fresh state behind for the tests after this one
+    AcceleratorState._reset_state(reset_partial_state=True)
+    request.addfinalizer(lambda: AcceleratorState._reset_state(reset_partial_state=True))
     cpu_with(bf16_flag=True, bf16_seconds=0.5)
     linear_dtypes = set()
     first_linear = next(m for m in tiny_teacher.modules() if isinstance(m, torch.nn.Linear))
