@@ -94,7 +94,7 @@ def main(argv=None):
         "size": args.size, "model": size["model"], "device": device_name(device), "reviews": size["n_train"],
         "max_length": size["max_length"], "batch_size": size["batch_size"], "seeds": args.seeds,
         "matmul_peak_flops_per_s": peaks, "matmul_peak_samples": peak_samples,
-        "lr": size["lr"], **{f"ours_vs_{name}": speed_ratio(variants, name) for name in ("naive", "trainer")},
+        "lr": size["lr"], **{f"ours_vs_{name}": speed_ratio(variants, name) for name in BASELINES},
         "mfu": variants["ours"]["mfu"], "padding_share": variants["ours"]["padding_share"], "variants": variants,
     }
     write_json(args.out, results)
@@ -208,6 +208,7 @@ def run_trainer(model, params, tokenized, tokenizer, texts):
 
 # name -> (training function, whether it trains with the project's attention_dropout)
 VARIANTS = {"ours": (run_ours, True), "naive": (run_naive, False), "trainer": (run_trainer, False)}
+BASELINES = [name for name in VARIANTS if name != "ours"]  # what ours' speed is divided by
 
 
 class TokenCounter:
@@ -282,20 +283,10 @@ def warm_up(params, tokenizer):
     torch.cuda.synchronize()
 
 
-def matmul_peak(dtype, device, repeats=5):
-    """FLOP/s of the best of `repeats` n x n matrix products in `dtype`: the machine's practical peak."""
+def matmul_peak(dtype, device):
+    """FLOP/s of the best of 5 n x n matrix products in `dtype`: the machine's practical peak."""
     n = 8192 if device == "cuda" else 2048
-    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
-    best = float("inf")
-    for _ in range(repeats + 1):  # the first call warms up
-        if device == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        torch.mm(a, b)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - started)
-    return 2 * n**3 / best
+    return 2 * n**3 / training.matmul_seconds(dtype, (n, n, n), device)
 
 
 def device_name(device):
@@ -308,7 +299,7 @@ def report(results):
     table = pd.DataFrame(results["variants"]).T.drop(columns="val_accuracy_runs")
     table["vs ours"] = results["variants"]["ours"]["reviews_per_s"] / table["reviews_per_s"]
     table["model TFLOP/s"] = table.pop("model_flops_per_s") / 1e12
-    ratios = ", ".join(f"ours vs {name} {results[f'ours_vs_{name}']:.2f}x" for name in ("naive", "trainer")
+    ratios = ", ".join(f"ours vs {name} {results[f'ours_vs_{name}']:.2f}x" for name in BASELINES
                        if results[f"ours_vs_{name}"] is not None)
     per_seed = "; ".join(f"{name} {', '.join(f'{a:.3f}' for a in figures['val_accuracy_runs'])}"
                          for name, figures in results["variants"].items())

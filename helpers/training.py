@@ -92,13 +92,19 @@ def cpu_bf16_is_faster():
     return matmul_seconds(torch.float32) / matmul_seconds(torch.bfloat16) >= BF16_MIN_SPEEDUP
 
 
-def matmul_seconds(dtype, repeats=5):
-    """Best time of `repeats` (512 x 384) @ (384 x 1536) CPU products in `dtype`: a BERT feed-forward layer."""
-    a, b = torch.randn(512, 384).to(dtype), torch.randn(384, 1536).to(dtype)
+def matmul_seconds(dtype, shape=(512, 384, 1536), device="cpu", repeats=5):
+    """Best time of `repeats` (m x k) @ (k x n) products in `dtype` on `device`; the default shape is a
+    BERT feed-forward layer (MiniLM-sized). The training benchmark times its matmul peak with it too."""
+    m, k, n = shape
+    a, b = torch.randn(m, k, device=device).to(dtype), torch.randn(k, n, device=device).to(dtype)
     best = float("inf")
     for _ in range(repeats + 1):  # the first call warms up
+        if device == "cuda":
+            torch.cuda.synchronize()
         started = time.perf_counter()
         torch.mm(a, b)
+        if device == "cuda":
+            torch.cuda.synchronize()
         best = min(best, time.perf_counter() - started)
     return best
 
