@@ -42,8 +42,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 from helpers import data, models, tokens, training  # noqa: E402
-from helpers.config import resolve_params  # noqa: E402
+from helpers.config import PRECISIONS, resolve_params  # noqa: E402
 from helpers.io import write_json  # noqa: E402
+from helpers.precision import choose_precision, matmul_seconds  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SIZES = {
@@ -63,17 +64,19 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=1,
                         help="train every variant this many times (seeds 42, 43, ...): accuracy after 32 steps "
                              "moves by several points with the seed alone")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="the loops' precision (default auto: helpers/precision.py's decision table)")
     parser.add_argument("--out", default=str(RESULTS / "train_speed.json"))
     args = parser.parse_args(argv)
-    size = {**SIZES[args.size], **({"model": args.model} if args.model else {}),
+    size = {**SIZES[args.size], "precision": args.precision, **({"model": args.model} if args.model else {}),
             **({"n_train": args.n_train} if args.n_train else {}), **({"lr": args.lr} if args.lr else {})}
     chosen = variant_names(args.variants)
     params, texts, tokenized, tokenizer = prepare(size)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":  # CUDA's start-up (context, cuBLAS handles) is paid here, not by the first variant
         warm_up(params, tokenizer)
-    precision = training.mixed_precision(params.precision)
-    dtypes = {"fp32": torch.float32, **({"bf16": torch.bfloat16} if precision == "bf16" else {})}
+    loop_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[loop_precision(params)]
+    dtypes = {"fp32": torch.float32, loop_precision(params): loop_dtype}
     # the peak is measured before and after the variants and the better kept: on a shared machine one
     # measurement can land in a slow moment, which would flatter every MFU
     peak_samples = {name: [matmul_peak(dtype, device)] for name, dtype in dtypes.items()}
@@ -140,7 +143,8 @@ def prepare(size):
     n_total = size["n_train"] + size["n_val"]
     params = resolve_params("quick", {"model": size["model"], "n_train": n_total, "val_fraction": size["n_val"] / n_total,
                                       "max_length": size["max_length"], "batch_size": size["batch_size"],
-                                      "lr": size["lr"], "checkpoint_every": 0, "truncation_head": 1.0})
+                                      "lr": size["lr"], "precision": size["precision"], "checkpoint_every": 0,
+                                      "truncation_head": 1.0})
     splits = data.make_splits(params)
     splits.pop("test")
     tokenizer = tokens.prepare_tokenizer(params, splits["train"]["text"].tolist())
@@ -168,7 +172,13 @@ def run_ours(model, params, tokenized, tokenizer, texts):
     small_val = tokenized["val"].select(range(8))  # the loop validates each epoch; scoring happens outside
     with tempfile.TemporaryDirectory() as out_dir:
         training.train(model, {"train": tokenized["train"], "val": small_val}, tokenizer, settings, out_dir)
-    return "bf16" if training.mixed_precision(params.precision) == "bf16" else "fp32"
+    return loop_precision(params)
+
+
+def loop_precision(params):
+    """The precision ours (and the Trainer, for a like-for-like race) trains in: fp32, bf16 or fp16."""
+    chosen = choose_precision(params.precision).mixed_precision
+    return "fp32" if chosen == "no" else chosen
 
 
 def run_naive(model, params, tokenized, tokenizer, texts):
@@ -191,19 +201,19 @@ def run_naive(model, params, tokenized, tokenizer, texts):
 def run_trainer(model, params, tokenized, tokenizer, texts):
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    bf16 = training.mixed_precision(params.precision) == "bf16"
+    precision = loop_precision(params)
     with tempfile.TemporaryDirectory() as out_dir:
         args = TrainingArguments(
             output_dir=out_dir, per_device_train_batch_size=params.batch_size, num_train_epochs=1,
             learning_rate=params.lr, weight_decay=params.weight_decay, lr_scheduler_type="linear",
-            max_grad_norm=params.max_grad_norm, bf16=bf16, use_cpu=not torch.cuda.is_available(),
+            max_grad_norm=params.max_grad_norm, bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=not torch.cuda.is_available(),
             save_strategy="no", eval_strategy="no", logging_strategy="no", report_to=[], disable_tqdm=True,
             seed=params.seed, dataloader_num_workers=0)
         trainer = Trainer(model=model, args=args, data_collator=DataCollatorWithPadding(tokenizer),
                           train_dataset=tokenized["train"].select_columns(["input_ids", "attention_mask", "labels"]),
                           processing_class=tokenizer)
         trainer.train()
-    return "bf16" if bf16 else "fp32"
+    return precision
 
 
 # name -> (training function, whether it trains with the project's attention_dropout)
@@ -286,7 +296,7 @@ def warm_up(params, tokenizer):
 def matmul_peak(dtype, device):
     """FLOP/s of the best of 5 n x n matrix products in `dtype`: the machine's practical peak."""
     n = 8192 if device == "cuda" else 2048
-    return 2 * n**3 / training.matmul_seconds(dtype, (n, n, n), device)
+    return 2 * n**3 / matmul_seconds(dtype, (n, n, n), device)
 
 
 def device_name(device):

@@ -5,10 +5,12 @@ a model that cannot classify text or a `max_length` too long for the model fails
 seconds, not after the data stage or an hour of training. The full row-by-row checks of the
 data follow in the data stage, which also comes before any model.
 """
-from helpers import data, models, tokens
+from helpers import data, models, precision, tokens
 
 
 def check_inputs(params):
+    precision.choose_precision(params.precision)  # e.g. fp16 asked for on a machine without a GPU
+    precision.quantization_engine()  # the distill stage's int8 student needs one
     data.check_source(params.data, {"train": params.n_train, "test": params.n_test})
     models.check_classifier(params.model, "model")
     models.check_classifier(params.student_model, "student_model")

@@ -61,7 +61,8 @@ class Params:
     alpha: float = _p(0.5, "weight of the hard-label cross-entropy; 1 - alpha goes to the teacher's soft labels", min=0.0, max=1.0)
     # reporting
     n_errors: int = _p(10, "most confidently wrong test reviews shown", min=0)
-    n_speed: int = _p(256, "test reviews timed for the CPU throughput comparison", min=1)
+    n_cpu_test: typing.Optional[int] = _p(2000, "test reviews (a seeded sample; all when fewer; none = all) the int8 student is scored on, on the CPU; the teacher and student are scored on the same ones too, so ratios compare like with like", min=2)
+    n_speed: int = _p(256, "reviews of that sample timed on the CPU for each model's throughput", min=1)
     seed: int = _p(42, "seed for sampling, shuffling and initialisation", min=0)
 
     def to_dict(self):

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from helpers.evaluation import classification_metrics, positive_probability
 from helpers.io import dir_size_mb
 from helpers.models import count_parameters
-from helpers.training import make_accelerator, predict_logits
+from helpers.precision import quantization_engine
+from helpers.training import plain_model, predict_logits, predict_on_device
 
 TEACHER_LOGITS = "teacher_logits"
 
@@ -41,9 +42,7 @@ def make_distillation_loss(params):
 
 def add_teacher_logits(teacher, dataset, tokenizer, settings):
     """The dataset with the teacher's logits for each review as an extra column."""
-    accelerator = make_accelerator(settings)
-    logits = predict_logits(accelerator.prepare(teacher), dataset, tokenizer, settings.eval_batch_size, accelerator,
-                            desc="teacher logits")
+    logits = predict_on_device(teacher, dataset, tokenizer, settings, desc="teacher logits")
     return dataset.add_column(TEACHER_LOGITS, logits.tolist())
 
 
@@ -51,13 +50,16 @@ def quantize_int8(model):
     """A CPU copy of `model` whose linear layers hold int8 weights, activations quantized on the fly.
 
     Dynamic quantization needs no calibration data: it is the cheap way to a faster CPU model.
-    torch 2.13 warns that its quantized tensor types will move out of torch (to torchao); the
-    warning is silenced here and noted in the README, since the pinned torch runs it fine.
+    It runs on the platform's quantized engine (helpers.precision). The copy is made of the plain
+    fp32 model (`plain_model`), never of one still wrapped in a loop's bf16/fp16 autocast. torch
+    2.13 warns that its quantized tensor types will move out of torch (to torchao); the warning is
+    silenced here and noted in the README, since the pinned torch runs it fine.
     """
+    torch.backends.quantized.engine = quantization_engine()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*deprecated", category=UserWarning)
-        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).to("cpu").eval(), {torch.nn.Linear},
-                                                      dtype=torch.qint8)
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(plain_model(model)).to("cpu").eval(),
+                                                      {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def timed_cpu_logits(model, dataset, tokenizer, batch_size):
@@ -66,7 +68,7 @@ def timed_cpu_logits(model, dataset, tokenizer, batch_size):
     The same path as every prediction (length-sorted batches in inference mode), in the
     model's own precision: fp32, or int8 for a quantized one.
     """
-    model = model.to("cpu")
+    model = plain_model(model).to("cpu")
     started = time.perf_counter()
     logits = predict_logits(model, dataset, tokenizer, batch_size, desc="timing on the CPU")
     return logits, time.perf_counter() - started
@@ -84,42 +86,68 @@ def serialized_mb(model):
     return buffer.getbuffer().nbytes / 1e6
 
 
+def cpu_samples(n_test, n_sample, n_speed, seed):
+    """Positions of the test reviews scored on the CPU (at most `n_sample`, all when fewer or None)
+    and of those timed (the first `n_speed` of the same seeded draw): the timed reviews are part of
+    the scored ones, so every CPU figure rests on the same reviews. Both sorted."""
+    drawn = np.random.default_rng(seed).permutation(n_test)[:n_sample or n_test]
+    return np.sort(drawn), np.sort(drawn[:n_speed])
+
+
 def compare(trained, test, tokenizer, params):
     """Size, CPU speed and test scores of the teacher, the student and the student quantized to int8.
 
-    `trained` maps "teacher" and "student" to (model, saved folder, test metrics). The int8
-    student is scored here, on the CPU, on the whole test split; speed is timed for each model
-    on the same `n_speed` test reviews.
+    `trained` maps "teacher" and "student" to (model, saved folder, P(positive) for every test
+    review). The int8 student runs on the CPU, so it is scored on a seeded sample of the test split
+    (`n_cpu_test` reviews; all when fewer); the teacher and student are scored on the whole split
+    and on the same sample, so a ratio between two rows always compares the same reviews. Speed is
+    timed for each model on the same `n_speed` reviews of that sample.
     """
-    rows = {name: (model, dir_size_mb(folder), metrics, count_parameters(model))
-            for name, (model, folder, metrics) in trained.items()}
-    student = trained["student"][0]
-    int8 = quantize_int8(student)
-    logits, _ = timed_cpu_logits(int8, test, tokenizer, params.eval_batch_size)
-    int8_metrics = classification_metrics(test["labels"], positive_probability(logits))
-    rows["student_int8"] = (int8, serialized_mb(int8), int8_metrics, count_parameters(student))
-    speed_set = speed_sample(test, params.n_speed, params.seed)
-    return {name: comparison_row(n_params, size, metrics,
-                                 cpu_throughput(model, speed_set, tokenizer, params.eval_batch_size))
-            for name, (model, size, metrics, n_params) in rows.items()}
+    labels = np.asarray(test["labels"])
+    sample, timed = cpu_samples(len(test), params.n_cpu_test, params.n_speed, params.seed)
+    int8 = quantize_int8(trained["student"][0])
+    int8_logits, _ = timed_cpu_logits(int8, test.select(sample), tokenizer, params.eval_batch_size)
+    int8_probs = np.full(len(test), np.nan)
+    int8_probs[sample] = positive_probability(int8_logits)
+    rows = {name: (model, dir_size_mb(folder), probs, count_parameters(model))
+            for name, (model, folder, probs) in trained.items()}
+    rows["student_int8"] = (int8, serialized_mb(int8), int8_probs, count_parameters(trained["student"][0]))
+    timed_set = test.select(timed)
+    models = {}
+    for name, (model, size_mb, probs, n_params) in rows.items():
+        speed = cpu_throughput(model, timed_set, tokenizer, params.eval_batch_size)
+        models[name] = {"params": n_params, "size_mb": round(size_mb, 2), "reviews_per_s": round(speed, 2),
+                        "test": _scores(labels, probs), "cpu_sample": _scores(labels[sample], probs[sample])}
+    return {"reviews": {"test": len(test), "cpu_sample": len(sample), "timed": len(timed)}, "models": models}
 
 
-def comparison_row(n_params, size_mb, metrics, reviews_per_s):
-    return {"params": n_params, "size_mb": round(size_mb, 2), "reviews_per_s": round(reviews_per_s, 2),
-            "accuracy": metrics["accuracy"], "f1": metrics["f1"]}
+def _scores(labels, probs):
+    """Accuracy and F1, or None where the model was not scored on all of these reviews."""
+    if np.isnan(probs).any():
+        return None
+    metrics = classification_metrics(labels, probs)
+    return {"accuracy": metrics["accuracy"], "f1": metrics["f1"]}
 
 
 def comparison_table(comparison):
-    """Teacher, student and int8 student in readable units, with each one's share of the teacher's figures."""
-    table = pd.DataFrame(comparison).T.astype(float)
-    table["params"] /= 1e6
-    for name in [n for n in comparison if n != "teacher"]:
+    """Teacher, student and int8 student in readable units, with each one's share of the teacher's figures.
+
+    Column names say which reviews each figure rests on; where the CPU sample is the whole test
+    split, one pair of accuracy/F1 columns serves all three models.
+    """
+    reviews = comparison["reviews"]
+    columns = {"params": "params (M)", "size_mb": "size (MB)",
+               "reviews_per_s": f"reviews/s (CPU, {reviews['timed']:,} reviews)"}
+    scored_on = {"cpu_sample": ""} if reviews["cpu_sample"] == reviews["test"] else \
+        {"test": f" (all {reviews['test']:,} test)", "cpu_sample": f" (CPU sample of {reviews['cpu_sample']:,})"}
+    rows = {}
+    for name, row in comparison["models"].items():
+        rows[name] = {label: row[key] for key, label in columns.items()}
+        for where, suffix in scored_on.items():
+            for metric in ("accuracy", "f1"):
+                rows[name][metric + suffix] = (row[where] or {}).get(metric, np.nan)
+    table = pd.DataFrame(rows).T.astype(float)
+    table["params (M)"] /= 1e6
+    for name in [n for n in comparison["models"] if n != "teacher"]:
         table.loc[f"{name} / teacher"] = table.loc[name] / table.loc["teacher"]
-    table = table.rename(columns={"params": "params (M)", "size_mb": "size (MB)", "reviews_per_s": "reviews/s (CPU)"})
     return table.round(3)
-
-
-def speed_sample(dataset, n, seed):
-    """A fixed random subset of `n` reviews for timing (the same one for every model)."""
-    rng = np.random.default_rng(seed)
-    return dataset.select(sorted(rng.choice(len(dataset), size=min(n, len(dataset)), replace=False)))

@@ -5,14 +5,12 @@ import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from helpers.data import LABEL_NAMES
-from helpers.training import make_accelerator, predict_logits
+from helpers.training import predict_on_device
 
 
 def predict_proba(model, dataset, tokenizer, settings):
     """P(positive) for every review of a tokenized dataset, in order, on the best device."""
-    accelerator = make_accelerator(settings)
-    logits = predict_logits(accelerator.prepare(model), dataset, tokenizer, settings.eval_batch_size, accelerator)
-    return positive_probability(logits)
+    return positive_probability(predict_on_device(model, dataset, tokenizer, settings))
 
 
 def positive_probability(logits):

@@ -203,8 +203,9 @@ def distillation_section(run_dir):
         return _not_run("distill/comparison.json")
     from helpers.distill import comparison_table  # imports torch: only when there is something to show
 
-    out = ("<p>Teacher, student and int8-quantised student on the test split; the <i>/ teacher</i> rows are "
-           "each one's ratio to the teacher.</p>\n" + _table(comparison_table(comparison).rename_axis("model").reset_index()))
+    out = ("<p>Teacher, student and int8-quantised student; each column's name says which test reviews it "
+           "rests on (the int8 student runs on the CPU, on a seeded sample). The <i>/ teacher</i> rows are each "
+           "one's ratio to the teacher over the same reviews.</p>\n" + _table(comparison_table(comparison).rename_axis("model").reset_index()))
     history = _read(run_dir, "distill/history.json")
     if history is not None:
         out += "<h3>Student epochs</h3>\n" + _epochs(history)

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 import datasets
+import pandas as pd
 from accelerate import PartialState
 
 from helpers import data, distill, evaluation, models, plots, tokens
@@ -101,7 +102,8 @@ def _train_result(run, history, n_parameters):
     return StageResult(
         tables={"epochs": _epochs_table(history)},
         figures={"loss_curve": plots.loss_curve(history, f"Fine-tuning {run.params.model}")},
-        values={"parameters": n_parameters, "precision": history["precision"]})
+        values={"parameters": n_parameters, "precision": history["precision"],
+                "precision_reason": history.get("precision_reason", "")})
 
 
 def evaluate_stage(run):
@@ -131,7 +133,7 @@ def distill_stage(run):
     started = time.perf_counter()
     params = run.params
     teacher_dir = run.require("train", "model")
-    teacher_metrics = read_json(run.require("eval", "metrics.json"))
+    teacher_probs = pd.read_parquet(run.require("eval", "predictions.parquet"))["prob_positive"].to_numpy()
     tokenizer = tokens.load_saved_tokenizer(run.require("tokenized"))
     tokenized = tokens.load_tokenized(run.require("tokenized"))
     settings = TrainSettings.from_params(params, student=True)
@@ -143,14 +145,13 @@ def distill_stage(run):
                     extra_columns=(distill.TEACHER_LOGITS,))
     student_dir = run.stage("distill") / "model"
     student = models.load_trained(student_dir)
-    labels = tokenized["test"]["labels"]
-    student_metrics = evaluation.classification_metrics(
-        labels, evaluation.predict_proba(student, tokenized["test"], tokenizer, settings))
+    student_probs = evaluation.predict_proba(student, tokenized["test"], tokenizer, settings)
     if not is_main_process():  # the CPU timings and the files are the first process's work
         return StageResult()
+    student_metrics = evaluation.classification_metrics(tokenized["test"]["labels"], student_probs)
     write_json(run.stage("distill") / "metrics.json", student_metrics)
-    comparison = distill.compare({"teacher": (teacher, teacher_dir, teacher_metrics),
-                                  "student": (student, student_dir, student_metrics)},
+    comparison = distill.compare({"teacher": (teacher, teacher_dir, teacher_probs),
+                                  "student": (student, student_dir, student_probs)},
                                  tokenized["test"], tokenizer, params)
     write_json(run.stage("distill") / "comparison.json", comparison)
     result = StageResult(
@@ -161,14 +162,10 @@ def distill_stage(run):
 
 
 def _epochs_table(history):
-    import pandas as pd
-
     return pd.DataFrame(history["epochs"]).set_index("epoch").round(4)
 
 
 def _metrics_table(metrics):
-    import pandas as pd
-
     return pd.Series(metrics, name="test").to_frame().round(4)
 
 

@@ -6,11 +6,9 @@ warmup then decay, gradient clipping, validation after each epoch and the best m
 The teacher and the student differ only in the loss function they pass in.
 """
 import contextlib
-import functools
 import gc
 import hashlib
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +17,8 @@ import pyarrow.compute as pc
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
+from accelerate.state import AcceleratorState, PartialState
+from accelerate.utils import DataLoaderConfiguration, extract_model_from_parallel, set_seed
 from accelerate.utils.memory import should_reduce_batch_size
 from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding, get_scheduler
@@ -27,6 +26,7 @@ from transformers import DataCollatorWithPadding, get_scheduler
 from helpers.checkpoints import Checkpointer, CheckpointError
 from helpers.config import ConfigError
 from helpers.io import atomic_dir, write_json
+from helpers.precision import choose_precision
 from helpers.progress import progress
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight")
@@ -59,56 +59,6 @@ class TrainSettings:
         return cls(epochs=params.epochs, lr=params.lr, **shared)
 
 
-def mixed_precision(setting):
-    """Accelerate's mixed_precision for a `precision` parameter.
-
-    `auto`: bf16 on a GPU that has it, else fp16; on the CPU bf16 only where `cpu_bf16_is_faster`
-    measures it faster, else fp32.
-    """
-    cuda = torch.cuda.is_available()
-    if setting == "auto":
-        if not cuda:
-            return "bf16" if cpu_bf16_is_faster() else "no"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if setting == "fp16" and not cuda:
-        raise ConfigError("precision 'fp16' needs a CUDA GPU; use 'auto' or 'fp32' on the CPU")
-    return "no" if setting == "fp32" else setting
-
-
-BF16_CPU_FLAGS = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # torch.cpu's probes of the CPU
-BF16_MIN_SPEEDUP = 1.3  # below this, autocast's casts eat what the faster matrix products save
-
-
-@functools.cache
-def cpu_bf16_is_faster():
-    """Whether bf16 matrix products run at least BF16_MIN_SPEEDUP times faster than fp32 on this CPU.
-
-    Only CPUs with bf16 instructions (AMX or AVX-512 BF16) are timed: elsewhere bf16 is emulated
-    (a 2048x2048 product ran at 0.27 GFLOP/s on this project's AVX2 machine, ~400x slower than
-    fp32), and timing it would cost seconds. Timed once per process on one MiniLM-sized product.
-    """
-    if not any(getattr(torch.cpu, flag, lambda: False)() for flag in BF16_CPU_FLAGS):
-        return False
-    return matmul_seconds(torch.float32) / matmul_seconds(torch.bfloat16) >= BF16_MIN_SPEEDUP
-
-
-def matmul_seconds(dtype, shape=(512, 384, 1536), device="cpu", repeats=5):
-    """Best time of `repeats` (m x k) @ (k x n) products in `dtype` on `device`; the default shape is a
-    BERT feed-forward layer (MiniLM-sized). The training benchmark times its matmul peak with it too."""
-    m, k, n = shape
-    a, b = torch.randn(m, k, device=device).to(dtype), torch.randn(k, n, device=device).to(dtype)
-    best = float("inf")
-    for _ in range(repeats + 1):  # the first call warms up
-        if device == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        torch.mm(a, b)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - started)
-    return best
-
-
 def make_accelerator(settings):
     """An Accelerator for this process; under `accelerate launch` it joins the other processes.
 
@@ -116,15 +66,36 @@ def make_accelerator(settings):
     step however many processes share it, so 1 and N processes see the same batches in the same
     order and train the same model, up to dropout masks and the order of floating-point sums.
     """
+    choice = choose_precision(settings.precision)
+    _forget_other_precision(choice.mixed_precision)
     accelerator = Accelerator(
-        mixed_precision=mixed_precision(settings.precision),
+        mixed_precision=choice.mixed_precision,
         dataloader_config=DataLoaderConfiguration(split_batches=True),
     )  # gradient accumulation is the loop's own (optimizer_step), so it can cut batches smaller on OOM
+    accelerator.precision_reason = choice.reason
     for name in ("batch_size", "eval_batch_size"):
         if getattr(settings, name) % accelerator.num_processes:
             raise ConfigError(f"{name} {getattr(settings, name)} does not split evenly over "
                               f"{accelerator.num_processes} processes; make it a multiple of {accelerator.num_processes}")
     return accelerator
+
+
+def _forget_other_precision(mixed_precision):
+    """Let a single process change precision between loops (a test suite, a notebook re-run with other
+    parameters): Accelerate keeps one per process and refuses another. A multi-process launch keeps its own."""
+    held = AcceleratorState._shared_state.get("_mixed_precision")  # private, like the reset: no public way exists
+    if held is not None and held != mixed_precision and PartialState().num_processes == 1:
+        AcceleratorState._reset_state()
+
+
+def plain_model(model):
+    """`model` as a plain module, in place: no process wrapper and no autocast wrapper on `forward`.
+
+    `accelerator.prepare` wraps the model's forward in bf16/fp16 autocast; a model that leaves a
+    loop (saved, timed on the CPU, quantized, copied) must not carry that wrapper along: an int8
+    copy would be handed bf16 activations, and a CPU timing would time bf16 instead of fp32.
+    """
+    return extract_model_from_parallel(model, keep_fp32_wrapper=False)
 
 
 class EpochSampler(Sampler):
@@ -272,12 +243,14 @@ def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification
         checkpointer.save(state, best=improved)
     if accelerator.is_main_process:
         write_json(out_dir / "history.json", state["history"])
+    plain_model(model)  # the caller's model leaves the loop without Accelerate's wrappers
     return state["history"]
 
 
 def fresh_state(settings, accelerator):
     """Where a loop that has not trained yet stands; checkpoints store and restore this record."""
-    history = {"steps": [], "epochs": [], "settings": settings.__dict__, "precision": accelerator.mixed_precision}
+    history = {"steps": [], "epochs": [], "settings": settings.__dict__, "precision": accelerator.mixed_precision,
+               "precision_reason": accelerator.precision_reason}
     return {"epoch": 1, "batches_done": 0, "step": 0, "best_accuracy": -1.0, "best_checkpoint": None, "history": history}
 
 
@@ -431,6 +404,17 @@ def predict_logits(model, dataset, tokenizer, batch_size, accelerator=None, desc
     in_order = np.empty_like(logits)
     in_order[order] = logits
     return in_order
+
+
+def predict_on_device(model, dataset, tokenizer, settings, desc="predicting"):
+    """`predict_logits` on the best device (all of them, in a multi-process launch) in the run's
+    precision; `model` comes back plain (`plain_model`), ready to be timed, quantized or saved."""
+    accelerator = make_accelerator(settings)
+    try:
+        return predict_logits(accelerator.prepare(model), dataset, tokenizer, settings.eval_batch_size, accelerator,
+                              desc=desc)
+    finally:
+        plain_model(model)
 
 
 def validate(model, dataset, tokenizer, batch_size, accelerator):

@@ -8,6 +8,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import datasets  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from helpers import data, models  # noqa: E402
 from helpers.config import resolve_params  # noqa: E402
@@ -53,3 +54,23 @@ def _synthetic(tokenizer, n, seed):
 @pytest.fixture(scope="session")
 def synthetic(tiny_tokenizer):
     return datasets.DatasetDict(train=_synthetic(tiny_tokenizer, 192, 0), val=_synthetic(tiny_tokenizer, 64, 1))
+
+
+@pytest.fixture
+def cpu_with(monkeypatch):
+    """Pretend this CPU has (or lacks) bf16 instructions and that bf16 products take `bf16_seconds`
+    (fp32: 1 s); the real timing is uncached around the test."""
+    from helpers import precision
+
+    def pretend(bf16_flag, bf16_seconds=None):
+        for flag in precision.BF16_CPU_FLAGS:
+            monkeypatch.setattr(torch.cpu, flag, lambda: bf16_flag, raising=False)
+
+        def seconds(dtype):
+            assert bf16_seconds is not None, "a CPU without bf16 instructions must not be timed"
+            return bf16_seconds if dtype == torch.bfloat16 else 1.0
+        monkeypatch.setattr(precision, "matmul_seconds", seconds)
+        monkeypatch.setattr(precision, "detect_device", lambda: precision.Device("cpu", "pretend CPU"))
+        precision.cpu_bf16_is_faster.cache_clear()
+    yield pretend
+    precision.cpu_bf16_is_faster.cache_clear()

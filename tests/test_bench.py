@@ -20,12 +20,13 @@ def _bench(name):
 
 def test_train_speed_compares_three_loops(tmp_path):
     out = tmp_path / "train_speed.json"
-    _bench("train_speed").main(["--size", "tiny", "--seeds", "2", "--out", str(out)])
+    _bench("train_speed").main(["--size", "tiny", "--seeds", "2", "--precision", "fp32", "--out", str(out)])
     results = json.loads(out.read_text())
     assert results["seeds"] == 2
     for key in ("ours_vs_naive", "ours_vs_trainer", "mfu", "padding_share"):
         assert key in results
     assert set(results["variants"]) == {"ours", "naive", "trainer"}
+    assert {figures["precision"] for figures in results["variants"].values()} == {"fp32"}  # as pinned
     for figures in results["variants"].values():
         assert figures["reviews_per_s"] > 0 and 0 < figures["mfu"] < 1 and 0 <= figures["padding_share"] < 1
         assert 0 <= figures["val_accuracy"] <= 1 and figures["peak_memory_mb"] > 0
@@ -39,7 +40,7 @@ def test_train_speed_compares_three_loops(tmp_path):
 def test_train_speed_trains_only_the_named_loops_at_the_given_lr(tmp_path):
     bench = _bench("train_speed")
     out = tmp_path / "train_speed.json"
-    results = bench.main(["--size", "tiny", "--variants", "naive", "--lr", "2e-3", "--out", str(out)])
+    results = bench.main(["--size", "tiny", "--variants", "naive", "--lr", "2e-3", "--precision", "fp32", "--out", str(out)])
     assert set(results["variants"]) == {"ours", "naive"}  # ours always: every ratio is to it
     assert results["lr"] == 2e-3 and results["ours_vs_trainer"] is None
     assert json.loads(out.read_text())["ours_vs_naive"] == pytest.approx(results["ours_vs_naive"])
@@ -58,5 +59,6 @@ def test_infer_speed_compares_teacher_student_and_int8(tmp_path):
         assert key in results
     assert results["reviews"] == 40 and set(results["models"]) == {"teacher", "student", "student_int8"}
     comparison = json.loads((run.dir / "distill" / "comparison.json").read_text())
-    assert results["teacher_accuracy"] == comparison["teacher"]["accuracy"]  # the same reviews, the same predictions
-    assert results["int8_accuracy"] == comparison["student_int8"]["accuracy"]
+    scores = comparison["models"]  # smoke's 40 test reviews are all in the CPU sample
+    assert results["teacher_accuracy"] == scores["teacher"]["test"]["accuracy"]  # the same reviews, the same predictions
+    assert results["int8_accuracy"] == scores["student_int8"]["cpu_sample"]["accuracy"]

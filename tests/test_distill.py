@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import distill
+from helpers import distill, evaluation, models, training
 
 
 def _batch(teacher_logits, labels):
@@ -46,27 +46,103 @@ def test_teacher_logits_travel_with_the_training_reviews(tiny_teacher, tiny_toke
     assert batch[distill.TEACHER_LOGITS].shape == (2, 2)
 
 
-def test_comparison_table_adds_each_models_share_of_the_teacher():
-    comparison = {"teacher": {"params": 100_000_000, "size_mb": 4.0, "reviews_per_s": 10.0, "accuracy": 0.9, "f1": 0.9},
-                  "student": {"params": 50_000_000, "size_mb": 2.0, "reviews_per_s": 25.0, "accuracy": 0.855, "f1": 0.81},
-                  "student_int8": {"params": 50_000_000, "size_mb": 1.0, "reviews_per_s": 50.0, "accuracy": 0.85, "f1": 0.8}}
+def _row(params, size_mb, speed, test, sample):
+    return {"params": params, "size_mb": size_mb, "reviews_per_s": speed, "test": test, "cpu_sample": sample}
+
+
+def test_comparison_table_adds_each_models_share_of_the_teacher_and_names_the_sample():
+    comparison = {"reviews": {"test": 25000, "cpu_sample": 2000, "timed": 256}, "models": {
+        "teacher": _row(100_000_000, 4.0, 10.0, {"accuracy": 0.9, "f1": 0.9}, {"accuracy": 0.92, "f1": 0.9}),
+        "student": _row(50_000_000, 2.0, 25.0, {"accuracy": 0.855, "f1": 0.81}, {"accuracy": 0.874, "f1": 0.85}),
+        "student_int8": _row(50_000_000, 1.0, 50.0, None, {"accuracy": 0.828, "f1": 0.8})}}
     table = distill.comparison_table(comparison)
-    assert table.loc["student / teacher", "reviews/s (CPU)"] == 2.5
-    assert table.loc["student_int8 / teacher", "reviews/s (CPU)"] == 5.0
+    speed = "reviews/s (CPU, 256 reviews)"
+    assert table.loc["student / teacher", speed] == 2.5 and table.loc["student_int8 / teacher", speed] == 5.0
     assert table.loc["teacher", "params (M)"] == 100.0 and table.loc["student / teacher", "params (M)"] == 0.5
-    assert table.loc["student / teacher", "accuracy"] == pytest.approx(0.95)
+    assert table.loc["student / teacher", "accuracy (all 25,000 test)"] == pytest.approx(0.95)
+    assert np.isnan(table.loc["student_int8 / teacher", "accuracy (all 25,000 test)"])  # never scored on them all
+    assert table.loc["student_int8 / teacher", "accuracy (CPU sample of 2,000)"] == pytest.approx(0.9)
 
 
-def test_throughput_is_positive_and_speed_sample_is_fixed(tiny_teacher, tiny_tokenizer):
+def test_a_sample_that_is_the_whole_split_gives_one_pair_of_score_columns():
+    scores = {"accuracy": 0.8, "f1": 0.8}
+    comparison = {"reviews": {"test": 40, "cpu_sample": 40, "timed": 40},
+                  "models": {name: _row(1e6, 1.0, 10.0, scores, scores) for name in ("teacher", "student")}}
+    assert list(distill.comparison_table(comparison).columns) == [
+        "params (M)", "size (MB)", "reviews/s (CPU, 40 reviews)", "accuracy", "f1"]
+
+
+def test_the_cpu_sample_is_seeded_bounded_and_holds_the_timed_reviews():
+    sample, timed = distill.cpu_samples(25000, 2000, 256, seed=1)
+    assert len(sample) == 2000 and len(set(sample)) == 2000 and len(timed) == 256
+    assert set(timed) <= set(sample)
+    again = distill.cpu_samples(25000, 2000, 256, seed=1)
+    assert np.array_equal(sample, again[0]) and np.array_equal(timed, again[1])
+    everything, _ = distill.cpu_samples(40, 2000, 256, seed=1)
+    assert list(everything) == list(range(40))  # fewer test reviews than the sample: all of them
+    assert list(distill.cpu_samples(40, None, 8, seed=1)[0]) == list(range(40))  # none = all
+
+
+def test_throughput_is_positive(tiny_teacher, tiny_tokenizer):
     ds = datasets.Dataset.from_dict({"input_ids": [[2, 50, 3]] * 10, "attention_mask": [[1] * 3] * 10, "labels": [0] * 10})
     assert distill.cpu_throughput(tiny_teacher, ds, tiny_tokenizer, batch_size=4) > 0
-    a, b = distill.speed_sample(ds, 4, seed=1), distill.speed_sample(ds, 4, seed=1)
-    assert len(a) == 4 and a["input_ids"] == b["input_ids"]
+
+
+def test_compare_scores_every_model_on_the_same_sample(tiny_teacher, tiny_tokenizer, synthetic, tmp_path):
+    from helpers.config import resolve_params
+
+    student = models.distil_from_teacher(tiny_teacher)
+    test = synthetic["val"]  # 64 reviews
+    params = resolve_params("smoke", {"n_cpu_test": 24, "n_speed": 8})
+    probs = {name: evaluation.positive_probability(training.predict_logits(model, test, tiny_tokenizer, 16))
+             for name, model in (("teacher", tiny_teacher), ("student", student))}
+    for name, model in (("teacher", tiny_teacher), ("student", student)):
+        model.save_pretrained(tmp_path / name)
+    comparison = distill.compare({name: (model, tmp_path / name, probs[name])
+                                  for name, model in (("teacher", tiny_teacher), ("student", student))},
+                                 test, tiny_tokenizer, params)
+    assert comparison["reviews"] == {"test": 64, "cpu_sample": 24, "timed": 8}
+    rows = comparison["models"]
+    sample, _ = distill.cpu_samples(64, 24, 8, params.seed)
+    labels = np.asarray(test["labels"])
+    for name in ("teacher", "student"):
+        assert rows[name]["test"] == {k: v for k, v in evaluation.classification_metrics(labels, probs[name]).items()
+                                      if k in ("accuracy", "f1")}
+        expected = evaluation.classification_metrics(labels[sample], probs[name][sample])["accuracy"]
+        assert rows[name]["cpu_sample"]["accuracy"] == expected
+    assert rows["student_int8"]["test"] is None and rows["student_int8"]["cpu_sample"]["accuracy"] >= 0
+
+
+def test_a_model_that_predicted_in_bf16_leaves_plain_and_quantizes(tiny_teacher, tiny_tokenizer, synthetic):
+    """The bug a bf16 CPU met: predicting through Accelerate wrapped forward in bf16 autocast, the int8
+    copy kept the wrapper and its int8 layers got bf16 activations ("expected scalar type Float")."""
+    from helpers.config import resolve_params
+
+    student = models.distil_from_teacher(tiny_teacher)
+    settings = training.TrainSettings.from_params(resolve_params("smoke", {"precision": "bf16"}))
+    evaluation.predict_proba(student, synthetic["val"], tiny_tokenizer, settings)
+    assert "_original_forward" not in student.__dict__  # Accelerate's autocast wrapper is gone
+    outputs = []
+    student.classifier.register_forward_hook(lambda module, args, out: outputs.append(out.dtype))
+    fp32 = training.predict_logits(student, synthetic["val"], tiny_tokenizer, 16)
+    assert set(outputs) == {torch.float32}  # timed on the CPU, it runs in fp32, not bf16
+    logits, _ = distill.timed_cpu_logits(distill.quantize_int8(student), synthetic["val"], tiny_tokenizer, 16)
+    assert np.abs(logits - fp32).max() < 0.05
+
+
+def test_quantizing_a_model_still_wrapped_in_bf16_autocast_gives_a_plain_int8_copy(tiny_teacher, tiny_tokenizer,
+                                                                                   synthetic):
+    from helpers.config import resolve_params
+
+    settings = training.TrainSettings.from_params(resolve_params("smoke", {"precision": "bf16"}))
+    wrapped = training.make_accelerator(settings).prepare(models.distil_from_teacher(tiny_teacher))
+    assert "_original_forward" in wrapped.__dict__
+    int8 = distill.quantize_int8(wrapped)
+    logits, _ = distill.timed_cpu_logits(int8, synthetic["val"], tiny_tokenizer, 16)
+    assert np.isfinite(logits).all()
 
 
 def test_int8_student_quantizes_every_linear_layer_and_keeps_its_predictions(tiny_teacher, tiny_tokenizer, synthetic):
-    from helpers import models, training
-
     student = models.distil_from_teacher(tiny_teacher)
     int8 = distill.quantize_int8(student)
     linear = [m for m in student.modules() if isinstance(m, torch.nn.Linear)]

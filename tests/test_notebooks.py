@@ -51,14 +51,17 @@ def test_metrics_and_comparison_have_the_promised_keys(smoke_run):
     assert set(metrics) == {"accuracy", "f1", "precision", "recall", "n"}
     assert metrics["n"] == 32 and 0.0 <= metrics["accuracy"] <= 1.0
     comparison = json.loads((smoke_run / "distill" / "comparison.json").read_text())
-    assert set(comparison) == {"teacher", "student", "student_int8"}
-    for row in comparison.values():
-        assert set(row) == {"params", "size_mb", "reviews_per_s", "accuracy", "f1"}
+    assert comparison["reviews"] == {"test": 32, "cpu_sample": 32, "timed": 32}  # smoke: n_speed 40, n_cpu_test 2000
+    models = comparison["models"]
+    assert set(models) == {"teacher", "student", "student_int8"}
+    for row in models.values():
+        assert set(row) == {"params", "size_mb", "reviews_per_s", "test", "cpu_sample"}
         assert row["reviews_per_s"] > 0 and row["size_mb"] > 0
-    assert comparison["student"]["params"] < comparison["teacher"]["params"]
-    assert comparison["student_int8"]["params"] == comparison["student"]["params"]
-    assert comparison["student_int8"]["size_mb"] < comparison["student"]["size_mb"]
-    assert comparison["teacher"]["accuracy"] == metrics["accuracy"]
+        assert row["test"] == row["cpu_sample"]  # the sample is the whole test split here
+    assert models["student"]["params"] < models["teacher"]["params"]
+    assert models["student_int8"]["params"] == models["student"]["params"]
+    assert models["student_int8"]["size_mb"] < models["student"]["size_mb"]
+    assert models["teacher"]["test"]["accuracy"] == metrics["accuracy"]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -105,6 +108,20 @@ def test_the_evaluate_demo_prints_its_static_example_in_a_batch_run(smoke_run):
 def _notebook_text(path):
     nb = nbformat.read(path, as_version=4)
     return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def test_the_smoke_pipeline_runs_end_to_end_in_bf16_forced_on_the_cpu(tmp_path):
+    """The bf16 path on every machine: real bf16 on a CPU with bf16 instructions, emulated (slow, but the
+    tiny model keeps it short) on one without. The smoke profile itself pins fp32 (the run above)."""
+    run_dir = tmp_path / "bf16"
+    result = subprocess.run([sys.executable, "-m", "helpers.run", "smoke", "--run-dir", str(run_dir),
+                             "-p", "precision", "bf16", "-p", "n_test", "32"], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for stage in ("train", "distill"):
+        assert json.loads((run_dir / stage / "history.json").read_text())["precision"] == "bf16"
+    assert "precision bf16: asked for explicitly" in _notebook_text(run_dir / "notebooks" / "03_train.ipynb")
+    int8 = json.loads((run_dir / "distill" / "comparison.json").read_text())["models"]["student_int8"]
+    assert 0.0 <= int8["cpu_sample"]["accuracy"] <= 1.0 and int8["reviews_per_s"] > 0
 
 
 def test_the_same_command_again_resumes_from_the_checkpoints_and_says_so(smoke_run):

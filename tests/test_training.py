@@ -11,7 +11,9 @@ from helpers.training import TrainSettings
 
 
 def _settings(**changes):
-    params = resolve_params("smoke", {"epochs": 4, "batch_size": 16, "lr": 5e-3, "warmup_ratio": 0.0, **changes})
+    # fp32 unless a test is about another precision: the tolerances below are fp32's
+    params = resolve_params("smoke", {"epochs": 4, "batch_size": 16, "lr": 5e-3, "warmup_ratio": 0.0,
+                                      "precision": "fp32", **changes})
     return TrainSettings.from_params(params)
 
 
@@ -93,62 +95,27 @@ def test_batches_are_padded_to_a_multiple_of_8(synthetic, tiny_tokenizer):
     assert batch["input_ids"].shape[1] - max(len(x) for x in synthetic["train"][:16]["input_ids"]) < 8
 
 
-@pytest.fixture
-def cpu_with(monkeypatch):
-    """Pretend this CPU has (or lacks) bf16 instructions and that bf16 products take `bf16_seconds`
-    (fp32: 1 s); the real timing is uncached around the test."""
-    def pretend(bf16_flag, bf16_seconds=None):
-        for flag in training.BF16_CPU_FLAGS:
-            monkeypatch.setattr(torch.cpu, flag, lambda: bf16_flag, raising=False)
-
-        def seconds(dtype):
-            assert bf16_seconds is not None, "a CPU without bf16 instructions must not be timed"
-            return bf16_seconds if dtype == torch.bfloat16 else 1.0
-        monkeypatch.setattr(training, "matmul_seconds", seconds)
-        training.cpu_bf16_is_faster.cache_clear()
-    yield pretend
-    training.cpu_bf16_is_faster.cache_clear()
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU choice")
-def test_precision_is_chosen_from_the_device(cpu_with):
-    cpu_with(bf16_flag=False)
-    assert training.mixed_precision("auto") == "no"
-    assert training.mixed_precision("fp32") == "no"
-    assert training.mixed_precision("bf16") == "bf16"  # asked for explicitly, it is the user's call
-    with pytest.raises(ConfigError, match="fp16' needs a CUDA GPU"):
-        training.mixed_precision("fp16")
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU choice")
-@pytest.mark.parametrize("bf16_seconds, expected", [(0.5, "bf16"), (0.8, "no"), (3.0, "no")])
-def test_auto_takes_bf16_on_a_cpu_only_where_it_is_measured_faster(cpu_with, bf16_seconds, expected):
-    cpu_with(bf16_flag=True, bf16_seconds=bf16_seconds)  # 2x, 1.25x (below the 1.3x bar) and 3x slower
-    assert training.mixed_precision("auto") == expected
-
-
-def test_cpu_bf16_timing_is_real():
-    assert 0 < training.matmul_seconds(torch.float32) < 1  # ~10 ms on 2 cores
-
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason="trains on the CPU")
 def test_the_loop_trains_in_bf16_on_the_cpu_when_auto_picks_it(tmp_path, synthetic, tiny_teacher, tiny_tokenizer,
-                                                               cpu_with, request):
-    from accelerate.state import AcceleratorState
-
-    # Accelerate keeps one precision per process: earlier tests fixed it at fp32, so start afresh, and
-    # leave a fresh state behind for the tests after this one
-    AcceleratorState._reset_state(reset_partial_state=True)
-    request.addfinalizer(lambda: AcceleratorState._reset_state(reset_partial_state=True))
+                                                               cpu_with):
+    """Also after fp32 tests in the same process: Accelerate keeps one precision per process, and
+    make_accelerator lets a single process change it."""
     cpu_with(bf16_flag=True, bf16_seconds=0.5)
     linear_dtypes = set()
     first_linear = next(m for m in tiny_teacher.modules() if isinstance(m, torch.nn.Linear))
     first_linear.register_forward_hook(lambda module, args, out: linear_dtypes.add(out.dtype))
     history = training.train(tiny_teacher, synthetic, tiny_tokenizer, _settings(epochs=1, precision="auto"), tmp_path)
-    assert history["precision"] == "bf16"
+    assert history["precision"] == "bf16" and "timed product" in history["precision_reason"]
     assert linear_dtypes == {torch.bfloat16}  # the matrix products really ran in bf16
     assert np.isfinite([step["loss"] for step in history["steps"]]).all()
     assert next(tiny_teacher.parameters()).dtype == torch.float32  # autocast: the weights stay fp32
+    assert "_original_forward" not in tiny_teacher.__dict__  # the model leaves the loop plain
+    linear_dtypes.clear()
+    training.predict_logits(tiny_teacher, synthetic["val"], tiny_tokenizer, 16)
+    assert linear_dtypes == {torch.float32}
+    fp32 = training.train(models.load_teacher(models.TINY, tiny_tokenizer, seed=0), synthetic, tiny_tokenizer,
+                          _settings(epochs=1, precision="fp32"), tmp_path / "fp32")
+    assert fp32["precision"] == "no"  # the next loop in this process may take another precision
 
 
 def test_student_settings_use_the_student_values():
