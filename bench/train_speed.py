@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from helpers import data, models, tokens, training  # noqa: E402
+from helpers import data, evaluation, models, tokens, training  # noqa: E402
 from helpers.config import PRECISIONS, resolve_params  # noqa: E402
 from helpers.io import write_json  # noqa: E402
 from helpers.precision import choose_precision, matmul_seconds  # noqa: E402
@@ -51,59 +51,6 @@ SIZES = {
     "full": dict(model="minilm-l6", n_train=512, n_val=256, max_length=256, batch_size=16, lr=1e-4),
     "tiny": dict(model="tiny-random-bert", n_train=32, n_val=16, max_length=64, batch_size=8, lr=1e-3),
 }
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", choices=SIZES, default="full")
-    parser.add_argument("--model", help="another teacher (a name or folder) than the size's")
-    parser.add_argument("--n-train", type=int, help="another number of training reviews than the size's")
-    parser.add_argument("--lr", type=float, help="another learning rate than the size's (every variant uses it)")
-    parser.add_argument("--variants", default=",".join(VARIANTS),
-                        help="comma-separated loops to train (ours is always among them: the ratios need it)")
-    parser.add_argument("--seeds", type=int, default=1,
-                        help="train every variant this many times (seeds 42, 43, ...): accuracy after 32 steps "
-                             "moves by several points with the seed alone")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="the loops' precision (default auto: helpers/precision.py's decision table)")
-    parser.add_argument("--out", default=str(RESULTS / "train_speed.json"))
-    args = parser.parse_args(argv)
-    size = {**SIZES[args.size], "precision": args.precision, **({"model": args.model} if args.model else {}),
-            **({"n_train": args.n_train} if args.n_train else {}), **({"lr": args.lr} if args.lr else {})}
-    chosen = variant_names(args.variants)
-    params, texts, tokenized, tokenizer = prepare(size)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":  # CUDA's start-up (context, cuBLAS handles) is paid here, not by the first variant
-        warm_up(params, tokenizer)
-    loop_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[loop_precision(params)]
-    dtypes = {"fp32": torch.float32, loop_precision(params): loop_dtype}
-    # the peak is measured before and after the variants and the better kept: on a shared machine one
-    # measurement can land in a slow moment, which would flatter every MFU
-    peak_samples = {name: [matmul_peak(dtype, device)] for name, dtype in dtypes.items()}
-    runs = {name: [] for name in chosen}
-    for seed in range(params.seed, params.seed + args.seeds):
-        seeded = dataclasses.replace(params, seed=seed)
-        # ours trains with the project's attention_dropout (0: fused attention); the baselines as the model comes
-        for name in chosen:
-            run, own_attention_dropout = VARIANTS[name]
-            print(f"training: {name}, seed {seed} ...", flush=True)
-            attention_dropout = params.attention_dropout if own_attention_dropout else None
-            runs[name].append(measure(run, seeded, tokenized, tokenizer, device, attention_dropout, texts))
-    for name, dtype in dtypes.items():
-        peak_samples[name].append(matmul_peak(dtype, device))
-    peaks = {name: max(samples) for name, samples in peak_samples.items()}
-    variants = {name: summarize(seeded_runs, peaks) for name, seeded_runs in runs.items()}
-    results = {
-        "size": args.size, "model": size["model"], "device": device_name(device), "reviews": size["n_train"],
-        "max_length": size["max_length"], "batch_size": size["batch_size"], "seeds": args.seeds,
-        "matmul_peak_flops_per_s": peaks, "matmul_peak_samples": peak_samples,
-        "lr": size["lr"], **{f"ours_vs_{name}": speed_ratio(variants, name) for name in BASELINES},
-        "mfu": variants["ours"]["mfu"], "padding_share": variants["ours"]["padding_share"], "variants": variants,
-    }
-    write_json(args.out, results)
-    print(report(results))
-    print(f"written to {args.out}")
-    return results
 
 
 def variant_names(text):
@@ -216,8 +163,13 @@ def run_trainer(model, params, tokenized, tokenizer, texts):
     return precision
 
 
-# name -> (training function, whether it trains with the project's attention_dropout)
-VARIANTS = {"ours": (run_ours, True), "naive": (run_naive, False), "trainer": (run_trainer, False)}
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    train: object  # function(model, params, tokenized, tokenizer, texts) -> the precision it trained in
+    project_attention_dropout: bool  # ours trains with the project's attention_dropout; the others as the model comes
+
+
+VARIANTS = {"ours": Variant(run_ours, True), "naive": Variant(run_naive, False), "trainer": Variant(run_trainer, False)}
 BASELINES = [name for name in VARIANTS if name != "ours"]  # what ours' speed is divided by
 
 
@@ -276,17 +228,14 @@ class PeakMemory:
 
 
 def validation_accuracy(model, params, tokenized, tokenizer):
-    settings = training.TrainSettings.from_params(params)
-    accelerator = training.make_accelerator(settings)
-    logits = training.predict_logits(accelerator.prepare(model), tokenized["val"], tokenizer,
-                                     params.eval_batch_size, accelerator)
+    logits = evaluation.predict_on_device(model, tokenized["val"], tokenizer, training.TrainSettings.from_params(params))
     return float((logits.argmax(-1) == np.asarray(tokenized["val"]["labels"])).mean())
 
 
-def warm_up(params, tokenizer):
+def warm_up(params, tokenizer, dtypes):
     model = models.load_teacher(params.model, tokenizer, params.seed).cuda()
     ids = torch.randint(1000, 2000, (params.batch_size, params.max_length), device="cuda")
-    for dtype in (torch.float32, torch.bfloat16):
+    for dtype in dtypes:
         with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
             model(input_ids=ids, labels=torch.zeros(len(ids), dtype=torch.long, device="cuda")).loss.backward()
     del model
@@ -309,14 +258,70 @@ def report(results):
     table = pd.DataFrame(results["variants"]).T.drop(columns="val_accuracy_runs")
     table["vs ours"] = results["variants"]["ours"]["reviews_per_s"] / table["reviews_per_s"]
     table["model TFLOP/s"] = table.pop("model_flops_per_s") / 1e12
-    ratios = ", ".join(f"ours vs {name} {results[f'ours_vs_{name}']:.2f}x" for name in BASELINES
-                       if results[f"ours_vs_{name}"] is not None)
-    per_seed = "; ".join(f"{name} {', '.join(f'{a:.3f}' for a in figures['val_accuracy_runs'])}"
-                         for name, figures in results["variants"].items())
-    return (f"{results['reviews']} reviews, max_length {results['max_length']}, batch {results['batch_size']}, "
-            f"lr {results['lr']:g}, {results['device']}, {results['seeds']} seed(s)\n{table.round(3).to_string()}\n"
-            f"validation accuracy per seed: {per_seed}\n"
-            f"{ratios + ', ' if ratios else ''}MFU {results['mfu']:.1%}, padding share {results['padding_share']:.1%}")
+    ratios = [f"ours vs {name} {ratio:.2f}x" for name in BASELINES
+              if (ratio := results["ours_vs_" + name]) is not None]
+    per_seed = []
+    for name, figures in results["variants"].items():
+        accuracies = ", ".join(format(accuracy, ".3f") for accuracy in figures["val_accuracy_runs"])
+        per_seed.append(f"{name} {accuracies}")
+    heading = (f"{results['reviews']} reviews, max_length {results['max_length']}, batch {results['batch_size']}, "
+               f"lr {results['lr']:g}, {results['device']}, {results['seeds']} seed(s)")
+    closing = ratios + [f"MFU {results['mfu']:.1%}", f"padding share {results['padding_share']:.1%}"]
+    return "\n".join([heading, table.round(3).to_string(), "validation accuracy per seed: " + "; ".join(per_seed),
+                      ", ".join(closing)])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", choices=SIZES, default="full")
+    parser.add_argument("--model", help="another teacher (a name or folder) than the size's")
+    parser.add_argument("--n-train", type=int, help="another number of training reviews than the size's")
+    parser.add_argument("--lr", type=float, help="another learning rate than the size's (every variant uses it)")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated loops to train (ours is always among them: the ratios need it)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="train every variant this many times (seeds 42, 43, ...), to see how far accuracy "
+                             "moves with the seed alone")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="the loops' precision (default auto: helpers/precision.py's decision table)")
+    parser.add_argument("--out", default=str(RESULTS / "train_speed.json"))
+    args = parser.parse_args(argv)
+    chosen_values = {"model": args.model, "n_train": args.n_train, "lr": args.lr, "precision": args.precision}
+    size = {**SIZES[args.size], **{name: value for name, value in chosen_values.items() if value is not None}}
+    chosen = variant_names(args.variants)
+    params, texts, tokenized, tokenizer = prepare(size)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    loop_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[loop_precision(params)]
+    dtypes = {"fp32": torch.float32, loop_precision(params): loop_dtype}
+    if device == "cuda":  # CUDA's start-up (context, cuBLAS handles) is paid here, not by the first variant
+        warm_up(params, tokenizer, dtypes.values())
+    # the peak is measured before and after the variants and the better kept: on a shared machine one
+    # measurement can land in a slow moment, which would flatter every MFU
+    peak_samples = {name: [matmul_peak(dtype, device)] for name, dtype in dtypes.items()}
+    runs = {name: [] for name in chosen}
+    for seed in range(params.seed, params.seed + args.seeds):
+        seeded = dataclasses.replace(params, seed=seed)
+        # ours trains with the project's attention_dropout (0: fused attention); the baselines as the model comes
+        for name in chosen:
+            variant = VARIANTS[name]
+            print(f"training: {name}, seed {seed} ...", flush=True)
+            attention_dropout = params.attention_dropout if variant.project_attention_dropout else None
+            runs[name].append(measure(variant.train, seeded, tokenized, tokenizer, device, attention_dropout, texts))
+    for name, dtype in dtypes.items():
+        peak_samples[name].append(matmul_peak(dtype, device))
+    peaks = {name: max(samples) for name, samples in peak_samples.items()}
+    variants = {name: summarize(seeded_runs, peaks) for name, seeded_runs in runs.items()}
+    results = {
+        "size": args.size, "model": size["model"], "device": device_name(device), "reviews": size["n_train"],
+        "max_length": size["max_length"], "batch_size": size["batch_size"], "seeds": args.seeds,
+        "matmul_peak_flops_per_s": peaks, "matmul_peak_samples": peak_samples,
+        "lr": size["lr"], **{f"ours_vs_{name}": speed_ratio(variants, name) for name in BASELINES},
+        "mfu": variants["ours"]["mfu"], "padding_share": variants["ours"]["padding_share"], "variants": variants,
+    }
+    write_json(args.out, results)
+    print(report(results))
+    print(f"written to {args.out}")
+    return results
 
 
 if __name__ == "__main__":

@@ -4,14 +4,16 @@
         model.safetensors   the model's weights (safetensors: loading runs no code)
         trainer_state.pt    optimizer, scheduler, gradient scaler and random states
                             (plain tensors and numbers, read back with torch.load(weights_only=True))
-        progress.json       where training stands (epoch, batches done, best metric, history),
-                            the fingerprint of the run it belongs to, and checksums of the two files
+        progress.json       where training stands (the loop's LoopState, whole: epoch, batches
+                            done, best metric, history), the fingerprint of the run it belongs
+                            to, the checkpoint format, and checksums of the two files
 
 A checkpoint folder is written under a temporary name and renamed into place, so a kill during
 a save leaves the older checkpoints as they were. Reading checks the checksums, the fingerprint
 and every weight's name and shape before anything is applied, so a checkpoint that is
 truncated, corrupted, or from another model or other settings is refused whole, by name.
 """
+import dataclasses
 import hashlib
 import random
 import re
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import torch
 from accelerate.utils import gather_object
 from safetensors.torch import load_file, save_file
@@ -29,6 +32,7 @@ from helpers.io import atomic_dir, read_json, write_json
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "trainer_state.pt"
 PROGRESS_FILE = "progress.json"
+FORMAT = 2  # progress.json's layout: 2 holds the loop state whole under "state"; 1 (unnumbered) did not
 _NAME = re.compile(r"^step-(\d+)$")
 
 
@@ -84,6 +88,9 @@ def read_checkpoint(folder, fingerprint, model_state):
         for name, expected in progress["sha256"].items():
             if _sha256(folder / name) != expected:
                 raise CheckpointError(f"{name} is corrupted or truncated (checksum mismatch)")
+        if progress.get("format") != FORMAT:
+            raise CheckpointError("written by an earlier version of imdb-distil, whose checkpoints this one cannot "
+                                  "resume; delete the checkpoints folder (or rerun with --overwrite) to train afresh")
         _check_fingerprint(progress["fingerprint"], fingerprint)
         weights = load_file(folder / MODEL_FILE)
         _check_weights(weights, model_state)
@@ -95,6 +102,22 @@ def read_checkpoint(folder, fingerprint, model_state):
         first_line = (str(error).splitlines() or [""])[0][:200]
         raise CheckpointError(f"unreadable ({type(error).__name__}: {first_line})") from None
     return weights, trainer_state, progress
+
+
+def fingerprint(model, train_dataset, settings, accelerator):
+    """What a checkpoint must match to be resumed: the settings that shape training, the model, the data."""
+    train = train_dataset.with_format("arrow")[:]
+    digest = hashlib.sha256()
+    for column in ("input_ids", "labels"):
+        values = train.column(column)
+        digest.update((pc.list_flatten(values) if column == "input_ids" else values).to_numpy().tobytes())
+    # compiling changes the kernels, not what is computed: a compiled run may resume an eager one's checkpoint
+    shaping = {k: v for k, v in dataclasses.asdict(settings).items()
+               if k not in ("checkpoint_every", "keep_checkpoints", "compile")}
+    model = accelerator.unwrap_model(model)
+    return {**shaping, "model": type(model).__name__, "model_parameters": sum(p.numel() for p in model.parameters()),
+            "train_reviews": train.num_rows, "train_data_sha256": digest.hexdigest(),
+            "processes": accelerator.num_processes}
 
 
 def _check_fingerprint(stored, expected):
@@ -153,12 +176,19 @@ def _sha256(path):
     return digest.hexdigest()
 
 
+def _restore_state(fresh_state, stored):
+    """The loop state saved in a checkpoint, as an instance of fresh_state's dataclass."""
+    if set(stored) != {f.name for f in dataclasses.fields(fresh_state)}:
+        raise CheckpointError(f"its loop state has the fields {sorted(stored)}, which this version does not use")
+    return dataclasses.replace(fresh_state, **stored)
+
+
 class Checkpointer:
     """Saves and restores the whole state of one training loop in `folder`.
 
-    `state` is the loop's own record (epoch, batches done, optimizer steps, best accuracy,
-    history); the model, optimizer, scheduler, gradient scaler and random states travel with it.
-    Only the main process writes; every process restores.
+    `state` is the loop's LoopState (a dataclass: epoch, batches done, optimizer steps, best
+    accuracy, history), saved and restored whole; the model, optimizer, scheduler, gradient scaler
+    and random states travel with it. Only the main process writes; every process restores.
     """
 
     def __init__(self, folder, fingerprint, accelerator, model, optimizer, scheduler, sampler, keep):
@@ -170,23 +200,24 @@ class Checkpointer:
         self.accelerator.wait_for_everyone()
         # every process has random states of its own (dropout, its CUDA device): all are saved
         rng_by_process = gather_object([capture_rng()])
-        name = checkpoint_name(state["step"])
+        name = checkpoint_name(state.step)
         if best:
-            state["best_checkpoint"] = name
+            state.best_checkpoint = name
         if not self.accelerator.is_main_process:
             return
         scaler = self.accelerator.scaler
         trainer_state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                          "scaler": scaler.state_dict() if scaler is not None else None, "rng": rng_by_process,
-                         "order": torch.tensor(self.sampler.order(state["epoch"]))}
+                         "order": torch.tensor(self.sampler.order(state.epoch))}
         started = time.perf_counter()
         write_checkpoint(self.folder / name, self.accelerator.unwrap_model(self.model).state_dict(), trainer_state,
-                         {**state, "fingerprint": self.fingerprint})
-        prune(self.folder, self.keep, also_keep=state["best_checkpoint"])
+                         {"format": FORMAT, "state": dataclasses.asdict(state), "fingerprint": self.fingerprint})
+        prune(self.folder, self.keep, also_keep=state.best_checkpoint)
         self.accelerator.print(f"checkpoint {name} saved in {time.perf_counter() - started:.1f} s")
 
     def resume(self, fresh_state):
-        """Restore the newest usable checkpoint and return its state; `fresh_state` when there is none."""
+        """Restore the newest usable checkpoint and return its loop state (of fresh_state's class);
+        `fresh_state` when there is none."""
         say = self.accelerator.print
         leftovers = []
         if self.accelerator.is_main_process:  # the stage folder too: a kill while saving the best model
@@ -198,7 +229,8 @@ class Checkpointer:
         for path in found:
             try:
                 weights, trainer_state, progress = read_checkpoint(path, self.fingerprint, model.state_dict())
-                self.sampler.resume_order(progress["epoch"], trainer_state["order"].tolist())
+                state = _restore_state(fresh_state, progress["state"])
+                self.sampler.resume_order(state.epoch, trainer_state["order"].tolist())
             except CheckpointError as error:
                 say(f"checkpoint {path} cannot be used: {error}; trying the next older one")
                 continue
@@ -209,9 +241,8 @@ class Checkpointer:
                 self.accelerator.scaler.load_state_dict(trainer_state["scaler"])
             # one state per process; the fingerprint already refused a checkpoint of another process count
             restore_rng(trainer_state["rng"][self.accelerator.process_index])
-            state = {key: progress[key] for key in fresh_state}
-            say(f"resuming from checkpoint {path.name}: epoch {state['epoch']}, {state['batches_done']} batch(es) "
-                f"of it already trained and skipped, {state['step']} optimizer step(s) done")
+            say(f"resuming from checkpoint {path.name}: epoch {state.epoch}, {state.batches_done} batch(es) "
+                f"of it already trained and skipped, {state.step} optimizer step(s) done")
             return state
         if found:
             say(f"no usable checkpoint in {self.folder}; training from the start")

@@ -20,7 +20,10 @@ from helpers.runs import default_run_dir
 REPO = "imdb-distil/imdb-distil"  # github.com/<REPO>: the badges and install cells point here (a test checks)
 DRIVE_MOUNT = Path("/content/drive")  # where google.colab.drive.mount puts Drive (tests point it at tmp_path)
 DRIVE_RUNS = "MyDrive/imdb-distil/runs"  # run folders on Drive, relative to DRIVE_MOUNT
-CPU_PROFILE = "quick"  # the largest profile sized for a CPU: about 13 minutes on 2 cores
+CPU_PROFILE = "quick"  # the largest profile sized for a CPU
+# what the warning below tells users `quick` takes on a 2-core CPU; measured: docs/results.md, "The quick profile
+# end to end" (update both together)
+QUICK_CPU_MINUTES = 15
 CPU_MODELS = (MINILM, TINY)  # teachers small enough to fine-tune on a CPU
 IMDB_TRAIN_REVIEWS = 25_000  # what n_train = none means for the full dataset
 
@@ -56,7 +59,7 @@ def check_device(profile, params):
     elif is_large_for_cpu(params):
         print(f"WARNING: no GPU, and profile {profile!r} ({params.model}, {training_reviews(params):,} training "
               f"reviews x {params.epochs + params.student_epochs} epochs, {params.max_length} tokens) is larger than "
-              f"{CPU_PROFILE!r}, which already takes about 13 minutes on a CPU: this would take hours. "
+              f"{CPU_PROFILE!r}, which already takes about {QUICK_CPU_MINUTES} minutes on a 2-core CPU: this would take hours. "
               "Switch to a GPU with Runtime > Change runtime type > GPU, then run the notebook again from the top.")
     else:
         print(f"no GPU: running on the CPU, which suits profile {profile!r}")

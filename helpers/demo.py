@@ -17,8 +17,8 @@ import torch
 
 from helpers import evaluation, models, tokens
 from helpers.data import LABEL_NAMES
+from helpers.evaluation import DECISION_THRESHOLD, forward
 from helpers.progress import in_batch_run
-from helpers.training import forward
 
 EXAMPLE_REVIEW = ("The first hour drags and the dialogue is clumsy, but the last act is wonderful: "
                   "moving, funny and beautifully shot. I would happily watch it again.")
@@ -46,7 +46,7 @@ def explain(text, model, tokenizer, max_length, truncation_head=1.0):
     start, stop = tokens.cut_span(len(ids), max_length, truncation_head)
     kept = tokens.truncate(ids, max_length, truncation_head)
     prob = predict_one(model, kept)
-    label = int(prob >= 0.5)  # the threshold evaluation.prediction_table uses
+    label = int(prob >= DECISION_THRESHOLD)
     cut_from = "" if start == stop else "start" if start == 1 else "end" if stop == len(ids) - 1 else "middle"
     return Explanation(label, LABEL_NAMES[label], prob, tokenizer.convert_ids_to_tokens(kept),
                        tokenizer.convert_ids_to_tokens(ids[start:stop]), start, cut_from)

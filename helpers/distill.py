@@ -20,11 +20,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from helpers.evaluation import classification_metrics, positive_probability
+from helpers.devices import plain_model
+from helpers.evaluation import classification_metrics, positive_probability, predict_logits, predict_on_device
 from helpers.io import dir_size_mb
 from helpers.models import count_parameters
 from helpers.precision import quantization_engine
-from helpers.training import plain_model, predict_logits, predict_on_device
 
 TEACHER_LOGITS = "teacher_logits"
 

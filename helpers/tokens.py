@@ -7,10 +7,13 @@ everything to `max_length` up front would waste.
 import datasets
 import numpy as np
 import pandas as pd
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from helpers.config import ConfigError
 from helpers.io import atomic_dir
-from helpers.models import load_tokenizer, position_limit
+from helpers.models import TINY, TINY_CONFIG, model_source, position_limit
+
+TINY_VOCAB_SIZE = 2000  # word pieces of the tiny test model's tokenizer
 
 
 def check_max_length(model_name, max_length):
@@ -91,8 +94,6 @@ def load_tokenized(folder):
 
 
 def load_saved_tokenizer(folder):
-    from transformers import AutoTokenizer
-
     return AutoTokenizer.from_pretrained(folder / "tokenizer")
 
 
@@ -100,3 +101,40 @@ def prepare_tokenizer(params, train_texts):
     """Check max_length against the model, then load (or, for the tiny model, learn) the tokenizer."""
     check_max_length(params.model, params.max_length)
     return load_tokenizer(params.model, train_texts)
+
+
+def load_tokenizer(name, train_texts=None):
+    """The model's fast tokenizer; for the tiny model, one learnt from `train_texts`."""
+    if name == TINY:
+        return _train_tiny_tokenizer(train_texts)
+    return AutoTokenizer.from_pretrained(model_source(name))
+
+
+def _train_tiny_tokenizer(texts):
+    """A WordPiece tokenizer over the commonest words of `texts`, the same for the same texts.
+
+    The library's WordPieceTrainer breaks ties between equally frequent pieces differently from
+    one call to the next, which would make two `smoke` runs differ; counting words here, ties
+    broken alphabetically, keeps runs reproducible. Every character is in the vocabulary (alone
+    and as a "##" continuation), so rarer words are spelt out instead of becoming [UNK].
+    """
+    from collections import Counter
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = Counter(word for text in texts
+                    for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars = sorted({char for word in words for char in word})
+    pieces = specials + chars + [f"##{char}" for char in chars]
+    common = sorted((w for w in words if len(w) > 1), key=lambda w: (-words[w], w))
+    vocab = pieces + common[:max(0, TINY_VOCAB_SIZE - len(pieces))]
+    core = Tokenizer(models.WordPiece({piece: i for i, piece in enumerate(vocab)}, unk_token="[UNK]"))
+    core.normalizer, core.pre_tokenizer, core.decoder = normalizer, pre_tokenizer, decoders.WordPiece()
+    cls, sep = core.token_to_id("[CLS]"), core.token_to_id("[SEP]")
+    core.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]", model_max_length=TINY_CONFIG["max_position_embeddings"])

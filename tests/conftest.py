@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from helpers import data, models  # noqa: E402
+from helpers import data, models, tokens  # noqa: E402
 from helpers.config import resolve_params  # noqa: E402
 
 
@@ -22,7 +22,7 @@ def sample():
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer(sample):
-    return models.load_tokenizer(models.TINY, sample["train"]["text"].tolist()[:300])
+    return tokens.load_tokenizer(models.TINY, sample["train"]["text"].tolist()[:300])
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """Checkpoints: what is kept, what is refused, and resuming in-process (the SIGKILL tests are in test_resume)."""
+import dataclasses
 import json
 import os
 import pickle
@@ -8,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import checkpoints, models, training
+from helpers import batching, checkpoints, models, training
 from helpers.config import resolve_params
 from helpers.training import TrainSettings
 
@@ -47,9 +48,12 @@ def test_checkpoints_hold_everything_needed_to_resume(finished):
     assert newest.name == "step-00000024"  # the epoch-end checkpoint after the last of 24 steps
     assert sorted(p.name for p in newest.iterdir()) == ["model.safetensors", "progress.json", "trainer_state.pt"]
     progress = json.loads((newest / "progress.json").read_text())
-    assert (progress["epoch"], progress["batches_done"], progress["step"]) == (3, 0, 24)
-    assert progress["history"] == json.loads(json.dumps(history))
-    assert progress["best_accuracy"] == max(e["accuracy"] for e in history["epochs"])
+    assert progress["format"] == checkpoints.FORMAT
+    loop = progress["state"]  # training.LoopState, whole
+    assert set(loop) == {f.name for f in dataclasses.fields(training.LoopState)}
+    assert (loop["epoch"], loop["batches_done"], loop["step"]) == (3, 0, 24)
+    assert loop["history"] == json.loads(json.dumps(history))
+    assert loop["best_accuracy"] == max(e["accuracy"] for e in history["epochs"])
     state = torch.load(newest / "trainer_state.pt", weights_only=True)
     assert set(state) == {"optimizer", "scheduler", "scaler", "rng", "order"}
     assert sorted(state["order"].tolist()) == list(range(192))  # the next epoch's order, stored
@@ -157,6 +161,21 @@ def test_checkpoints_of_other_settings_or_another_model_are_refused(tmp_path, fi
                                     other.state_dict())
 
 
+def test_a_checkpoint_of_an_earlier_version_is_refused_by_name_not_misread(tmp_path, finished, synthetic,
+                                                                          tiny_tokenizer, capsys):
+    """Before format 2, progress.json held the loop's fields at its top level and no format number."""
+    copy = _broken_copies(tmp_path, finished, lambda c: None)
+    for folder in checkpoints.list_checkpoints(copy / "checkpoints"):
+        progress = json.loads((folder / "progress.json").read_text())
+        old = {**progress.pop("state"), **progress}
+        del old["format"]
+        (folder / "progress.json").write_text(json.dumps(old))
+    _, history = _train(copy, synthetic, tiny_tokenizer)
+    out = capsys.readouterr().out
+    assert "cannot be used: written by an earlier version of imdb-distil" in out and "training from the start" in out
+    assert len(history["steps"]) == 24  # trained afresh: 2 epochs of 12 steps
+
+
 def test_leftovers_of_a_kill_during_a_save_are_cleared(tmp_path, finished, synthetic, tiny_tokenizer, capsys):
     out_dir, _ = finished
     copy = tmp_path / "copy"
@@ -175,7 +194,7 @@ def test_a_resumed_epoch_follows_the_stored_order(tmp_path, finished, synthetic,
     os.system(f"cp -r {out_dir} {copy}")
     for path in checkpoints.list_checkpoints(copy / "checkpoints")[:1]:
         shutil.rmtree(path)  # the newest left is step 20: epoch 2, 8 of 12 batches done
-    monkeypatch.setattr(training, "length_grouped_order", lambda lengths, *args: list(range(len(lengths)))[::-1])
+    monkeypatch.setattr(batching, "length_grouped_order", lambda lengths, *args: list(range(len(lengths)))[::-1])
     _train(copy, synthetic, tiny_tokenizer)
     assert _weights(copy) == _weights(out_dir)
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import distill, evaluation, models, training
+from helpers import devices, distill, evaluation, models, training
 
 
 def _batch(teacher_logits, labels):
@@ -35,7 +35,8 @@ def test_soft_term_is_kl_at_temperature_times_t_squared():
 
 def test_teacher_logits_travel_with_the_training_reviews(tiny_teacher, tiny_tokenizer):
     from helpers.config import resolve_params
-    from helpers.training import TrainSettings, make_loader
+    from helpers.batching import make_loader
+    from helpers.training import TrainSettings
 
     ds = datasets.Dataset.from_dict({"input_ids": [[2, 50, 60, 3], [2, 70, 3]], "attention_mask": [[1] * 4, [1] * 3],
                                      "labels": [1, 0]})
@@ -94,7 +95,7 @@ def test_compare_scores_every_model_on_the_same_sample(tiny_teacher, tiny_tokeni
     student = models.distil_from_teacher(tiny_teacher)
     test = synthetic["val"]  # 64 reviews
     params = resolve_params("smoke", {"n_cpu_test": 24, "n_speed": 8})
-    probs = {name: evaluation.positive_probability(training.predict_logits(model, test, tiny_tokenizer, 16))
+    probs = {name: evaluation.positive_probability(evaluation.predict_logits(model, test, tiny_tokenizer, 16))
              for name, model in (("teacher", tiny_teacher), ("student", student))}
     for name, model in (("teacher", tiny_teacher), ("student", student)):
         model.save_pretrained(tmp_path / name)
@@ -124,7 +125,7 @@ def test_a_model_that_predicted_in_bf16_leaves_plain_and_quantizes(tiny_teacher,
     assert "_original_forward" not in student.__dict__  # Accelerate's autocast wrapper is gone
     outputs = []
     student.classifier.register_forward_hook(lambda module, args, out: outputs.append(out.dtype))
-    fp32 = training.predict_logits(student, synthetic["val"], tiny_tokenizer, 16)
+    fp32 = evaluation.predict_logits(student, synthetic["val"], tiny_tokenizer, 16)
     assert set(outputs) == {torch.float32}  # timed on the CPU, it runs in fp32, not bf16
     logits, _ = distill.timed_cpu_logits(distill.quantize_int8(student), synthetic["val"], tiny_tokenizer, 16)
     assert np.abs(logits - fp32).max() < 0.05
@@ -135,7 +136,7 @@ def test_quantizing_a_model_still_wrapped_in_bf16_autocast_gives_a_plain_int8_co
     from helpers.config import resolve_params
 
     settings = training.TrainSettings.from_params(resolve_params("smoke", {"precision": "bf16"}))
-    wrapped = training.make_accelerator(settings).prepare(models.distil_from_teacher(tiny_teacher))
+    wrapped = devices.make_accelerator(settings).prepare(models.distil_from_teacher(tiny_teacher))
     assert "_original_forward" in wrapped.__dict__
     int8 = distill.quantize_int8(wrapped)
     logits, _ = distill.timed_cpu_logits(int8, synthetic["val"], tiny_tokenizer, 16)
@@ -151,7 +152,7 @@ def test_int8_student_quantizes_every_linear_layer_and_keeps_its_predictions(tin
     assert not any(isinstance(m, torch.nn.Linear) and not isinstance(m, torch.ao.nn.quantized.dynamic.Linear)
                    for m in int8.modules())
     assert distill.serialized_mb(int8) < distill.serialized_mb(student)
-    fp32 = training.predict_logits(student, synthetic["val"], tiny_tokenizer, 16)
+    fp32 = evaluation.predict_logits(student, synthetic["val"], tiny_tokenizer, 16)
     logits, seconds = distill.timed_cpu_logits(int8, synthetic["val"], tiny_tokenizer, 16)
     assert seconds > 0 and logits.shape == fp32.shape
     assert np.abs(logits - fp32).max() < 0.05  # int8 weights move the logits a little, not the answers

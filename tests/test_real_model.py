@@ -9,7 +9,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def minilm():
-    tokenizer = models.load_tokenizer(models.MINILM)
+    tokenizer = tokens.load_tokenizer(models.MINILM)
     return tokenizer, models.load_teacher(models.MINILM, tokenizer, seed=0)
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import models, training
+from helpers import batching, devices, evaluation, models, training
 from helpers.config import ConfigError, resolve_params
 from helpers.training import TrainSettings
 
@@ -39,13 +39,13 @@ def test_gradient_accumulation_takes_fewer_optimizer_steps(tmp_path, synthetic, 
 
 
 def test_pieces_of_a_batch_give_the_gradients_of_the_whole_batch(synthetic, tiny_teacher, tiny_tokenizer):
-    accelerator = training.make_accelerator(_settings())
+    accelerator = devices.make_accelerator(_settings())
     tiny_teacher.eval()  # no dropout: the pieces must add up exactly
-    batches = list(training.make_loader(synthetic["train"].select(range(32)), tiny_tokenizer, 16))
+    batches = list(batching.make_loader(synthetic["train"].select(range(32)), tiny_tokenizer, 16))
     grads = {}
     for parts in (1, 4):
         tiny_teacher.zero_grad()
-        training._accumulate_gradients(tiny_teacher, accelerator, batches, training.classification_loss, parts)
+        training.accumulate_gradients(tiny_teacher, accelerator, batches, training.classification_loss, parts)
         grads[parts] = [p.grad.clone() for p in tiny_teacher.parameters()]
     for whole, pieces in zip(grads[1], grads[4]):
         torch.testing.assert_close(pieces, whole, atol=1e-6, rtol=1e-5)
@@ -89,7 +89,7 @@ def test_no_weight_decay_on_biases_and_layernorm(tiny_teacher):
 
 
 def test_batches_are_padded_to_a_multiple_of_8(synthetic, tiny_tokenizer):
-    loader = training.make_loader(synthetic["train"], tiny_tokenizer, 16)
+    loader = batching.make_loader(synthetic["train"], tiny_tokenizer, 16)
     batch = next(iter(loader))
     assert batch["input_ids"].shape[1] % 8 == 0
     assert batch["input_ids"].shape[1] - max(len(x) for x in synthetic["train"][:16]["input_ids"]) < 8
@@ -111,7 +111,7 @@ def test_the_loop_trains_in_bf16_on_the_cpu_when_auto_picks_it(tmp_path, synthet
     assert next(tiny_teacher.parameters()).dtype == torch.float32  # autocast: the weights stay fp32
     assert "_original_forward" not in tiny_teacher.__dict__  # the model leaves the loop plain
     linear_dtypes.clear()
-    training.predict_logits(tiny_teacher, synthetic["val"], tiny_tokenizer, 16)
+    evaluation.predict_logits(tiny_teacher, synthetic["val"], tiny_tokenizer, 16)
     assert linear_dtypes == {torch.float32}
     fp32 = training.train(models.load_teacher(models.TINY, tiny_tokenizer, seed=0), synthetic, tiny_tokenizer,
                           _settings(epochs=1, precision="fp32"), tmp_path / "fp32")
@@ -137,9 +137,9 @@ def test_length_grouped_batches_cover_every_review_with_less_padding(tiny_tokeni
         return padded, [label for b in batches for label in b["labels"].tolist()]
 
     def loader(group_by_length, epoch_number=1):
-        sampler = training.EpochSampler(lengths, 8, seed=1, group_by_length=group_by_length)
+        sampler = batching.EpochSampler(lengths, 8, seed=1, group_by_length=group_by_length)
         sampler.epoch = epoch_number
-        return training.make_loader(ds, tiny_tokenizer, 8, sampler)
+        return batching.make_loader(ds, tiny_tokenizer, 8, sampler)
 
     (grouped_tokens, first), (_, second) = epoch(loader(True)), epoch(loader(True, epoch_number=2))
     plain_tokens, plain_order = epoch(loader(False))
@@ -151,20 +151,20 @@ def test_length_grouped_batches_cover_every_review_with_less_padding(tiny_tokeni
 
 def test_grouped_batches_come_in_random_order_not_longest_first():
     lengths = list(np.random.default_rng(0).integers(10, 500, size=100))  # 25 batches of 4: one group
-    order = training.length_grouped_order(lengths, 4, torch.Generator().manual_seed(0))
+    order = batching.length_grouped_order(lengths, 4, torch.Generator().manual_seed(0))
     assert sorted(order) == list(range(100))
     batches = [order[i:i + 4] for i in range(0, 100, 4)]
     longest = [max(lengths[i] for i in batch) for batch in batches]
     assert longest != sorted(longest, reverse=True) and longest != sorted(longest)
     spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches])
     assert spread < 0.2 * (max(lengths) - min(lengths))  # each batch holds reviews of similar length
-    uneven = training.length_grouped_order(lengths[:99], 4, torch.Generator().manual_seed(0))
+    uneven = batching.length_grouped_order(lengths[:99], 4, torch.Generator().manual_seed(0))
     shortest = set(np.argsort(lengths[:99], kind="stable")[:3].tolist())
     assert sorted(uneven) == list(range(99)) and set(uneven[-3:]) == shortest  # the one short batch comes last
 
 
 def test_starting_a_pass_over_the_loader_leaves_the_global_random_state_alone(synthetic, tiny_tokenizer):
-    loader = training.make_loader(synthetic["train"], tiny_tokenizer, 16, training.EpochSampler([5] * 64, 16, 0, False))
+    loader = batching.make_loader(synthetic["train"], tiny_tokenizer, 16, batching.EpochSampler([5] * 64, 16, 0, False))
     before = torch.get_rng_state()
     next(iter(loader))
     assert torch.equal(before, torch.get_rng_state())

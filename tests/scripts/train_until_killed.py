@@ -35,7 +35,7 @@ def main(run_dir, point=None):
         event, count = point.split(":")
         target = {"forward": (training, "forward", lambda model, batch: model.training),
                   "save": (checkpoints, "_save_trainer_state"),
-                  "validate": (training, "validate")}[event]
+                  "validate": (training, "validation_scores")}[event]
         kill_on(*target[:2], int(count), *target[2:])
     run = load_run(run_dir)
     stages.train_stage(run)
