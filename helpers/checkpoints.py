@@ -17,7 +17,6 @@ import dataclasses
 import hashlib
 import random
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import torch
 from accelerate.utils import gather_object
 from safetensors.torch import load_file, save_file
 
-from helpers.io import atomic_dir, read_json, write_json
+from helpers.io import atomic_dir, read_json, remove_tree, write_json
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "trainer_state.pt"
@@ -58,7 +57,7 @@ def remove_partial_writes(folder):
     folder = Path(folder)
     leftovers = [*folder.glob(".*.tmp"), *folder.glob(".*.old")]
     for path in leftovers:
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
     return [p.name for p in leftovers]
 
 
@@ -111,9 +110,10 @@ def fingerprint(model, train_dataset, settings, accelerator):
     for column in ("input_ids", "labels"):
         values = train.column(column)
         digest.update((pc.list_flatten(values) if column == "input_ids" else values).to_numpy().tobytes())
-    # compiling changes the kernels, not what is computed: a compiled run may resume an eager one's checkpoint
+    # compiling changes the kernels, not what is computed: a compiled run may resume an eager one's checkpoint;
+    # nor do checkpointing and the experiment tracker change what is trained
     shaping = {k: v for k, v in dataclasses.asdict(settings).items()
-               if k not in ("checkpoint_every", "keep_checkpoints", "compile")}
+               if k not in ("checkpoint_every", "keep_checkpoints", "compile", "tracker")}
     model = accelerator.unwrap_model(model)
     return {**shaping, "model": type(model).__name__, "model_parameters": sum(p.numel() for p in model.parameters()),
             "train_reviews": train.num_rows, "train_data_sha256": digest.hexdigest(),
@@ -142,7 +142,7 @@ def prune(folder, keep, also_keep=None):
     """Delete all but the `keep` newest checkpoints and the one named `also_keep` (the best)."""
     for path in list_checkpoints(folder)[keep:]:
         if path.name != also_keep:
-            shutil.rmtree(path)
+            remove_tree(path)
 
 
 def capture_rng():

@@ -6,12 +6,23 @@ seconds, not after the data stage or an hour of training. The full row-by-row ch
 data follow in the data stage, which also comes before any model.
 """
 from helpers import data, models, precision, tokens
+from helpers.config import ConfigError
 
 
 def check_inputs(params):
-    precision.choose_precision(params.precision)  # e.g. fp16 asked for on a machine without a GPU
-    precision.quantization_engine()  # the distill stage's int8 student needs one
     data.check_source(params.data, {"train": params.n_train, "test": params.n_test})
     models.check_classifier(params.model, "model")
     models.check_classifier(params.student_model, "student_model")
     tokens.check_max_length(params.model, params.max_length)
+    precision.choose_precision(params.precision)  # e.g. fp16 asked for on a machine without a GPU
+    precision.quantization_engine()  # the distill stage's int8 student needs one
+    check_tracker(params.tracker)
+
+
+def check_tracker(name):
+    """Refuse an experiment tracker whose package is not installed (Accelerate would drop it with a log line)."""
+    import accelerate.utils
+
+    if name != "none" and not getattr(accelerate.utils, f"is_{name}_available")():
+        raise ConfigError(f"tracker {name!r} needs its package: pip install {name.replace('_', '-')}, "
+                          "or choose tracker 'none'")

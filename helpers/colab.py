@@ -1,24 +1,23 @@
-"""Google Colab set-up, called by every notebook right after its parameters; outside Colab a no-op.
+"""Google Colab: the GPU check and the run folders on Google Drive; outside Colab a no-op.
 
 On Colab a notebook should (1) say which GPU it got, or warn before a large profile crawls on
-the CPU, and (2) keep the run folder on Google Drive, because a disconnect wipes the runtime's
-disk and with it every checkpoint. The profile is only known after the `parameters` cell (and
-papermill's injected one), so this runs in the notebook's open cell, not in the install cell.
-
-Each notebook runs in a runtime of its own, so each mounts Drive again. A fresh runtime cannot
-see Drive before it is mounted, so there it asks (one keypress); where Drive is already mounted
-and already holds the run, it resumes there without asking.
+the CPU, and (2) be able to keep its run folders on Google Drive, because a disconnect wipes
+the runtime's disk and with it every checkpoint. Each notebook runs in a runtime of its own,
+so each mounts Drive again. Nothing here waits for an answer (a question would stop *Run all*):
+the notebooks' `drive` parameter says whether to use Drive (True: mount it, with Google's own
+permission dialog; False: never; None, the default: when Drive is already mounted).
 """
 import sys
 from pathlib import Path
 
+from helpers import io
 from helpers.config import resolve_params
 from helpers.data import SAMPLE_DIR, parquet_rows
 from helpers.models import MINILM, TINY
-from helpers.runs import default_run_dir
+from helpers.runs import RUNS_ROOT
 
 REPO = "imdb-distil/imdb-distil"  # github.com/<REPO>: the badges and install cells point here (a test checks)
-DRIVE_MOUNT = Path("/content/drive")  # where google.colab.drive.mount puts Drive (tests point it at tmp_path)
+DRIVE_MOUNT = io.DRIVE_MOUNT  # where google.colab.drive.mount puts Drive (tests point it at tmp_path)
 DRIVE_RUNS = "MyDrive/imdb-distil/runs"  # run folders on Drive, relative to DRIVE_MOUNT
 CPU_PROFILE = "quick"  # the largest profile sized for a CPU
 # what the warning below tells users `quick` takes on a 2-core CPU; measured: docs/results.md, "The quick profile
@@ -33,17 +32,22 @@ def on_colab():
     return "google.colab" in sys.modules
 
 
-def setup(profile, run_dir, overrides, ask=input):
-    """The run folder to use: `run_dir` unchanged outside Colab; on Colab, after a GPU check, maybe on Drive.
+def runs_root(drive=None):
+    """The folder run folders go under: the project's runs/, or on Colab one on Google Drive.
 
-    `ask` is how the Drive question is put (a test passes its own). A kernel without a keyboard
-    (EOFError, or ipykernel's StdinNotImplementedError under papermill) keeps the local folder.
+    `drive` True mounts Drive if needed; None uses it only if it is mounted already; False never.
     """
-    if not on_colab():
-        return run_dir
-    params = resolve_params(profile, overrides)
-    check_device(profile, params)
-    return offer_drive(profile, run_dir, ask)
+    if not on_colab() or drive is False:
+        return RUNS_ROOT
+    if not drive_mounted():
+        if drive is None:
+            print("run folders stay on this runtime's disk, which a disconnect wipes; to keep them on Google Drive "
+                  "set drive = True in the parameters cell and run the notebook again")
+            return RUNS_ROOT
+        if not mount_drive():
+            print(f"Google Drive not mounted: run folders stay on this runtime's disk ({RUNS_ROOT})")
+            return RUNS_ROOT
+    return DRIVE_MOUNT / DRIVE_RUNS
 
 
 def check_device(profile, params):
@@ -87,45 +91,6 @@ def training_reviews(params):
     return IMDB_TRAIN_REVIEWS
 
 
-def drive_run_dir(profile, run_dir):
-    """The Drive folder for this run: the local folder's name (runs/<profile> by default) under DRIVE_RUNS."""
-    name = Path(run_dir).name if run_dir else profile
-    return DRIVE_MOUNT / DRIVE_RUNS / name
-
-
-def offer_drive(profile, run_dir, ask=input):
-    """Offer to keep the run folder on Drive; return the folder to use.
-
-    The question defaults to yes ([Y/n]): on Colab the costly mistake is a run that a
-    disconnect wipes out, and Google's own permission dialog still follows before anything on
-    Drive is touched. Where Drive is already mounted and holds this run, it resumes there
-    without asking; a run_dir already on Drive is used as it is (mounting Drive if needed).
-    """
-    if run_dir and Path(run_dir).is_relative_to(DRIVE_MOUNT):
-        if not drive_mounted() and not mount_drive():
-            raise RuntimeError(f"run_dir {run_dir} is on Google Drive, which could not be mounted")
-        return run_dir
-    target = drive_run_dir(profile, run_dir)
-    if drive_mounted() and (target / "params.json").exists():
-        print(f"run folder: {target} (on Google Drive, holds this run already: resuming there)")
-        return str(target)
-    local = run_dir or default_run_dir(profile)
-    try:
-        answer = ask(f"Keep the run folder on Google Drive ({target}), so that a disconnect loses nothing? [Y/n] ")
-    except (EOFError, NotImplementedError):
-        print(f"no one to answer (not an interactive kernel): keeping the run folder local, {local}")
-        return run_dir
-    if answer.strip().lower() not in ("", "y", "yes"):
-        print(f"keeping the run folder local ({local}): a disconnect loses it; run this cell again to choose Drive")
-        return run_dir
-    if not mount_drive():
-        print(f"Google Drive not mounted: keeping the run folder local, {local}")
-        return run_dir
-    resuming = (target / "params.json").exists()
-    print(f"run folder: {target} (on Google Drive{', holds this run already: resuming there' if resuming else ''})")
-    return str(target)
-
-
 def drive_mounted():
     return (DRIVE_MOUNT / "MyDrive").is_dir()
 
@@ -140,3 +105,9 @@ def mount_drive():
         print(f"mounting Google Drive failed: {error}")
         return False
     return drive_mounted()
+
+
+def mount_if_on_drive(run_dir):
+    """A run_dir the user put on Drive is mounted first (a fresh runtime cannot see it before)."""
+    if on_colab() and Path(run_dir).is_relative_to(DRIVE_MOUNT) and not drive_mounted() and not mount_drive():
+        raise RuntimeError(f"run_dir {run_dir} is on Google Drive, which could not be mounted")

@@ -16,6 +16,7 @@ import yaml
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROFILE_DIR = PROJECT_ROOT / "profiles"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+TRACKERS = ("tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "none")  # Accelerate's names
 _BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
@@ -50,6 +51,7 @@ class Params:
     precision: str = _p("auto", "'auto' picks from the device (the table in helpers/precision.py: bf16 on GPUs with compute capability 8.0+, fp16 below, bf16 on CPUs whose bf16 instructions time faster, else fp32); or force fp32, bf16 or fp16", choices=PRECISIONS)
     compile: bool = _p(False, "torch.compile the model for training (dynamic shapes); meant for GPUs, where fused kernels can pay off (on a CPU compiling costs minutes and gained nothing: docs/results.md)")
     group_by_length: bool = _p(True, "batch reviews of similar length together, so less of each batch is padding (helpers/batching.py)")
+    tracker: str = _p("tensorboard", "experiment tracker (through Accelerate) that logs training loss, learning rate and validation metrics into each training stage's folder; 'none' logs nothing", choices=TRACKERS)
     eval_batch_size: int = _p(64, "reviews per batch when predicting", min=1)
     checkpoint_every: int = _p(100, "optimizer steps between checkpoints (0: only at epoch ends); a rerun resumes from the newest", min=0)
     keep_checkpoints: int = _p(2, "newest checkpoints kept (the best one is kept as well)", min=1)

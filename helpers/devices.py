@@ -11,19 +11,22 @@ from helpers.config import ConfigError
 from helpers.precision import choose_precision
 
 
-def make_accelerator(settings):
+def make_accelerator(settings, log_dir=None):
     """An Accelerator for this process; under `accelerate launch` it joins the other processes.
 
     Batches are split across processes (`split_batches`): `batch_size` is the global batch of one
     step however many processes share it, so 1 and N processes see the same batches in the same
     order and train the same model, up to dropout masks and the order of floating-point sums.
     Gradient accumulation is the training loop's own, so it can cut batches smaller on running
-    out of memory. The precision's reason is kept as `accelerator.precision_reason`.
+    out of memory. The precision's reason is kept as `accelerator.precision_reason`. With a
+    `log_dir`, the settings' experiment tracker (if not 'none') writes there.
     """
     choice = choose_precision(settings.precision)
     _forget_other_precision(choice.mixed_precision)
+    tracker = getattr(settings, "tracker", "none")
     accelerator = Accelerator(mixed_precision=choice.mixed_precision,
-                              dataloader_config=DataLoaderConfiguration(split_batches=True))
+                              dataloader_config=DataLoaderConfiguration(split_batches=True),
+                              log_with=None if log_dir is None or tracker == "none" else tracker, project_dir=log_dir)
     accelerator.precision_reason = choice.reason
     for name in ("batch_size", "eval_batch_size"):
         if getattr(settings, name) % accelerator.num_processes:

@@ -33,7 +33,9 @@ DISTIL_FROM_TEACHER = "distil-from-teacher"
 TINY_CONFIG = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
                    max_position_embeddings=512)
 ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
-LABELS = dict(num_labels=2, id2label=dict(LABEL_NAMES), label2id={v: k for k, v in LABEL_NAMES.items()})
+# the names saved models answer with, as the ecosystem's sentiment models do (transformers.pipeline shows them)
+PIPELINE_LABELS = {label: name.upper() for label, name in LABEL_NAMES.items()}  # 0: NEGATIVE, 1: POSITIVE
+LABELS = dict(num_labels=2, id2label=PIPELINE_LABELS, label2id={v: k for k, v in PIPELINE_LABELS.items()})
 
 
 def model_source(name):

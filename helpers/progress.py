@@ -1,24 +1,30 @@
-"""Progress bars that look right both live in Jupyter/Colab and in papermill's saved notebooks.
+"""Progress bars and widget cells that behave right both live (Jupyter, Colab) and in batch runs.
 
-Live, `tqdm.auto` draws a widget. In a batch run nobody watches, and a widget saved by
-papermill reads 0%; the runner sets PLAIN_PROGRESS so bars become text lines, updated
-every few seconds, that stay readable in the executed notebook.
+A batch run is one nobody can interact with. papermill (through nbclient) executes every cell
+with standard input disallowed, whoever starts it (`python -m helpers.run`, or plain `papermill`
+with or without `-p`), and plain Python (a multi-process launch) has no kernel at all; that is
+the signal, not an environment variable. There, bars are text lines on stdout (a widget saved
+by papermill reads 0%), which `python -m helpers.run` streams to the terminal, and widget cells
+print a static example instead (helpers.demo).
 """
-import os
 import sys
 
-PLAIN_PROGRESS = "IMDB_DISTIL_PLAIN_PROGRESS"
-BATCH = "IMDB_DISTIL_BATCH"  # set by the runner too: no one is there to use a widget (see helpers.demo)
+BATCH_UPDATE_SECONDS = 10  # how often a text bar prints a new line in a batch run
 
 
 def in_batch_run():
-    """True inside `python -m helpers.run`, whose kernels inherit its environment."""
-    return bool(os.environ.get(BATCH))
+    """True when no one can answer this kernel: papermill, plain Python, terminal IPython."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return True
+    kernel = getattr(get_ipython(), "kernel", None)
+    return kernel is None or not getattr(kernel, "_allow_stdin", False)
 
 
 def quiet_library_bars():
     """In batch runs, silence the loading bars of transformers and datasets (saved, they read 0%)."""
-    if os.environ.get(PLAIN_PROGRESS):
+    if in_batch_run():
         import datasets
         import transformers
 
@@ -27,10 +33,10 @@ def quiet_library_bars():
 
 
 def progress(iterable=None, **kwargs):
-    if os.environ.get(PLAIN_PROGRESS):
+    if in_batch_run():
         from tqdm.std import tqdm
 
-        return tqdm(iterable, file=sys.stdout, mininterval=10, ascii=True, **kwargs)
+        return tqdm(iterable, file=sys.stdout, mininterval=BATCH_UPDATE_SECONDS, ascii=True, **kwargs)
     from tqdm.auto import tqdm
 
     return tqdm(iterable, **kwargs)

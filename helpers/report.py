@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from helpers import layout
 from helpers.io import atomic_write, read_json
 
 REPORT_NAME = "report.html"
@@ -135,6 +136,44 @@ def _key_values(mapping, key="name"):
 
 # --- one function per section --------------------------------------------------------------
 
+def summary_section(run_dir):
+    """The outcome first: each stage's status, a failure's error, the accuracies, the total time."""
+    timings = _read(run_dir, "timings.json") or {}
+    failure = _read(run_dir, layout.FAILURE_FILE)
+    rows = []
+    for stage, notebook in layout.NOTEBOOKS.items():
+        if failure and failure["notebook"] == notebook:
+            status = f"failed: {failure['error'].splitlines()[0][:300]}"
+        else:
+            status = "done" if (run_dir / layout.DONE_MARKERS[stage]).exists() else "not run"
+        rows.append((f"{notebook[:2]} {stage}", status, timings.get(notebook, float("nan"))))
+    table = _table(pd.DataFrame(rows, columns=["stage", "status", "seconds"]))
+    total = sum(timings.values())
+    return _outcome(run_dir) + table + (f"<p>Total time: {total / 60:.1f} min ({total:,.0f} s).</p>\n" if timings else "")
+
+
+def _outcome(run_dir):
+    """One sentence per result the run has reached so far."""
+    lines = []
+    metrics = _read(run_dir, "eval/metrics.json")
+    if metrics:
+        lines.append(f"Teacher: test accuracy <b>{metrics['accuracy']:.4f}</b>, F1 {metrics['f1']:.4f} "
+                     f"({metrics['n']:,} test reviews).")
+    comparison = _read(run_dir, "distill/comparison.json")
+    if comparison:
+        models, reviews = comparison["models"], comparison["reviews"]
+        teacher, student, int8 = (models[name] for name in ("teacher", "student", "student_int8"))
+        share = student["test"]["accuracy"] / teacher["test"]["accuracy"]
+        lines.append(f"Student: test accuracy <b>{student['test']['accuracy']:.4f}</b> ({share:.1%} of the teacher's), "
+                     f"{student['params'] / teacher['params']:.0%} of its parameters, "
+                     f"{student['reviews_per_s'] / teacher['reviews_per_s']:.1f}x its CPU speed.")
+        lines.append(f"Student in int8: accuracy <b>{int8['cpu_sample']['accuracy']:.4f}</b> against the teacher's "
+                     f"{teacher['cpu_sample']['accuracy']:.4f} on the same {reviews['cpu_sample']:,} test reviews, "
+                     f"{int8['reviews_per_s'] / teacher['reviews_per_s']:.1f}x the teacher's CPU speed.")
+    return "".join(f"<p>{line}</p>\n" for line in lines)
+
+
+
 def parameters_section(run_dir):
     stored = _read(run_dir, "params.json")
     if stored is None:
@@ -212,15 +251,8 @@ def distillation_section(run_dir):
     return out + _figure(run_dir, "distill/student_loss_curve.png", "Student loss")
 
 
-def timings_section(run_dir):
-    timings = _read(run_dir, "timings.json")
-    if timings is None:
-        return _not_run("timings.json")
-    rows = list(timings.items()) + [("total", sum(timings.values()))]
-    return _table(pd.DataFrame(rows, columns=["notebook", "seconds"]))
-
-
 SECTIONS = (  # anchor, heading, builder: the page's order
+    ("summary", "Summary", summary_section),
     ("parameters", "Parameters", parameters_section),
     ("environment", "Environment", environment_section),
     ("data", "Data", data_section),
@@ -228,7 +260,6 @@ SECTIONS = (  # anchor, heading, builder: the page's order
     ("training", "Training", training_section),
     ("evaluation", "Test metrics", evaluation_section),
     ("distillation", "Distillation", distillation_section),
-    ("timings", "Stage timings", timings_section),
 )
 
 

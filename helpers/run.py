@@ -16,18 +16,17 @@ import sys
 import time
 from pathlib import Path
 
+from helpers import layout
 from helpers.checks import check_inputs
 from helpers.config import PROJECT_ROOT, ConfigError, available_profiles, describe_params, resolve_params
 from helpers.data import DataError
 from helpers.io import write_json
-from helpers.progress import BATCH, PLAIN_PROGRESS
 from helpers.report import write_report
 from helpers.runs import default_run_dir, open_run, read_timings
 from helpers.sweep import collect, parse_sweep, run_dirs, write_results
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
-STAGE_NOTEBOOKS = {"data": "01_data.ipynb", "tokenize": "02_tokenize.ipynb", "train": "03_train.ipynb",
-                   "evaluate": "04_evaluate.ipynb", "distill": "05_distill.ipynb"}
+STAGE_NOTEBOOKS = layout.NOTEBOOKS
 NOTEBOOKS = tuple(STAGE_NOTEBOOKS.values())
 
 
@@ -84,7 +83,7 @@ def _plan(args):
     params = resolve_params(args.profile, overrides)
     overrides = {name: getattr(params, name) for name in overrides}
     if not args.sweep:
-        return [(Path(args.run_dir or default_run_dir(args.profile)).resolve(), overrides)]
+        return [(Path(args.run_dir or default_run_dir(args.profile, overrides)).resolve(), overrides)]
     name, values = parse_sweep(args.sweep)
     sweep_dir = Path(args.run_dir or default_run_dir(f"{args.profile}-sweep-{name}")).resolve()
     plan = []
@@ -140,27 +139,30 @@ def execute_notebooks(run, overrides, kernel, stage_names=tuple(STAGE_NOTEBOOKS)
     """Execute each notebook into the run folder; stop at the first failure. Returns True if one failed."""
     import papermill
 
-    os.environ[PLAIN_PROGRESS] = "1"
-    os.environ[BATCH] = "1"  # widget cells (helpers.demo) print a static example instead
     # prefer the kernel of this very Python, so the notebooks import the same helpers
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [f"{sys.prefix}/share/jupyter", os.environ.get("JUPYTER_PATH")]))
     timings = read_timings(run.dir)
     out_dir = run.dir / "notebooks"
     out_dir.mkdir(exist_ok=True)
+    failure_file = run.dir / layout.FAILURE_FILE
     for name in [STAGE_NOTEBOOKS[stage] for stage in stage_names]:
         started = time.perf_counter()
         print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
+        failure_file.unlink(missing_ok=True)  # an earlier run's failure no longer stands
         failure = None
         try:
+            # the kernel's stdout streams here: the stages' text progress bars and epoch lines (helpers.progress)
             papermill.execute_notebook(
                 NOTEBOOK_DIR / name, out_dir / name, kernel_name=kernel, cwd=NOTEBOOK_DIR, progress_bar=False,
-                parameters={"profile": run.profile, "run_dir": str(run.dir), "overrides": overrides})
+                parameters={"profile": run.profile, "run_dir": str(run.dir), "overrides": overrides},
+                stdout_file=sys.stdout)
         except papermill.PapermillExecutionError as error:
             failure = error
         finally:  # also on Ctrl-C: the time spent is kept, and the failed stage's time reaches its report
             timings[name] = round(time.perf_counter() - started, 1)
             write_json(run.dir / "timings.json", timings)
         if failure:
+            write_json(failure_file, {"notebook": name, "error": f"{failure.ename}: {failure.evalue}"})
             print(f"{name} failed: {failure.ename}: {failure.evalue}\n  see the executed notebook {out_dir / name}",
                   file=sys.stderr)
             print(f"report of the stages so far: {write_report(run.dir)}")

@@ -5,22 +5,27 @@
     runs/<name>/notebooks/        executed notebooks (batch runs)
     runs/<name>/data/ tokenized/ train/ eval/ distill/   one folder per stage
 
-Any notebook can be opened on its own against an existing run folder: it checks that the
-parameters it was given match the ones the folder was made with, so stages never mix.
+<name> is the profile's name, followed by a digest of the overrides when there are any
+(`quick-1a2b3c4d`), so runs with other parameters never share a folder. Any notebook can be
+opened on its own against an existing run folder: it checks that the parameters it was given
+match the ones the folder was made with, so stages never mix. `runs/LAST_RUN` names the folder
+a notebook last worked on, so the next notebook can continue it without its parameters retyped.
 """
+import hashlib
+import json
 import platform
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from helpers import layout
 from helpers.checks import check_inputs
 from helpers.config import PROJECT_ROOT, ConfigError, Params, make_params, resolve_params
-from helpers.io import read_json, write_json
+from helpers.io import read_json, remove_tree, write_json
 
-STAGES = ("data", "tokenized", "train", "eval", "distill")
+STAGES = tuple(layout.FOLDERS.values())  # the stage folders
 
 
 @dataclass(frozen=True)
@@ -47,8 +52,43 @@ class Run:
         return path
 
 
-def default_run_dir(profile):
-    return PROJECT_ROOT / "runs" / profile
+RUNS_ROOT = PROJECT_ROOT / "runs"
+LAST_RUN = "LAST_RUN"  # in a runs root: the path of the run folder a notebook last opened there
+
+
+def run_name(profile, overrides=None):
+    """`profile`, or `profile-<8 hex>` naming the parameters that differ from it: other parameters,
+    another folder. The same values name the same folder however they were typed ("500" or 500)."""
+    differing = profile_overrides(profile, resolve_params(profile, overrides))
+    if not differing:
+        return profile
+    canonical = json.dumps(sorted(differing.items()), default=str)
+    return f"{profile}-{hashlib.sha256(canonical.encode()).hexdigest()[:8]}"
+
+
+def default_run_dir(profile, overrides=None, root=RUNS_ROOT):
+    return Path(root) / run_name(profile, overrides)
+
+
+def profile_overrides(profile, params):
+    """The parameters in which `params` differ from `profile`'s own values."""
+    base = resolve_params(profile).to_dict()
+    return {name: value for name, value in params.to_dict().items() if base[name] != value}
+
+
+def remember_last_run(root, run_dir):
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    write_json(root / LAST_RUN, {"run_dir": str(Path(run_dir).resolve())})
+
+
+def last_run(root):
+    """The run folder a notebook last opened under `root`, if it still holds a run; else None."""
+    pointer = Path(root) / LAST_RUN
+    if not pointer.exists():
+        return None
+    run_dir = Path(read_json(pointer)["run_dir"])
+    return run_dir if (run_dir / "params.json").exists() else None
 
 
 def open_run(profile, run_dir="", overrides=None, overwrite=False, writer=True):
@@ -60,7 +100,7 @@ def open_run(profile, run_dir="", overrides=None, overwrite=False, writer=True):
     """
     params = resolve_params(profile, overrides)
     check_inputs(params)
-    run_dir = Path(run_dir) if run_dir else default_run_dir(profile)
+    run_dir = Path(run_dir) if run_dir else default_run_dir(profile, overrides)
     if overwrite and writer:
         _clear(run_dir)
     params_file = run_dir / "params.json"
@@ -85,7 +125,7 @@ def _clear(run_dir):
         return
     if any(run_dir.iterdir()) and not (run_dir / "params.json").exists():
         raise ConfigError(f"--overwrite refused: {run_dir} is not empty and holds no params.json, so it is not a run folder")
-    shutil.rmtree(run_dir)
+    remove_tree(run_dir)
 
 
 def load_run(run_dir):
@@ -103,8 +143,9 @@ def _refuse_mismatch(run_dir, stored, profile, params):
     detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items()) or "no parameter"
     raise ConfigError(
         f"run folder {run_dir} was made with profile {stored['profile']!r} and other parameters "
-        f"({detail}; profile {stored['profile']!r} -> {profile!r}). Choose a new run folder, "
-        f"or start this one afresh with `python -m helpers.run {profile} --run-dir {run_dir} --overwrite`."
+        f"({detail}; profile {stored['profile']!r} -> {profile!r}). Choose a new run folder, or start this "
+        f"one afresh: in a notebook set fresh = True in its parameters cell; on the command line add --overwrite "
+        f"(`python -m helpers.run {profile} --run-dir {run_dir} --overwrite`)."
     )
 
 
@@ -147,3 +188,16 @@ def summary_table(run):
     return pd.DataFrame(rows, columns=["parameter", "value"]).set_index("parameter")
 
 
+
+
+def disk_usage(run_dir):
+    """Megabytes each stage folder of a run takes, its checkpoints counted apart, and the total."""
+    import pandas as pd
+
+    def megabytes(folder):
+        return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file()) / 1e6
+
+    run_dir = Path(run_dir)
+    rows = [(name, megabytes(run_dir / name), megabytes(run_dir / name / "checkpoints")) for name in STAGES]
+    rows.append(("whole run folder", megabytes(run_dir), sum(row[2] for row in rows)))
+    return pd.DataFrame(rows, columns=["folder", "MB", "of which checkpoints"]).set_index("folder").round(1)

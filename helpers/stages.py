@@ -10,7 +10,7 @@ import datasets
 import pandas as pd
 from accelerate import PartialState
 
-from helpers import data, distill, evaluation, models, plots, tokens
+from helpers import data, distill, evaluation, layout, models, plots, tokens
 from helpers.io import read_json, write_frame, write_json
 from helpers.progress import quiet_library_bars
 from helpers.training import TrainSettings, train
@@ -117,12 +117,12 @@ def evaluate_stage(run):
         return StageResult()
     frame = data.load_splits(run.require("data"), names=("test",))["test"]
     metrics = evaluation.classification_metrics(frame["label"].to_numpy(), prob_positive)
-    write_json(run.stage("eval") / "metrics.json", metrics)
     predictions = evaluation.prediction_table(frame, prob_positive)
     write_frame(run.stage("eval") / "predictions.parquet", predictions, index=False)
     matrix = evaluation.confusion(frame["label"].to_numpy(), prob_positive)
     errors = evaluation.confident_errors(predictions, params.n_errors)
     write_frame(run.stage("eval") / "confident_errors.csv", errors)
+    write_json(run.stage("eval") / "metrics.json", metrics)  # last: it marks the stage done (helpers.layout)
     result = StageResult(
         tables={"metrics": _metrics_table(metrics), "confusion": matrix, "confident_errors": errors},
         figures={"confusion_matrix": plots.confusion_figure(matrix)}, values={"metrics": metrics})
@@ -171,5 +171,20 @@ def _metrics_table(metrics):
 
 STAGE_FUNCTIONS = {"data": data_stage, "tokenize": tokenize_stage, "train": train_stage, "evaluate": evaluate_stage,
                    "distill": distill_stage}
+
+
+def stages_to_run_before(run, stage):
+    """The stages before `stage` that must run first: from the first whose output is missing on."""
+    earlier = list(STAGE_FUNCTIONS)[:list(STAGE_FUNCTIONS).index(stage)]
+    missing = [name for name in earlier if not (run.dir / layout.DONE_MARKERS[name]).exists()]
+    return earlier[earlier.index(missing[0]):] if missing else []
+
+
+def run_missing_before(run, stage):
+    """Run, in this process, the earlier stages whose output this run folder lacks (see helpers.notebook)."""
+    for name in stages_to_run_before(run, stage):
+        print(f"{run.dir} has no {layout.DONE_MARKERS[name]}: running the {name} stage here first "
+              "(it has not run in this folder, or ran on another machine whose files are gone)", flush=True)
+        STAGE_FUNCTIONS[name](run)
 # no model work to share: in a multi-process launch the first process runs these and the others wait
 MAIN_PROCESS_STAGES = ("data", "tokenize")

@@ -43,6 +43,7 @@ class TrainSettings:
     group_by_length: bool
     precision: str
     compile: bool
+    tracker: str
     eval_batch_size: int
     seed: int
     checkpoint_every: int
@@ -111,13 +112,14 @@ def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification
     Returns the history; `model` comes back plain (no Accelerate wrappers).
     """
     out_dir = Path(out_dir)
-    loop = _prepare(model, tokenized, tokenizer, settings, extra_columns)
+    loop = _prepare(model, tokenized, tokenizer, settings, extra_columns, out_dir)
     accelerator, prepared, sampler = loop.accelerator, loop.model, loop.sampler
     checkpointer = Checkpointer(out_dir / "checkpoints", fingerprint(prepared, tokenized["train"], settings, accelerator),
                                 accelerator, prepared, loop.optimizer, loop.scheduler, sampler, settings.keep_checkpoints)
     state = checkpointer.resume(LoopState(history={
         "steps": [], "epochs": [], "settings": dataclasses.asdict(settings),
         "precision": accelerator.mixed_precision, "precision_reason": accelerator.precision_reason}))
+    accelerator.init_trackers(out_dir.name, config=dataclasses.asdict(settings))  # a no-op with tracker 'none'
     step = Stepper(prepared, loop.optimizer, loop.scheduler, accelerator, settings, loss_fn)
     n_batches = len(loop.loader)
     while state.epoch <= settings.epochs:
@@ -125,7 +127,7 @@ def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification
         sampler.epoch = state.epoch
         batches = accelerator.skip_first_batches(loop.loader, state.batches_done) if state.batches_done else loop.loader
         bar = progress(batches, desc=f"epoch {state.epoch}", initial=state.batches_done, total=n_batches,
-                       disable=not accelerator.is_local_main_process)
+                       unit="reviews", unit_scale=settings.batch_size, disable=not accelerator.is_local_main_process)
         window = []  # the batches of one optimizer step (gradient accumulation)
         for batch in bar:
             window.append(batch)
@@ -136,13 +138,16 @@ def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification
             window = []
             if state.step % LOG_EVERY == 0:
                 state.read_losses()
-                bar.set_postfix(loss=f"{state.history['steps'][-1]['loss']:.4f}", refresh=False)
+                last = state.history["steps"][-1]
+                bar.set_postfix(loss=f"{last['loss']:.4f}", refresh=False)
+                accelerator.log({"train/loss": last["loss"], "train/lr": last["lr"]}, step=state.step)
             if settings.checkpoint_every and state.step % settings.checkpoint_every == 0 and state.batches_done < n_batches:
                 state.read_losses()
                 checkpointer.save(state)  # at an epoch's end, the checkpoint follows validation instead
         state.read_losses()
         logits = predict_logits(prepared, tokenized["val"], tokenizer, settings.eval_batch_size, accelerator, "validating")
         scores = validation_scores(logits, tokenized["val"]["labels"])
+        accelerator.log({f"val/{name}": value for name, value in scores.items()}, step=state.step)
         epoch = state.epoch
         improved = state.end_epoch(scores)
         if improved:
@@ -152,6 +157,8 @@ def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification
         checkpointer.save(state, best=improved)
     if accelerator.is_main_process:
         write_json(out_dir / "history.json", state.history)
+    for tracker in accelerator.trackers:  # not accelerator.end_training(): it also ends the process group,
+        tracker.finish()                  # which the next stage of a multi-process launch still needs
     plain_model(model)  # the caller's model leaves the loop without Accelerate's wrappers
     return state.history
 
@@ -166,10 +173,10 @@ class PreparedLoop:
     sampler: EpochSampler
 
 
-def _prepare(model, tokenized, tokenizer, settings, extra_columns):
+def _prepare(model, tokenized, tokenizer, settings, extra_columns, out_dir):
     """The accelerator, and the model, optimizer, schedule and batches it has prepared."""
     set_seed(settings.seed)
-    accelerator = make_accelerator(settings)
+    accelerator = make_accelerator(settings, log_dir=out_dir / "tensorboard")
     sampler = EpochSampler(token_lengths(tokenized["train"]), settings.batch_size, settings.seed, settings.group_by_length)
     loader = make_loader(tokenized["train"], tokenizer, settings.batch_size, sampler, extra_columns)
     model.to(accelerator.device)  # before the optimizer, which on a GPU checks where its parameters live

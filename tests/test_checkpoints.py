@@ -4,6 +4,7 @@ import json
 import os
 import pickle
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -174,6 +175,27 @@ def test_a_checkpoint_of_an_earlier_version_is_refused_by_name_not_misread(tmp_p
     out = capsys.readouterr().out
     assert "cannot be used: written by an earlier version of imdb-distil" in out and "training from the start" in out
     assert len(history["steps"]) == 24  # trained afresh: 2 epochs of 12 steps
+
+
+def test_on_google_drive_rotation_leaves_only_empty_files_to_the_trash(tmp_path, synthetic, tiny_tokenizer,
+                                                                       monkeypatch, capsys):
+    import shutil
+
+    from helpers import io
+
+    monkeypatch.setattr(io, "DRIVE_MOUNT", tmp_path)  # this folder plays a mounted Google Drive
+    removed, real_rmtree = [], shutil.rmtree
+
+    def recording_rmtree(path, *args, **kwargs):
+        removed.append((Path(path).name, sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())))
+        return real_rmtree(path, *args, **kwargs)
+    monkeypatch.setattr(shutil, "rmtree", recording_rmtree)
+    _train(tmp_path / "run", synthetic, tiny_tokenizer, keep_checkpoints=1)
+    pruned = [(name, size) for name, size in removed if name.startswith("step-")]
+    assert len(pruned) >= 3 and all(size == 0 for _, size in pruned), pruned  # emptied before deletion
+    assert all(size == 0 for _, size in removed), removed  # the replaced best model too
+    _train(tmp_path / "run", synthetic, tiny_tokenizer, keep_checkpoints=1)  # what is kept is whole
+    assert "resuming from checkpoint step-00000024: epoch 3" in capsys.readouterr().out
 
 
 def test_leftovers_of_a_kill_during_a_save_are_cleared(tmp_path, finished, synthetic, tiny_tokenizer, capsys):

@@ -1,5 +1,4 @@
-"""helpers.colab: nothing outside Colab; on a faked Colab, the GPU check and the Drive offer."""
-import json
+"""helpers.colab: nothing outside Colab; on a faked Colab, the GPU check and run folders on Drive."""
 import sys
 import types
 from pathlib import Path
@@ -10,22 +9,11 @@ import torch
 
 from helpers import colab
 from helpers.config import PROJECT_ROOT
+from helpers.config import resolve_params
+from helpers.layout import NOTEBOOKS as STAGE_NOTEBOOKS
 from helpers.run import NOTEBOOK_DIR, NOTEBOOKS
-from helpers.runs import open_run
 
-
-def never_ask(prompt):
-    raise AssertionError(f"asked although it should not: {prompt}")
-
-
-def answer(text):
-    asked = []
-
-    def ask(prompt):
-        asked.append(prompt)
-        return text
-    ask.asked = asked
-    return ask
+STAGES = {notebook: stage for stage, notebook in STAGE_NOTEBOOKS.items()}
 
 
 @pytest.fixture
@@ -40,6 +28,7 @@ def fake_colab(monkeypatch, tmp_path):
     module.drive = types.SimpleNamespace(mount=mount)
     monkeypatch.setitem(sys.modules, "google.colab", module)
     monkeypatch.setattr(colab, "DRIVE_MOUNT", tmp_path / "drive")
+    monkeypatch.setattr(colab, "RUNS_ROOT", tmp_path / "local-runs")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     return mounts
 
@@ -48,18 +37,18 @@ def drive_runs(tmp_path):
     return tmp_path / "drive" / "MyDrive" / "imdb-distil" / "runs"
 
 
-@pytest.mark.parametrize("run_dir", ["", "runs/mine"])
-def test_outside_colab_it_changes_nothing_and_prints_nothing(monkeypatch, capsys, run_dir):
+@pytest.mark.parametrize("drive", [None, True, False])
+def test_outside_colab_run_folders_stay_in_the_project_and_nothing_is_printed(monkeypatch, capsys, drive):
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     assert not colab.on_colab()
-    assert colab.setup("subset", run_dir, {}, ask=never_ask) == run_dir
+    assert colab.runs_root(drive) == colab.RUNS_ROOT
     assert capsys.readouterr().out == ""
 
 
 def test_on_colab_with_a_gpu_it_prints_its_name(fake_colab, monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "Tesla T4")
-    colab.setup("subset", "", {}, ask=answer("n"))
+    colab.check_device("subset", resolve_params("subset"))
     out = capsys.readouterr().out
     assert "GPU: Tesla T4" in out and "WARNING" not in out
 
@@ -73,7 +62,7 @@ def test_on_colab_with_a_gpu_it_prints_its_name(fake_colab, monkeypatch, capsys)
     ("smoke", {}, False),
 ])
 def test_on_a_cpu_only_a_profile_larger_than_quick_warns(fake_colab, capsys, profile, overrides, warns):
-    colab.setup(profile, "", overrides, ask=answer("n"))
+    colab.check_device(profile, resolve_params(profile, overrides))
     out = capsys.readouterr().out
     assert ("Runtime > Change runtime type > GPU" in out) == warns
     assert ("WARNING: no GPU" in out) == warns
@@ -81,69 +70,37 @@ def test_on_a_cpu_only_a_profile_larger_than_quick_warns(fake_colab, capsys, pro
         assert "no GPU: running on the CPU" in out
 
 
-@pytest.mark.parametrize("reply", ["", "y", "Yes "])
-def test_accepting_drive_mounts_it_once_and_puts_the_run_there(fake_colab, tmp_path, capsys, reply):
-    ask = answer(reply)
-    run_dir = colab.setup("smoke", "", {}, ask=ask)
-    assert len(ask.asked) == 1 and "[Y/n]" in ask.asked[0]
-    assert fake_colab == [str(tmp_path / "drive")]
-    assert Path(run_dir) == drive_runs(tmp_path) / "smoke"
-    run = open_run("smoke", run_dir, {})  # the returned folder is one open_run can use
-    assert (drive_runs(tmp_path) / "smoke" / "params.json").exists() and run.dir == Path(run_dir)
-    assert "resuming" not in capsys.readouterr().out
+def test_drive_true_mounts_it_once_and_puts_run_folders_there(fake_colab, tmp_path):
+    assert colab.runs_root(True) == drive_runs(tmp_path)
+    assert colab.runs_root(True) == drive_runs(tmp_path)
+    assert fake_colab == [str(tmp_path / "drive")]  # mounted once: the second call finds it mounted
 
 
-def test_a_named_local_run_folder_keeps_its_name_on_drive(fake_colab, tmp_path):
-    assert Path(colab.setup("smoke", "runs/exp1", {}, ask=answer("y"))) == drive_runs(tmp_path) / "exp1"
-
-
-def test_declining_drive_keeps_the_local_folder(fake_colab, capsys):
-    assert colab.setup("smoke", "", {}, ask=answer("n")) == ""
-    assert colab.setup("smoke", "runs/exp1", {}, ask=answer("no")) == "runs/exp1"
+def test_by_default_nothing_waits_for_an_answer_and_an_unmounted_drive_stays_unused(fake_colab, tmp_path, capsys):
+    assert colab.runs_root(None) == tmp_path / "local-runs"
     assert fake_colab == []
-    assert "keeping the run folder local" in capsys.readouterr().out
+    assert "set drive = True in the parameters cell" in capsys.readouterr().out
 
 
-def test_a_run_already_on_a_mounted_drive_is_resumed_without_asking(fake_colab, tmp_path, capsys):
-    folder = drive_runs(tmp_path) / "smoke"
-    folder.mkdir(parents=True)
-    (folder / "params.json").write_text(json.dumps({"profile": "smoke"}))
-    assert Path(colab.setup("smoke", "", {}, ask=never_ask)) == folder
+def test_by_default_a_drive_mounted_already_is_used(fake_colab, tmp_path):
+    (tmp_path / "drive" / "MyDrive").mkdir(parents=True)  # mounted earlier in this runtime, or by hand
+    assert colab.runs_root(None) == drive_runs(tmp_path)
+    assert colab.runs_root(False) == tmp_path / "local-runs"  # False: never, even when mounted
     assert fake_colab == []
-    assert "resuming there" in capsys.readouterr().out
 
 
-def test_in_a_fresh_runtime_it_asks_mounts_and_then_resumes_the_run_on_drive(fake_colab, tmp_path, monkeypatch, capsys):
-    folder = drive_runs(tmp_path) / "smoke"
-    folder.mkdir(parents=True)
-    (folder / "params.json").write_text(json.dumps({"profile": "smoke"}))
-    monkeypatch.setattr(colab, "drive_mounted", lambda: bool(fake_colab))  # Drive unseen until mounted
-    assert Path(colab.setup("smoke", "", {}, ask=answer(""))) == folder
-    assert len(fake_colab) == 1
-    assert "resuming there" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("error", [EOFError, NotImplementedError])  # plain stdin closed; ipykernel without stdin
-def test_without_anyone_to_answer_it_keeps_the_local_folder(fake_colab, capsys, error):
-    def ask(prompt):
-        raise error()
-    assert colab.setup("smoke", "runs/exp1", {}, ask=ask) == "runs/exp1"
-    assert fake_colab == []
-    assert "keeping the run folder local" in capsys.readouterr().out
-
-
-def test_a_refused_drive_permission_keeps_the_local_folder(fake_colab, monkeypatch, capsys):
+def test_a_refused_drive_permission_keeps_run_folders_local(fake_colab, monkeypatch, tmp_path, capsys):
     def refuse(path):
         raise RuntimeError("credential propagation was unsuccessful")
     monkeypatch.setattr(sys.modules["google.colab"].drive, "mount", refuse)
-    assert colab.setup("smoke", "", {}, ask=answer("y")) == ""
+    assert colab.runs_root(True) == tmp_path / "local-runs"
     out = capsys.readouterr().out
-    assert "credential propagation was unsuccessful" in out and "keeping the run folder local" in out
+    assert "credential propagation was unsuccessful" in out and "stay on this runtime's disk" in out
 
 
-def test_a_run_dir_already_on_drive_is_mounted_and_kept_without_asking(fake_colab, tmp_path):
-    run_dir = str(tmp_path / "drive" / "MyDrive" / "elsewhere" / "run1")
-    assert colab.setup("smoke", run_dir, {}, ask=never_ask) == run_dir
+def test_a_run_dir_on_drive_is_mounted_first(fake_colab, tmp_path):
+    colab.mount_if_on_drive(tmp_path / "drive" / "MyDrive" / "elsewhere" / "run1")
+    colab.mount_if_on_drive(tmp_path / "local" / "run1")
     assert fake_colab == [str(tmp_path / "drive")]
 
 
@@ -155,5 +112,5 @@ def test_badges_and_install_cells_point_at_the_repository_main_branch():
         assert badge in nb.cells[0].source and badge in readme, name
         install = nb.cells[1].source
         assert f"https://github.com/{colab.REPO}.git" in install and "google.colab" in install, name
-        opening = next(c.source for c in nb.cells if "open_run(" in c.source)
-        assert opening.index("colab.setup(profile, run_dir, overrides)") < opening.index("open_run(profile, run_dir"), name
+        opening = next(c.source for c in nb.cells if "open_stage(" in c.source)
+        assert "open_stage(" + repr(STAGES[name]).replace("'", '"') + ", profile, run_dir, overrides, fresh, drive)" in opening

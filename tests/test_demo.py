@@ -6,7 +6,6 @@ import pytest
 from helpers import demo, evaluation, tokens
 from helpers.config import resolve_params
 from helpers.io import write_frame
-from helpers.progress import BATCH
 from helpers.runs import Run
 
 LONG = "the plot drags on " * 60 + "but the ending is excellent"
@@ -92,7 +91,7 @@ def test_panel_lists_the_mistakes_and_its_callbacks_fill_the_result(run, tiny_te
 
 
 def test_show_prints_a_static_example_in_batch_runs(run, monkeypatch, capsys):
-    monkeypatch.setenv(BATCH, "1")
+    monkeypatch.setattr(demo, "in_batch_run", lambda: True)
     monkeypatch.setattr(demo, "_live_kernel", lambda: True)  # even inside a kernel
     monkeypatch.setattr("IPython.display.display", lambda *a: pytest.fail("no widgets in a batch run"))
     demo.show(run)
@@ -103,7 +102,7 @@ def test_show_prints_a_static_example_in_batch_runs(run, monkeypatch, capsys):
 
 
 def test_show_without_ipywidgets_falls_back_to_the_example(run, monkeypatch, capsys):
-    monkeypatch.delenv(BATCH, raising=False)
+    monkeypatch.setattr(demo, "in_batch_run", lambda: False)
     monkeypatch.setattr(demo, "_live_kernel", lambda: True)
     monkeypatch.setitem(__import__("sys").modules, "ipywidgets", None)  # import ipywidgets now raises ImportError
     demo.show(run)
@@ -111,7 +110,7 @@ def test_show_without_ipywidgets_falls_back_to_the_example(run, monkeypatch, cap
 
 
 def test_show_displays_the_panel_in_a_live_session(run, monkeypatch, capsys):
-    monkeypatch.delenv(BATCH, raising=False)
+    monkeypatch.setattr(demo, "in_batch_run", lambda: False)
     monkeypatch.setattr(demo, "_live_kernel", lambda: True)
     shown = []
     monkeypatch.setattr("IPython.display.display", shown.append)

@@ -1,4 +1,6 @@
 import os
+from pathlib import Path
+
 import pytest
 
 from helpers.io import atomic_dir, atomic_write, read_json, write_json
@@ -43,3 +45,33 @@ def test_atomic_dir_gives_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "model").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def _sizes_when_removed(monkeypatch):
+    """Record, for every folder shutil.rmtree is asked to delete, the sizes its files have at that moment."""
+    import shutil
+
+    seen, real_rmtree = [], shutil.rmtree
+
+    def recording_rmtree(path, *args, **kwargs):
+        seen.append(sorted(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()))
+        return real_rmtree(path, *args, **kwargs)
+    monkeypatch.setattr(shutil, "rmtree", recording_rmtree)
+    return seen
+
+
+def test_on_a_mounted_google_drive_files_are_emptied_before_they_are_deleted(tmp_path, monkeypatch):
+    """Drive's trash keeps what is deleted (and counts it): it should keep empty files, not checkpoints."""
+    from helpers import io
+
+    monkeypatch.setattr(io, "DRIVE_MOUNT", tmp_path / "drive")
+    seen = _sizes_when_removed(monkeypatch)
+    for root in (tmp_path / "drive" / "MyDrive", tmp_path / "local"):
+        folder = root / "runs" / "step-00000100"
+        (folder / "sub").mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(b"w" * 1000)
+        (folder / "sub" / "state.pt").write_bytes(b"s" * 10)
+        io.remove_tree(folder)
+        assert not folder.exists()
+    assert seen == [[0, 0], [10, 1000]]  # on Drive emptied first; elsewhere deleted as they are
+    io.remove_tree(tmp_path / "never-there")  # nothing to delete is fine

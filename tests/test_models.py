@@ -41,7 +41,24 @@ def test_tiny_teacher_is_seeded(tiny_tokenizer):
     torch.rand(5)  # whatever ran before must not change the initialisation
     b = models.load_teacher(models.TINY, tiny_tokenizer, seed=3)
     torch.testing.assert_close(a.classifier.weight, b.classifier.weight)
-    assert a.config.num_labels == 2 and a.config.id2label == {0: "negative", 1: "positive"}
+    assert a.config.num_labels == 2 and a.config.id2label == {0: "NEGATIVE", 1: "POSITIVE"}
+
+
+@pytest.mark.parametrize("role", ["teacher", "student"])
+def test_a_saved_model_answers_transformers_pipeline_with_the_ecosystems_labels(tmp_path, tiny_teacher, tiny_tokenizer,
+                                                                                role):
+    """A trained folder (weights + tokenizer, as the loop saves it) loads as it is in transformers' own pipeline."""
+    from transformers import pipeline
+
+    model = tiny_teacher if role == "teacher" else models.distil_from_teacher(tiny_teacher)
+    model.save_pretrained(tmp_path)
+    tiny_tokenizer.save_pretrained(tmp_path)
+    classify = pipeline("text-classification", model=str(tmp_path), device="cpu")
+    answers = classify(["A joy from start to finish.", "Two hours I will never get back."])
+    assert {answer["label"] for answer in answers} <= {"NEGATIVE", "POSITIVE"}
+    assert all(0.5 <= answer["score"] <= 1 for answer in answers)
+    every = classify("A joy.", top_k=None)
+    assert sorted(answer["label"] for answer in every) == ["NEGATIVE", "POSITIVE"]
 
 
 def test_a_hub_name_passes_through_unchanged():

@@ -1,5 +1,6 @@
 """The five real notebooks, executed by real Jupyter kernels through papermill on `smoke`."""
 import json
+import os
 import subprocess
 import sys
 
@@ -19,7 +20,7 @@ def test_committed_notebooks_are_clean_and_parameterised(name):
     assert all(not c.outputs and c.execution_count is None for c in code), "commit notebooks without outputs"
     tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
-    for name_ in ("profile", "run_dir", "overrides"):
+    for name_ in ("profile", "run_dir", "overrides", "fresh", "drive"):
         assert f"{name_} = " in tagged[0].source
     assert nb.metadata["kernelspec"]["name"] == "python3" and nb.metadata["language_info"]["name"] == "python"
     assert "colab.research.google.com/github/" in nb.cells[0].source
@@ -31,7 +32,30 @@ def smoke_run(tmp_path_factory):
     result = subprocess.run([sys.executable, "-m", "helpers.run", "smoke", "--run-dir", str(run_dir), "-p", "n_test", "32"],
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (run_dir.parent / "stdout.txt").write_text(result.stdout)
     return run_dir
+
+
+def test_the_runner_streams_each_stages_progress_to_the_terminal(smoke_run):
+    out = (smoke_run.parent / "stdout.txt").read_text()
+    assert "epoch 1:" in out and "reviews/s" in out and "loss=" in out  # the loop's text bar, live
+    assert "epoch 2: val accuracy" in out and "teacher logits" in out
+
+
+def test_plain_papermill_without_the_runner_is_a_batch_run_too(smoke_run, tmp_path):
+    """No helpers.run, no environment variable, only run_dir given: the kernel cannot read stdin, and
+    that is what makes bars text and the demo print its static example."""
+    out = tmp_path / "04.ipynb"
+    env = {**os.environ, "JUPYTER_PATH": f"{sys.prefix}/share/jupyter"}
+    result = subprocess.run([sys.executable, "-m", "papermill", str(NOTEBOOK_DIR / "04_evaluate.ipynb"), str(out),
+                             "-p", "run_dir", str(smoke_run), "-k", "python3", "--cwd", str(NOTEBOOK_DIR)],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = _notebook_text(out)
+    assert "A static example" in text and "profile 'smoke', overrides {'n_test': 32}" in text
+    widgets = [o for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code" for o in c.outputs
+               if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert not widgets
 
 
 def test_batch_run_writes_every_artifact(smoke_run):
@@ -74,8 +98,8 @@ def test_executed_notebooks_show_their_results_without_errors(smoke_run, name):
     assert injected and str(smoke_run) in injected[0].source
 
 
-REPORT_HEADINGS = ("Parameters", "Environment", "Data", "Token lengths", "Training", "Test metrics", "Distillation",
-                   "Stage timings")
+REPORT_HEADINGS = ("Summary", "Parameters", "Environment", "Data", "Token lengths", "Training", "Test metrics",
+                   "Distillation")
 
 
 def test_the_report_loads_in_chromium_with_every_figure_and_no_console_errors(smoke_run):

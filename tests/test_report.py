@@ -17,7 +17,7 @@ from helpers import report  # noqa: E402
 
 FIGURES = ("data/label_balance.png", "data/review_words.png", "tokenized/token_lengths.png", "train/loss_curve.png",
            "eval/confusion_matrix.png", "distill/student_loss_curve.png")
-HEADINGS = ("Parameters", "Environment", "Data", "Token lengths", "Training", "Test metrics", "Distillation", "Stage timings")
+HEADINGS = ("Summary", "Parameters", "Environment", "Data", "Token lengths", "Training", "Test metrics", "Distillation")
 NASTY = '<script>alert("x")</script> & <b>bold</b>'
 
 
@@ -84,6 +84,10 @@ def test_a_complete_run_shows_every_section_and_embeds_every_figure(tmp_path):
     assert "student_int8 / teacher" in page and "student / teacher" in page
     assert "<td>0.188</td>" in page  # student_int8 size 3 MB / 16 MB, the ratio row (rounded to 3)
     assert 'src="http' not in page and "<link" not in page  # self-contained
+    summary = page.split("<h2>Summary</h2>")[1].split("<h2>")[0]
+    assert summary.count("<td>done</td>") == 5 and "Teacher: test accuracy <b>0.7500</b>" in summary
+    assert "Student: test accuracy <b>0.7500</b> (100.0% of the teacher's), 50% of its parameters" in summary
+    assert page.index("<h2>Summary</h2>") < page.index("<h2>Parameters</h2>")  # the outcome leads
 
 
 def test_text_from_the_data_is_escaped(tmp_path):
@@ -106,7 +110,8 @@ def test_a_run_stopped_early_shows_not_run_yet_for_the_missing_stages(tmp_path, 
 
 def test_an_empty_folder_still_gets_a_page(tmp_path):
     page = report.write_report(tmp_path).read_text()
-    assert page.count("Not run yet") == len(HEADINGS)
+    assert page.count("Not run yet") == len(HEADINGS) - 1  # all but the summary, which lists every stage
+    assert page.count("<td>not run</td>") == 5
 
 
 def test_a_missing_figure_beside_its_table_is_named(tmp_path):
@@ -170,11 +175,10 @@ def test_a_batch_run_whose_stage_fails_still_writes_its_report(tmp_path, monkeyp
     """The runner with papermill stubbed: the second notebook fails, the report shows what exists."""
     import papermill
 
-    from helpers import progress, run as runner
+    from helpers import run as runner
     from helpers.runs import open_run
 
-    for name in (progress.PLAIN_PROGRESS, progress.BATCH, "JUPYTER_PATH"):
-        monkeypatch.delenv(name, raising=False)  # execute_notebooks sets them; restored afterwards
+    monkeypatch.delenv("JUPYTER_PATH", raising=False)  # execute_notebooks sets it; restored afterwards
     calls = []
 
     def fake_execute(source, output, **kwargs):
@@ -187,5 +191,7 @@ def test_a_batch_run_whose_stage_fails_still_writes_its_report(tmp_path, monkeyp
     assert runner.execute_notebooks(run, {}, "python3") is True and len(calls) == 2
     page = (run.dir / "report.html").read_text()
     assert page.count("Not run yet") == 5 and "Profile <b>smoke</b>" in page
-    assert "02_tokenize.ipynb" in page.split("Stage timings")[-1]  # the failed stage's time is in its report
+    summary = page.split("<h2>Summary</h2>")[1].split("<h2>")[0]
+    assert "<td>02 tokenize</td>\n      <td>failed: RuntimeError: stage broke</td>" in summary  # with its time
+    assert summary.count("<td>not run</td>") == 4 and "Total time" in summary
     assert f"report of the stages so far: {run.dir / 'report.html'}" in capsys.readouterr().out

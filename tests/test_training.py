@@ -188,3 +188,33 @@ def test_a_compiled_model_trains_as_the_eager_one_and_saves_under_its_own_weight
     assert best.state_dict().keys() == models_trained[True].state_dict().keys()
     for name, weight in best.state_dict().items():
         assert torch.equal(weight, models_trained[True].state_dict()[name]), name
+
+
+def test_the_tracker_logs_loss_learning_rate_and_validation_into_the_stage_folder(tmp_path, synthetic, tiny_teacher,
+                                                                                   tiny_tokenizer):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    history = training.train(tiny_teacher, synthetic, tiny_tokenizer, _settings(epochs=2, tracker="tensorboard"), tmp_path)
+    (logs,) = (tmp_path / "tensorboard").iterdir()
+    events = EventAccumulator(str(logs))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "val/accuracy", "val/loss"} <= tags
+    assert [e.value for e in events.Scalars("val/accuracy")] == pytest.approx([e["accuracy"] for e in history["epochs"]])
+    assert len(events.Scalars("train/loss")) == len(history["steps"]) // training.LOG_EVERY
+
+
+def test_tracker_none_writes_no_logs(tmp_path, synthetic, tiny_teacher, tiny_tokenizer):
+    training.train(tiny_teacher, synthetic, tiny_tokenizer, _settings(epochs=1, tracker="none"), tmp_path)
+    assert not (tmp_path / "tensorboard").exists()
+
+
+def test_a_tracker_whose_package_is_missing_is_refused_before_any_work(monkeypatch):
+    import accelerate.utils
+
+    from helpers.checks import check_tracker
+
+    monkeypatch.setattr(accelerate.utils, "is_wandb_available", lambda: False)
+    with pytest.raises(ConfigError, match="tracker 'wandb' needs its package: pip install wandb"):
+        check_tracker("wandb")
+    check_tracker("none")
