@@ -62,6 +62,7 @@ class Params:
     temperature: float = _p(2.0, "softmax temperature of the distillation loss", min=0.1, max=100.0)
     alpha: float = _p(0.5, "weight of the hard-label cross-entropy; 1 - alpha goes to the teacher's soft labels", min=0.0, max=1.0)
     # reporting
+    extra_test: str = _p("", "extra labelled test sets scored by every model, comma-separated: 'short' (1,000 single IMDB sentences shipped with the project) or Parquet/CSV files with text and label columns, relative paths from the project root (helpers/test_sets.py)")
     n_errors: int = _p(10, "most confidently wrong test reviews shown", min=0)
     n_cpu_test: typing.Optional[int] = _p(2000, "test reviews (a seeded sample; all when fewer; none = all) the int8 student is scored on, on the CPU; the teacher and student are scored on the same ones too, so ratios compare like with like", min=2)
     n_speed: int = _p(256, "reviews of that sample timed on the CPU for each model's throughput", min=1)

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from helpers.devices import plain_model
+from helpers.baseline import baseline_parameters, baseline_proba, pickled_mb
+from helpers.calibration import recorded_temperature
 from helpers.evaluation import classification_metrics, positive_probability, predict_logits, predict_on_device
 from helpers.io import dir_size_mb
 from helpers.models import count_parameters
@@ -43,6 +45,9 @@ def make_distillation_loss(params):
 def add_teacher_logits(teacher, dataset, tokenizer, settings):
     """The dataset with the teacher's logits for each review as an extra column."""
     logits = predict_on_device(teacher, dataset, tokenizer, settings, desc="teacher logits")
+    # the teacher's raw logits: a temperature folded in by calibration (helpers.calibration) would otherwise
+    # soften the soft labels a second time, on top of the distillation temperature
+    logits = logits * recorded_temperature(teacher.config)
     return dataset.add_column(TEACHER_LOGITS, logits.tolist())
 
 
@@ -94,46 +99,67 @@ def cpu_samples(n_test, n_sample, n_speed, seed):
     return np.sort(drawn), np.sort(drawn[:n_speed])
 
 
-def compare(trained, test, tokenizer, params):
-    """Size, CPU speed and test scores of the teacher, the student and the student quantized to int8.
+def compare(trained, sets, probs, tokenizer, params, bag_of_words, main_texts):
+    """Size, CPU speed and scores of the baseline, the teacher, the student and the student quantized to int8.
 
-    `trained` maps "teacher" and "student" to (model, saved folder, P(positive) for every test
-    review). The int8 student runs on the CPU, so it is scored on a seeded sample of the test split
-    (`n_cpu_test` reviews; all when fewer); the teacher and student are scored on the whole split
-    and on the same sample, so a ratio between two rows always compares the same reviews. Speed is
-    timed for each model on the same `n_speed` reviews of that sample.
+    `trained` maps "teacher" and "student" to (model, saved folder); `sets` maps each test set
+    (the run's test split first, then the extra sets) to its tokenized reviews, and `probs` each
+    set to {model: P(positive) per review} of the baseline, the teacher and the student. The int8
+    student runs on the CPU, so it is scored on a seeded sample of each set (`n_cpu_test` reviews;
+    all when fewer); the others are scored on the whole set and on the same sample, so a ratio
+    between two rows always compares the same reviews. Speed is timed on the same `n_speed`
+    reviews of the test split's sample for every model (the baseline on their text).
     """
-    labels = np.asarray(test["labels"])
-    sample, timed = cpu_samples(len(test), params.n_cpu_test, params.n_speed, params.seed)
     int8 = quantize_int8(trained["student"][0])
-    int8_logits, _ = timed_cpu_logits(int8, test.select(sample), tokenizer, params.eval_batch_size)
-    int8_probs = np.full(len(test), np.nan)
+    scored = {name: _score_set(ds, probs[name], int8, tokenizer, params) for name, ds in sets.items()}
+    main_name = next(iter(sets))
+    _, timed = cpu_samples(len(sets[main_name]), params.n_cpu_test, params.n_speed, params.seed)
+    timed_set, timed_texts = sets[main_name].select(timed), [main_texts[i] for i in timed]
+    footprints = {"baseline": (baseline_parameters(bag_of_words), pickled_mb(bag_of_words),
+                               len(timed) / _seconds(baseline_proba, bag_of_words, timed_texts))}
+    for name, (model, folder) in trained.items():
+        footprints[name] = (count_parameters(model), dir_size_mb(folder),
+                            cpu_throughput(model, timed_set, tokenizer, params.eval_batch_size))
+    footprints["student_int8"] = (count_parameters(trained["student"][0]), serialized_mb(int8),
+                                  cpu_throughput(int8, timed_set, tokenizer, params.eval_batch_size))
+    models = {name: {"params": n_params, "size_mb": round(size_mb, 2), "reviews_per_s": round(speed, 2),
+                     **scored[main_name]["models"][name]} for name, (n_params, size_mb, speed) in footprints.items()}
+    return {"reviews": {**scored[main_name]["reviews"], "timed": len(timed)}, "models": models,
+            "extra_test_sets": {name: result for name, result in scored.items() if name != main_name}}
+
+
+def _score_set(dataset, probs, int8, tokenizer, params):
+    """One test set's scores for every model: on the whole set, and on the CPU sample the int8 student reads."""
+    labels = np.asarray(dataset["labels"])
+    sample, _ = cpu_samples(len(dataset), params.n_cpu_test, params.n_speed, params.seed)
+    int8_logits, _ = timed_cpu_logits(int8, dataset.select(sample), tokenizer, params.eval_batch_size)
+    int8_probs = np.full(len(dataset), np.nan)
     int8_probs[sample] = positive_probability(int8_logits)
-    rows = {name: (model, dir_size_mb(folder), probs, count_parameters(model))
-            for name, (model, folder, probs) in trained.items()}
-    rows["student_int8"] = (int8, serialized_mb(int8), int8_probs, count_parameters(trained["student"][0]))
-    timed_set = test.select(timed)
-    models = {}
-    for name, (model, size_mb, probs, n_params) in rows.items():
-        speed = cpu_throughput(model, timed_set, tokenizer, params.eval_batch_size)
-        models[name] = {"params": n_params, "size_mb": round(size_mb, 2), "reviews_per_s": round(speed, 2),
-                        "test": _scores(labels, probs), "cpu_sample": _scores(labels[sample], probs[sample])}
-    return {"reviews": {"test": len(test), "cpu_sample": len(sample), "timed": len(timed)}, "models": models}
+    everyone = {**probs, "student_int8": int8_probs}
+    return {"reviews": {"test": len(dataset), "cpu_sample": len(sample)},
+            "models": {name: {"test": _scores(labels, p), "cpu_sample": _scores(labels[sample], p[sample])}
+                       for name, p in everyone.items()}}
+
+
+def _seconds(function, *args):
+    started = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - started
 
 
 def _scores(labels, probs):
-    """Accuracy and F1, or None where the model was not scored on all of these reviews."""
+    """Accuracy (with its 95% interval) and F1, or None where the model was not scored on all of these reviews."""
     if np.isnan(probs).any():
         return None
     metrics = classification_metrics(labels, probs)
-    return {"accuracy": metrics["accuracy"], "f1": metrics["f1"]}
+    return {"accuracy": metrics["accuracy"], "accuracy_ci95": metrics["accuracy_ci95"], "f1": metrics["f1"]}
 
 
 def comparison_table(comparison):
-    """Teacher, student and int8 student in readable units, with each one's share of the teacher's figures.
+    """Baseline, teacher, student and int8 student in readable units, with each one's share of the teacher's.
 
     Column names say which reviews each figure rests on; where the CPU sample is the whole test
-    split, one pair of accuracy/F1 columns serves all three models.
+    split, one pair of accuracy/F1 columns serves every model.
     """
     reviews = comparison["reviews"]
     columns = {"params": "params (M)", "size_mb": "size (MB)",
@@ -151,3 +177,17 @@ def comparison_table(comparison):
     for name in [n for n in comparison["models"] if n != "teacher"]:
         table.loc[f"{name} / teacher"] = table.loc[name] / table.loc["teacher"]
     return table.round(3)
+
+
+def extra_sets_table(comparison):
+    """Accuracy (with its 95% interval) of every model on each extra test set: on the whole set, or on
+    its CPU sample where the int8 student read only that (the sample's size is given)."""
+    rows = []
+    for name, result in comparison.get("extra_test_sets", {}).items():
+        for model, scores in result["models"].items():
+            chosen = scores["test"] or scores["cpu_sample"]  # the int8 student's is None when it read a sample
+            reviews = result["reviews"]["test" if scores["test"] else "cpu_sample"]
+            rows.append({"test set": name, "model": model, "reviews": reviews, "accuracy": chosen["accuracy"],
+                         "95% low": chosen["accuracy_ci95"][0], "95% high": chosen["accuracy_ci95"][1],
+                         "f1": chosen["f1"]})
+    return pd.DataFrame(rows).set_index(["test set", "model"]).round(4) if rows else pd.DataFrame()

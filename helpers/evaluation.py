@@ -80,11 +80,26 @@ def positive_probability(logits):
 
 
 def classification_metrics(labels, prob_positive):
-    """Accuracy, F1, precision and recall of the positive class, and the number of reviews."""
+    """Accuracy with its 95% interval, F1, precision and recall of the positive class, and the number of reviews."""
     predicted = predicted_labels(prob_positive)
     precision, recall, f1, _ = precision_recall_fscore_support(labels, predicted, average="binary", zero_division=0)
-    return {"accuracy": float(accuracy_score(labels, predicted)), "f1": float(f1),
+    accuracy = float(accuracy_score(labels, predicted))
+    return {"accuracy": accuracy, "accuracy_ci95": accuracy_interval(accuracy, len(labels)), "f1": float(f1),
             "precision": float(precision), "recall": float(recall), "n": int(len(labels))}
+
+
+def accuracy_interval(accuracy, n, z=1.959964):
+    """The Wilson score interval of an accuracy measured on n reviews ([low, high]; 95% for the default z).
+
+    Unlike accuracy +- z * standard error, it stays within [0, 1] and is honest near 0 and 1.
+    On 1,000 reviews near 0.86 it is about +-2.2 points: differences smaller than that between
+    two runs may be noise.
+    """
+    if n == 0:
+        return [float("nan"), float("nan")]
+    centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [float(centre - half), float(centre + half)]
 
 
 def confusion(labels, prob_positive):

@@ -26,6 +26,7 @@ from transformers import (
 
 from helpers.config import ConfigError
 from helpers.data import LABEL_NAMES
+from helpers.io import atomic_dir
 
 MINILM = "minilm-l6"
 TINY = "tiny-random-bert"
@@ -184,6 +185,13 @@ def _student_weights(bert, layers):
         for kind in ("weight", "bias"):
             weights[f"{new}.{kind}"] = bert[f"{old}.{kind}"]
     return {name: tensor.detach().clone() for name, tensor in weights.items()}
+
+
+def save_classifier(model, tokenizer, folder):
+    """A model and its tokenizer saved whole into `folder` (safetensors), replacing what was there."""
+    with atomic_dir(folder) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
 
 
 def load_trained(folder):

@@ -6,6 +6,7 @@ figure alive in pyplot's global state.
 import matplotlib.pyplot as plt
 import numpy as np
 
+from helpers import calibration
 from helpers.data import LABEL_NAMES
 from helpers.io import atomic_write
 
@@ -76,6 +77,26 @@ def _axes(figsize):
     fig = plt.figure(figsize=figsize)
     plt.close(fig)
     return fig, fig.add_subplot()
+
+
+def reliability(table_before, table_after):
+    """The reliability diagram before and after calibration: each bin's accuracy against its mean
+    confidence (the marker's area shows how many reviews it holds) beside the diagonal of perfect calibration."""
+    fig, ax = _axes(figsize=(5, 4.5))
+    ax.plot([0.5, 1], [0.5, 1], color="black", linestyle="--", linewidth=1, label="perfectly calibrated")
+    for table, name, color in ((table_before, "before", "#c0504d"), (table_after, "after", "#4f81bd")):
+        sizes = 400 * table["count"] / table["count"].sum()
+        ax.plot(table["mean_confidence"], table["accuracy"], color=color, alpha=0.6,
+                label=f"{name} (ECE {calibration.table_calibration_error(table):.3f})")
+        ax.scatter(table["mean_confidence"], table["accuracy"], s=sizes, color=color, alpha=0.6)
+    ax.set_xlim(0.5, 1.0)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("confidence in the predicted class (bin mean)")
+    ax.set_ylabel("accuracy in the bin")
+    ax.set_title("Reliability diagram")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
 
 
 def save(fig, path):

@@ -157,8 +157,13 @@ def _outcome(run_dir):
     lines = []
     metrics = _read(run_dir, "eval/metrics.json")
     if metrics:
-        lines.append(f"Teacher: test accuracy <b>{metrics['accuracy']:.4f}</b>, F1 {metrics['f1']:.4f} "
-                     f"({metrics['n']:,} test reviews).")
+        low, high = metrics.get("accuracy_ci95", [float("nan")] * 2)
+        lines.append(f"Teacher: test accuracy <b>{metrics['accuracy']:.4f}</b> (95% interval {low:.3f} to "
+                     f"{high:.3f}), F1 {metrics['f1']:.4f} ({metrics['n']:,} test reviews).")
+    sets = _read(run_dir, "eval/test_sets.json")
+    if sets:
+        lines += [f"On {name} ({by_model['teacher']['n']:,} reviews): teacher {by_model['teacher']['accuracy']:.4f}, "
+                  f"TF-IDF baseline {by_model['baseline']['accuracy']:.4f}." for name, by_model in sets.items()]
     comparison = _read(run_dir, "distill/comparison.json")
     if comparison:
         models, reviews = comparison["models"], comparison["reviews"]
@@ -222,8 +227,28 @@ def evaluation_section(run_dir):
     metrics = _read(run_dir, "eval/metrics.json")
     if metrics is None:
         return _not_run("eval/metrics.json")
-    return (_key_values(metrics, "metric") + _figure(run_dir, "eval/confusion_matrix.png", "Confusion matrix (test)")
+    low, high = metrics.get("accuracy_ci95", [float("nan")] * 2)
+    shown = {k: v for k, v in metrics.items() if k != "accuracy_ci95"}
+    out = (f"<p>Teacher on the test split; accuracy's 95% interval (Wilson): {low:.4f} to {high:.4f}.</p>\n"
+           + _key_values(shown, "metric"))
+    sets = _read(run_dir, "eval/test_sets.json")
+    if sets is not None:
+        out += "<h3>Every test set: the TF-IDF baseline beside the teacher</h3>\n" + _table(_sets_frame(sets))
+    calibration = _read(run_dir, "eval/calibration.json")
+    if calibration is not None:
+        out += (f"<h3>Calibration</h3>\n<p>Temperature {calibration['temperature']:.3f}, fitted on the "
+                f"{calibration['val_reviews']:,} validation reviews and folded into the saved teacher; expected "
+                f"calibration error on the test split ({calibration['bins']} equal-width bins): "
+                f"{calibration['ece_uncalibrated']:.4f} before, {calibration['ece']:.4f} after.</p>\n"
+                + _figure(run_dir, "eval/reliability.png", "Reliability diagram (test)"))
+    return (out + _figure(run_dir, "eval/confusion_matrix.png", "Confusion matrix (test)")
             + _confident_errors(run_dir / "eval" / "confident_errors.csv"))
+
+
+def _sets_frame(sets):
+    return pd.DataFrame([{"test set": name, "model": model, "reviews": m["n"], "accuracy": m["accuracy"],
+                          "95% low": m["accuracy_ci95"][0], "95% high": m["accuracy_ci95"][1], "f1": m["f1"]}
+                         for name, by_model in sets.items() for model, m in by_model.items()])
 
 
 def _confident_errors(path):
@@ -240,11 +265,15 @@ def distillation_section(run_dir):
     comparison = _read(run_dir, "distill/comparison.json")
     if comparison is None:
         return _not_run("distill/comparison.json")
-    from helpers.distill import comparison_table  # imports torch: only when there is something to show
+    from helpers.distill import comparison_table, extra_sets_table  # import torch: only when there is something to show
 
-    out = ("<p>Teacher, student and int8-quantised student; each column's name says which test reviews it "
-           "rests on (the int8 student runs on the CPU, on a seeded sample). The <i>/ teacher</i> rows are each "
-           "one's ratio to the teacher over the same reviews.</p>\n" + _table(comparison_table(comparison).rename_axis("model").reset_index()))
+    out = ("<p>TF-IDF baseline, teacher, student and int8-quantised student; each column's name says which test "
+           "reviews it rests on (the int8 student runs on the CPU, on a seeded sample). The <i>/ teacher</i> rows "
+           "are each one's ratio to the teacher over the same reviews.</p>\n"
+           + _table(comparison_table(comparison).rename_axis("model").reset_index()))
+    extra = extra_sets_table(comparison)
+    if len(extra):
+        out += "<h3>Extra test sets</h3>\n" + _table(extra.reset_index())
     history = _read(run_dir, "distill/history.json")
     if history is not None:
         out += "<h3>Student epochs</h3>\n" + _epochs(history)

@@ -5,6 +5,7 @@
     python -m helpers.run subset -p n_train 2000 -p epochs 2     # hub data and bert-base-uncased
     python -m helpers.run quick --run-dir runs/q2 --overwrite    # start a run folder afresh
     python -m helpers.run quick --sweep n_train=250,500,1000,2000 # a learning curve (helpers.sweep)
+    python -m helpers.run quick --seeds 3                         # seeds 42, 43, 44: mean and spread
 
 Parameters are validated before any notebook starts. The run folder ends up holding the
 executed notebooks (notebooks/), params.json, environment.json, timings.json, each
@@ -23,7 +24,7 @@ from helpers.data import DataError
 from helpers.io import write_json
 from helpers.report import write_report
 from helpers.runs import default_run_dir, open_run, read_timings
-from helpers.sweep import collect, parse_sweep, run_dirs, write_results
+from helpers.sweep import collect, parse_sweep, run_dirs, seed_summary, write_results
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 STAGE_NOTEBOOKS = layout.NOTEBOOKS
@@ -44,6 +45,9 @@ def parse_args(argv):
     parser.add_argument("--sweep", metavar="NAME=V1,V2,...",
                         help="one run per value of a parameter, each in its own folder under --run-dir, then a table "
                              "and a figure of what each value buys, e.g. n_train=250,500,1000,2000 (a learning curve)")
+    parser.add_argument("--seeds", type=int, metavar="N",
+                        help="the same run with N seeds (the profile's seed and the next N-1): short for --sweep "
+                             "seed=...; prints each figure's mean, standard deviation, min and max over the seeds")
     parser.add_argument("--stages", type=_stage_list, default=list(STAGE_NOTEBOOKS),
                         help=f"comma-separated stages to run, in order (default all: {','.join(STAGE_NOTEBOOKS)})")
     return parser.parse_args(argv)
@@ -60,6 +64,7 @@ def _stage_list(text):
 def main(argv=None):
     args = parse_args(argv)
     try:
+        args.sweep = args.sweep or _seed_sweep(args)
         plan = _plan(args)
         opened = [(open_run(args.profile, run_dir, overrides, overwrite=args.overwrite, writer=_first_process()), overrides)
                   for run_dir, overrides in plan]
@@ -74,6 +79,18 @@ def main(argv=None):
         sweep_dir = opened[0][0].dir.parent
         write_results(sweep_dir, name, table)
         print(f"{table.round(4).to_string()}\nlearning curve: {sweep_dir / 'learning_curve.png'}")
+        if name == "seed":
+            print(f"over {len(values)} seeds:\n{seed_summary(table).round(4).to_string()}")
+
+
+def _seed_sweep(args):
+    """--seeds N as the --sweep it stands for ('' without --seeds)."""
+    if not args.seeds:
+        return ""
+    if args.seeds < 2:
+        raise ConfigError("--seeds: give 2 or more, e.g. --seeds 3")
+    first = resolve_params(args.profile, dict(args.param)).seed
+    return "seed=" + ",".join(str(first + i) for i in range(args.seeds))
 
 
 def _plan(args):

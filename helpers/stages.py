@@ -7,10 +7,11 @@ import time
 from dataclasses import dataclass, field
 
 import datasets
+import numpy as np
 import pandas as pd
 from accelerate import PartialState
 
-from helpers import data, distill, evaluation, layout, models, plots, tokens
+from helpers import baseline, calibration, data, distill, evaluation, layout, models, plots, scoring, tokens
 from helpers.io import read_json, write_frame, write_json
 from helpers.progress import quiet_library_bars
 from helpers.training import TrainSettings, train
@@ -107,36 +108,66 @@ def _train_result(run, history, n_parameters):
 
 
 def evaluate_stage(run):
+    """The teacher on the test split and the extra test sets, calibrated, beside the TF-IDF baseline."""
     started = time.perf_counter()
-    params = run.params
+    params, settings = run.params, TrainSettings.from_params(run.params)
     model_dir = run.require("train", "model")
     model, tokenizer = models.load_trained(model_dir), tokens.load_saved_tokenizer(run.require("tokenized"))
-    test = tokens.load_tokenized(run.require("tokenized"))["test"]
-    prob_positive = evaluation.predict_proba(model, test, tokenizer, TrainSettings.from_params(params))
+    val = tokens.load_tokenized(run.require("tokenized"))["val"]
+    frames = scoring.test_frames(run)
+    sets = scoring.tokenized_sets(run, frames, tokenizer)
+    raw = {name: scoring.raw_logits(model, ds, tokenizer, settings) for name, ds in {"val": val, **sets}.items()}
     if not is_main_process():  # every process predicted its share; the first one has them all and reports
         return StageResult()
-    frame = data.load_splits(run.require("data"), names=("test",))["test"]
-    metrics = evaluation.classification_metrics(frame["label"].to_numpy(), prob_positive)
-    predictions = evaluation.prediction_table(frame, prob_positive)
+    fitted = calibrated_model(model, tokenizer, model_dir, raw, val["labels"], frames[scoring.MAIN]["label"])
+    bag_of_words = scoring.fit_run_baseline(run)
+    probs = {name: {"baseline": baseline.baseline_proba(bag_of_words, frames[name]["text"]),
+                    "teacher": evaluation.positive_probability(raw[name] / fitted["temperature"])} for name in sets}
+    scores = scoring.score_sets(frames, probs)
+    test, prob_positive = frames[scoring.MAIN], probs[scoring.MAIN]["teacher"]
+    predictions = evaluation.prediction_table(test, prob_positive)
     write_frame(run.stage("eval") / "predictions.parquet", predictions, index=False)
-    matrix = evaluation.confusion(frame["label"].to_numpy(), prob_positive)
+    write_frame(run.stage("eval") / "probabilities.parquet", scoring.probabilities_frame(probs), index=False)
+    matrix = evaluation.confusion(test["label"].to_numpy(), prob_positive)
     errors = evaluation.confident_errors(predictions, params.n_errors)
     write_frame(run.stage("eval") / "confident_errors.csv", errors)
+    write_json(run.stage("eval") / "test_sets.json", scores)
+    write_json(run.stage("eval") / "baseline.json", {"c": bag_of_words.c, "val_accuracy_by_c": bag_of_words.val_accuracy_by_c})
+    write_json(run.stage("eval") / "calibration.json", {k: v for k, v in fitted.items() if k != "tables"})
+    metrics = {**scores[scoring.MAIN]["teacher"], "ece": fitted["ece"], "ece_uncalibrated": fitted["ece_uncalibrated"],
+               "temperature": fitted["temperature"]}
     write_json(run.stage("eval") / "metrics.json", metrics)  # last: it marks the stage done (helpers.layout)
     result = StageResult(
-        tables={"metrics": _metrics_table(metrics), "confusion": matrix, "confident_errors": errors},
-        figures={"confusion_matrix": plots.confusion_figure(matrix)}, values={"metrics": metrics})
+        tables={"metrics": _metrics_table(metrics), "test_sets": scoring.sets_table(scores), "confusion": matrix,
+                "confident_errors": errors},
+        figures={"confusion_matrix": plots.confusion_figure(matrix),
+                 "reliability": plots.reliability(*fitted["tables"])},
+        values={"metrics": metrics, "calibration": fitted})
     return _finish(run, "eval", result, started)
 
 
+def calibrated_model(model, tokenizer, model_dir, raw, val_labels, test_labels):
+    """Fit the temperature on the validation split (never the test split), fold it into the saved model,
+    and say what it changed on the test split: expected calibration error before and after."""
+    temperature = calibration.fit_temperature(raw["val"], np.asarray(val_labels))
+    calibration.fold_temperature(model, temperature / calibration.recorded_temperature(model.config))
+    models.save_classifier(model, tokenizer, model_dir)
+    test_labels = np.asarray(test_labels)
+    before, after = (evaluation.positive_probability(raw[scoring.MAIN] / t) for t in (1.0, temperature))
+    tables = [calibration.reliability_table(p, test_labels) for p in (before, after)]
+    return {"temperature": temperature, "ece_uncalibrated": calibration.table_calibration_error(tables[0]),
+            "ece": calibration.table_calibration_error(tables[1]), "bins": calibration.CALIBRATION_BINS,
+            "val_reviews": len(val_labels), "tables": tables}
+
+
 def distill_stage(run):
+    """Distil the student from the teacher, calibrate it, and compare every model on every test set."""
     started = time.perf_counter()
-    params = run.params
+    params, settings = run.params, TrainSettings.from_params(run.params, student=True)
     teacher_dir = run.require("train", "model")
-    teacher_probs = pd.read_parquet(run.require("eval", "predictions.parquet"))["prob_positive"].to_numpy()
+    earlier = scoring.probabilities_by_set(pd.read_parquet(run.require("eval", "probabilities.parquet")))
     tokenizer = tokens.load_saved_tokenizer(run.require("tokenized"))
     tokenized = tokens.load_tokenized(run.require("tokenized"))
-    settings = TrainSettings.from_params(params, student=True)
     teacher = models.load_trained(teacher_dir)
     train_split = distill.add_teacher_logits(teacher, tokenized["train"], tokenizer, settings)
     student = models.load_student(params.student_model, teacher, params.seed, params.attention_dropout)
@@ -145,17 +176,25 @@ def distill_stage(run):
                     extra_columns=(distill.TEACHER_LOGITS,))
     student_dir = run.stage("distill") / "model"
     student = models.load_trained(student_dir)
-    student_probs = evaluation.predict_proba(student, tokenized["test"], tokenizer, settings)
+    frames = scoring.test_frames(run)
+    sets = scoring.tokenized_sets(run, frames, tokenizer)
+    val = tokenized["val"]
+    raw = {name: scoring.raw_logits(student, ds, tokenizer, settings) for name, ds in {"val": val, **sets}.items()}
     if not is_main_process():  # the CPU timings and the files are the first process's work
         return StageResult()
-    student_metrics = evaluation.classification_metrics(tokenized["test"]["labels"], student_probs)
+    fitted = calibrated_model(student, tokenizer, student_dir, raw, val["labels"], frames[scoring.MAIN]["label"])
+    probs = {name: {**earlier[name], "student": evaluation.positive_probability(raw[name] / fitted["temperature"])}
+             for name in sets}
+    student_metrics = {**scoring.score_sets(frames, probs)[scoring.MAIN]["student"], "ece": fitted["ece"],
+                       "ece_uncalibrated": fitted["ece_uncalibrated"], "temperature": fitted["temperature"]}
     write_json(run.stage("distill") / "metrics.json", student_metrics)
-    comparison = distill.compare({"teacher": (teacher, teacher_dir, teacher_probs),
-                                  "student": (student, student_dir, student_probs)},
-                                 tokenized["test"], tokenizer, params)
+    write_json(run.stage("distill") / "calibration.json", {k: v for k, v in fitted.items() if k != "tables"})
+    comparison = distill.compare({"teacher": (teacher, teacher_dir), "student": (student, student_dir)}, sets, probs,
+                                 tokenizer, params, scoring.fit_run_baseline(run), frames[scoring.MAIN]["text"].tolist())
     write_json(run.stage("distill") / "comparison.json", comparison)
     result = StageResult(
-        tables={"epochs": _epochs_table(history), "comparison": distill.comparison_table(comparison)},
+        tables={"epochs": _epochs_table(history), "comparison": distill.comparison_table(comparison),
+                "extra_test_sets": distill.extra_sets_table(comparison)},
         figures={"student_loss_curve": plots.loss_curve(history, "Distilling the student")},
         values={"comparison": comparison, "student_metrics": student_metrics})
     return _finish(run, "distill", result, started)
@@ -166,7 +205,9 @@ def _epochs_table(history):
 
 
 def _metrics_table(metrics):
-    return pd.Series(metrics, name="test").to_frame().round(4)
+    low, high = metrics["accuracy_ci95"]
+    flat = {**{k: v for k, v in metrics.items() if k != "accuracy_ci95"}, "accuracy 95% low": low, "accuracy 95% high": high}
+    return pd.Series(flat, name="test").to_frame().round(4)
 
 
 STAGE_FUNCTIONS = {"data": data_stage, "tokenize": tokenize_stage, "train": train_stage, "evaluate": evaluate_stage,

@@ -50,8 +50,15 @@ def collect(name, dirs):
 
 
 def write_results(sweep_dir, name, table):
-    """sweep.csv and learning_curve.png in the sweep folder; returns the figure."""
+    """sweep.csv and learning_curve.png in the sweep folder (and, over seeds, seeds.csv); returns the figure."""
     write_frame(Path(sweep_dir) / "sweep.csv", table)
+    if name == "seed":
+        write_frame(Path(sweep_dir) / "seeds.csv", seed_summary(table))
     fig = plots.learning_curve(table, name)
     plots.save(fig, Path(sweep_dir) / "learning_curve.png")
     return fig
+
+
+def seed_summary(table):
+    """Mean, standard deviation (n - 1), min and max of every column over the runs of a seed sweep."""
+    return table.agg(["mean", "std", "min", "max"]).T

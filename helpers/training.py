@@ -23,7 +23,8 @@ from helpers.batching import EpochSampler, make_loader, split_batch, token_lengt
 from helpers.checkpoints import Checkpointer, fingerprint
 from helpers.devices import make_accelerator, plain_model
 from helpers.evaluation import forward, predict_logits, validation_scores
-from helpers.io import atomic_dir, write_json
+from helpers.io import write_json
+from helpers.models import save_classifier
 from helpers.progress import progress
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight")
@@ -266,6 +267,4 @@ def accumulate_gradients(model, accelerator, batches, loss_fn, parts):
 def _save_model(accelerator, model, tokenizer, target):
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        with atomic_dir(target) as tmp:
-            accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
+        save_classifier(accelerator.unwrap_model(model), tokenizer, target)

@@ -89,29 +89,42 @@ def test_throughput_is_positive(tiny_teacher, tiny_tokenizer):
     assert distill.cpu_throughput(tiny_teacher, ds, tiny_tokenizer, batch_size=4) > 0
 
 
-def test_compare_scores_every_model_on_the_same_sample(tiny_teacher, tiny_tokenizer, synthetic, tmp_path):
+def test_compare_scores_every_model_on_the_same_sample_of_every_set(tiny_teacher, tiny_tokenizer, synthetic, tmp_path):
+    from helpers import baseline
     from helpers.config import resolve_params
 
     student = models.distil_from_teacher(tiny_teacher)
-    test = synthetic["val"]  # 64 reviews
+    sets = {"test": synthetic["val"], "short": synthetic["train"].select(range(30))}  # 64 and 30 reviews
     params = resolve_params("smoke", {"n_cpu_test": 24, "n_speed": 8})
-    probs = {name: evaluation.positive_probability(evaluation.predict_logits(model, test, tiny_tokenizer, 16))
-             for name, model in (("teacher", tiny_teacher), ("student", student))}
+    texts = {name: [tiny_tokenizer.decode(ids, skip_special_tokens=True) for ids in ds["input_ids"]]
+             for name, ds in sets.items()}
+    bag_of_words = baseline.fit_baseline(texts["test"][:40], sets["test"]["labels"][:40], texts["test"][40:],
+                                         sets["test"]["labels"][40:], seed=0)
+    probs = {name: {"baseline": baseline.baseline_proba(bag_of_words, texts[name]),
+                    **{who: evaluation.positive_probability(evaluation.predict_logits(model, ds, tiny_tokenizer, 16))
+                       for who, model in (("teacher", tiny_teacher), ("student", student))}}
+             for name, ds in sets.items()}
     for name, model in (("teacher", tiny_teacher), ("student", student)):
         model.save_pretrained(tmp_path / name)
-    comparison = distill.compare({name: (model, tmp_path / name, probs[name])
-                                  for name, model in (("teacher", tiny_teacher), ("student", student))},
-                                 test, tiny_tokenizer, params)
+    comparison = distill.compare({"teacher": (tiny_teacher, tmp_path / "teacher"), "student": (student, tmp_path / "student")},
+                                 sets, probs, tiny_tokenizer, params, bag_of_words, texts["test"])
     assert comparison["reviews"] == {"test": 64, "cpu_sample": 24, "timed": 8}
     rows = comparison["models"]
+    assert list(rows) == ["baseline", "teacher", "student", "student_int8"]
     sample, _ = distill.cpu_samples(64, 24, 8, params.seed)
-    labels = np.asarray(test["labels"])
-    for name in ("teacher", "student"):
-        assert rows[name]["test"] == {k: v for k, v in evaluation.classification_metrics(labels, probs[name]).items()
-                                      if k in ("accuracy", "f1")}
-        expected = evaluation.classification_metrics(labels[sample], probs[name][sample])["accuracy"]
+    labels = np.asarray(sets["test"]["labels"])
+    for name in ("baseline", "teacher", "student"):
+        whole = evaluation.classification_metrics(labels, probs["test"][name])
+        assert rows[name]["test"] == {k: whole[k] for k in ("accuracy", "accuracy_ci95", "f1")}
+        expected = evaluation.classification_metrics(labels[sample], probs["test"][name][sample])["accuracy"]
         assert rows[name]["cpu_sample"]["accuracy"] == expected
+        assert rows[name]["reviews_per_s"] > 0 and rows[name]["size_mb"] > 0 and rows[name]["params"] > 0
     assert rows["student_int8"]["test"] is None and rows["student_int8"]["cpu_sample"]["accuracy"] >= 0
+    short = comparison["extra_test_sets"]["short"]
+    assert short["reviews"] == {"test": 30, "cpu_sample": 24}
+    assert set(short["models"]) == {"baseline", "teacher", "student", "student_int8"}
+    table = distill.extra_sets_table(comparison)
+    assert table.loc[("short", "student_int8"), "reviews"] == 24 and table.loc[("short", "teacher"), "reviews"] == 30
 
 
 def test_a_model_that_predicted_in_bf16_leaves_plain_and_quantizes(tiny_teacher, tiny_tokenizer, synthetic):

@@ -9,7 +9,9 @@ def test_metrics_match_a_hand_count():
     labels = np.array([1, 1, 1, 0, 0, 0, 0, 1])
     probs = np.array([0.9, 0.8, 0.2, 0.1, 0.6, 0.3, 0.4, 0.7])  # TP 3, FN 1, FP 1, TN 3
     m = evaluation.classification_metrics(labels, probs)
+    ci = m.pop("accuracy_ci95")
     assert m == pytest.approx({"accuracy": 6 / 8, "f1": 0.75, "precision": 0.75, "recall": 0.75, "n": 8})
+    assert ci[0] < 6 / 8 < ci[1]
     matrix = evaluation.confusion(labels, probs)
     assert matrix.loc["positive", "negative"] == 1 and matrix.loc["negative", "positive"] == 1
     assert matrix.values.sum() == 8
@@ -38,3 +40,12 @@ def test_predictions_come_back_in_input_order(tiny_teacher, tiny_tokenizer, samp
     one_by_one = [evaluation.predict_proba(tiny_teacher, ds.select([i]), tiny_tokenizer, settings)[0] for i in (0, 7, 23)]
     np.testing.assert_allclose(batched[[0, 7, 23]], one_by_one, atol=1e-5)
     assert batched.shape == (24,)
+
+
+@pytest.mark.parametrize("accuracy, n, expected", [
+    (0.5, 100, (0.4038, 0.5962)),  # 50 of 100: the Wilson interval as published tables give it
+    (1.0, 10, (0.7225, 1.0)),      # 10 of 10: not the useless [1, 1] of accuracy +- 1.96 standard errors
+    (0.0, 10, (0.0, 0.2775)),
+])
+def test_the_accuracy_interval_is_wilsons(accuracy, n, expected):
+    assert evaluation.accuracy_interval(accuracy, n) == pytest.approx(list(expected), abs=1e-4)

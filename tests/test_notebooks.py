@@ -63,7 +63,9 @@ def test_batch_run_writes_every_artifact(smoke_run):
                  "data/test.parquet", "data/label_balance.png", "tokenized/tokenizer/tokenizer.json",
                  "tokenized/token_lengths.png", "train/model/model.safetensors", "train/model/config.json",
                  "train/loss_curve.png", "train/history.json", "eval/confusion_matrix.png", "eval/predictions.parquet",
-                 "distill/model/model.safetensors", "distill/student_loss_curve.png"):
+                 "eval/reliability.png", "eval/test_sets.json", "eval/calibration.json", "eval/baseline.json",
+                 "eval/probabilities.parquet", "distill/model/model.safetensors", "distill/calibration.json",
+                 "distill/student_loss_curve.png"):
         assert (smoke_run / path).exists(), path
     params = json.loads((smoke_run / "params.json").read_text())
     assert params["profile"] == "smoke" and params["params"]["n_test"] == 32
@@ -72,12 +74,15 @@ def test_batch_run_writes_every_artifact(smoke_run):
 
 def test_metrics_and_comparison_have_the_promised_keys(smoke_run):
     metrics = json.loads((smoke_run / "eval" / "metrics.json").read_text())
-    assert set(metrics) == {"accuracy", "f1", "precision", "recall", "n"}
+    assert set(metrics) == {"accuracy", "accuracy_ci95", "f1", "precision", "recall", "n", "ece", "ece_uncalibrated",
+                            "temperature"}
+    low, high = metrics["accuracy_ci95"]
+    assert low <= metrics["accuracy"] <= high and metrics["temperature"] > 0
     assert metrics["n"] == 32 and 0.0 <= metrics["accuracy"] <= 1.0
     comparison = json.loads((smoke_run / "distill" / "comparison.json").read_text())
     assert comparison["reviews"] == {"test": 32, "cpu_sample": 32, "timed": 32}  # smoke: n_speed 40, n_cpu_test 2000
     models = comparison["models"]
-    assert set(models) == {"teacher", "student", "student_int8"}
+    assert list(models) == ["baseline", "teacher", "student", "student_int8"]
     for row in models.values():
         assert set(row) == {"params", "size_mb", "reviews_per_s", "test", "cpu_sample"}
         assert row["reviews_per_s"] > 0 and row["size_mb"] > 0
@@ -86,6 +91,11 @@ def test_metrics_and_comparison_have_the_promised_keys(smoke_run):
     assert models["student_int8"]["params"] == models["student"]["params"]
     assert models["student_int8"]["size_mb"] < models["student"]["size_mb"]
     assert models["teacher"]["test"]["accuracy"] == metrics["accuracy"]
+    short = comparison["extra_test_sets"]["short"]  # smoke scores the shipped short sentences too
+    assert short["reviews"] == {"test": 1000, "cpu_sample": 1000} and set(short["models"]) == set(models)
+    sets = json.loads((smoke_run / "eval" / "test_sets.json").read_text())
+    assert sets["short"]["teacher"] == {**short["models"]["teacher"]["test"],
+                                        **{k: sets["short"]["teacher"][k] for k in ("precision", "recall", "n")}}
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

@@ -62,3 +62,24 @@ def test_the_cli_makes_one_run_folder_per_value_and_the_table(tmp_path):
         assert (tmp_path / f"n_train-{value}" / "data" / "train.parquet").exists()
     assert pd.read_csv(tmp_path / "sweep.csv")["n_train"].tolist() == [40, 80]
     assert (tmp_path / "learning_curve.png").exists() and "learning curve:" in result.stdout
+
+
+def test_over_seeds_the_mean_and_spread_of_each_figure(tmp_path):
+    dirs = sweep.run_dirs(tmp_path, "seed", ["42", "43", "44"])
+    for (value, folder), accuracy in zip(dirs.items(), (0.80, 0.86, 0.83)):
+        _fake_run(folder, teacher=accuracy, timings={"03_train.ipynb": 60.0})
+    table = sweep.collect("seed", dirs)
+    summary = sweep.seed_summary(table)
+    assert summary.loc["teacher_accuracy", "mean"] == pytest.approx(0.83)
+    assert summary.loc["teacher_accuracy", "std"] == pytest.approx(0.03)  # sample standard deviation
+    assert (summary.loc["teacher_accuracy", "min"], summary.loc["teacher_accuracy", "max"]) == (0.80, 0.86)
+    sweep.write_results(tmp_path, "seed", table)
+    assert pd.read_csv(tmp_path / "seeds.csv", index_col=0).loc["teacher_accuracy", "mean"] == pytest.approx(0.83)
+
+
+@pytest.mark.slow
+def test_seeds_n_is_a_sweep_over_the_profiles_seed_and_the_next_ones(tmp_path):
+    result = _run("--seeds", "2", "--run-dir", str(tmp_path), "--stages", "data")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["seed-42", "seed-43"]
+    assert "over 2 seeds:" in result.stdout and (tmp_path / "seeds.csv").exists()

@@ -1,0 +1,68 @@
+"""Every model on every test set: the run's test split and the extra sets (helpers.test_sets).
+
+The evaluate stage scores the calibrated teacher and the bag-of-words baseline on each set;
+the distill stage adds the student and its int8 copy. Scores carry a 95% interval for accuracy
+(evaluation.accuracy_interval), so a table says which differences are larger than chance.
+"""
+import numpy as np
+import pandas as pd
+
+from helpers import baseline, calibration, data, evaluation, test_sets, tokens
+
+MAIN = test_sets.MAIN  # the run's own test split
+
+
+def test_frames(run):
+    """{set: frame with text and label}: the run's test split first, then the extra sets."""
+    main = data.load_splits(run.require("data"), names=("test",))["test"]
+    return {MAIN: main, **test_sets.load_extra_tests(run.params.extra_test)}
+
+
+def tokenized_sets(run, frames, tokenizer):
+    """{set: tokenized dataset}: the test split as the tokenize stage wrote it, the extra sets tokenized
+    here the same way (max_length, truncation_head)."""
+    sets = {MAIN: tokens.load_tokenized(run.require("tokenized"))["test"]}
+    extras = {name: frame for name, frame in frames.items() if name != MAIN}
+    if extras:
+        sets.update(tokens.tokenize_splits(extras, tokenizer, run.params.max_length, run.params.truncation_head))
+    return sets
+
+
+def raw_logits(model, dataset, tokenizer, settings):
+    """The model's logits before any temperature folded into it (helpers.calibration)."""
+    logits = evaluation.predict_on_device(model, dataset, tokenizer, settings)
+    return logits * calibration.recorded_temperature(model.config)
+
+
+def fit_run_baseline(run):
+    """The TF-IDF baseline on the run's training reviews, C chosen on its validation split."""
+    splits = data.load_splits(run.require("data"), names=("train", "val"))
+    return baseline.fit_baseline(splits["train"]["text"], splits["train"]["label"], splits["val"]["text"],
+                                 splits["val"]["label"], run.params.seed)
+
+
+def score_sets(frames, probs):
+    """{set: {model: metrics}} from {set: {model: P(positive) per review}}."""
+    return {name: {model: evaluation.classification_metrics(frames[name]["label"].to_numpy(), p)
+                   for model, p in probs[name].items()} for name in probs}
+
+
+def sets_table(scores):
+    """One row per test set and model: reviews, accuracy with its 95% interval, F1."""
+    rows = [{"test set": name, "model": model, "reviews": m["n"], "accuracy": m["accuracy"],
+             "95% low": m["accuracy_ci95"][0], "95% high": m["accuracy_ci95"][1], "f1": m["f1"]}
+            for name, by_model in scores.items() for model, m in by_model.items()]
+    return pd.DataFrame(rows).set_index(["test set", "model"]).round(4)
+
+
+def probabilities_frame(probs):
+    """{set: {model: probs}} as one long frame (set, review, one column per model), for the next stage."""
+    parts = [pd.DataFrame({"set": name, "review": np.arange(len(next(iter(by_model.values())))), **by_model})
+             for name, by_model in probs.items()]
+    return pd.concat(parts, ignore_index=True)
+
+
+def probabilities_by_set(frame):
+    """The inverse of probabilities_frame: {set: {model: probs}}."""
+    return {name: {model: part[model].to_numpy() for model in part.columns if model not in ("set", "review")}
+            for name, part in frame.groupby("set", sort=False)}
