@@ -112,3 +112,9 @@ def fold_temperature(model, temperature):
 def recorded_temperature(config):
     """The temperature folded into a model so far (1.0 for a model never calibrated)."""
     return float(getattr(config, TEMPERATURE_KEY, 1.0))
+
+
+def unfold_temperature(model):
+    """Undo every temperature folded into `model`, in place: its logits become the raw ones again (for
+    distillation, which reads the teacher's raw logits, and a student built from its layers)."""
+    return fold_temperature(model, 1.0 / recorded_temperature(model.config))

@@ -22,7 +22,6 @@ import torch.nn.functional as F
 
 from helpers.devices import plain_model
 from helpers.baseline import baseline_parameters, baseline_proba, pickled_mb
-from helpers.calibration import recorded_temperature
 from helpers.evaluation import classification_metrics, positive_probability, predict_logits, predict_on_device
 from helpers.io import dir_size_mb
 from helpers.models import count_parameters
@@ -45,9 +44,6 @@ def make_distillation_loss(params):
 def add_teacher_logits(teacher, dataset, tokenizer, settings):
     """The dataset with the teacher's logits for each review as an extra column."""
     logits = predict_on_device(teacher, dataset, tokenizer, settings, desc="teacher logits")
-    # the teacher's raw logits: a temperature folded in by calibration (helpers.calibration) would otherwise
-    # soften the soft labels a second time, on top of the distillation temperature
-    logits = logits * recorded_temperature(teacher.config)
     return dataset.add_column(TEACHER_LOGITS, logits.tolist())
 
 

@@ -168,7 +168,9 @@ def distill_stage(run):
     earlier = scoring.probabilities_by_set(pd.read_parquet(run.require("eval", "probabilities.parquet")))
     tokenizer = tokens.load_saved_tokenizer(run.require("tokenized"))
     tokenized = tokens.load_tokenized(run.require("tokenized"))
-    teacher = models.load_trained(teacher_dir)
+    # raw, as trained: a calibration temperature would soften the soft labels a second time, on top of the
+    # distillation temperature, and a student built from the teacher's layers would inherit a rescaled head
+    teacher = calibration.unfold_temperature(models.load_trained(teacher_dir))
     train_split = distill.add_teacher_logits(teacher, tokenized["train"], tokenizer, settings)
     student = models.load_student(params.student_model, teacher, params.seed, params.attention_dropout)
     history = train(student, datasets.DatasetDict(train=train_split, val=tokenized["val"]), tokenizer, settings,

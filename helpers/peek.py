@@ -1,0 +1,343 @@
+"""Look inside the pipeline: the real objects the stages work on, small enough to read in a notebook.
+
+Each function shows one thing a stage does, computed by the code that stage runs (the cut of
+helpers.tokens, the sampler and loader of helpers.batching, the parameter groups and schedule of
+helpers.training, the loss of helpers.distill), and returns a pandas table or Series, so that a
+notebook shows it with one call a student can re-run on another review or other settings.
+Everything runs on the CPU, in seconds, and nothing here trains. The model loaders call
+`set_seed` (models.load_teacher, models.load_student); the functions below that load a model put
+the random generators back as they found them (`random_state_kept`), so looking never changes what
+a run computes afterwards (the stages seed themselves anyway).
+"""
+import contextlib
+import copy
+import json
+import math
+import random
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from transformers import get_scheduler
+
+from helpers import models, tokens
+from helpers.batching import PAD_TO_MULTIPLE, EpochSampler, make_loader, token_lengths
+from helpers.calibration import recorded_temperature, unfold_temperature
+from helpers.data import LABEL_NAMES
+from helpers.distill import TEACHER_LOGITS, distillation_loss
+from helpers.evaluation import forward, positive_probability
+from helpers.training import classification_loss, param_groups
+
+PREVIEW_CHARS = 90  # characters of a review shown in a table
+
+
+# --- 02: one review as the model reads it -----------------------------------------------------
+
+def short_and_long(frame):
+    """The shortest and the longest review (in characters) of a split: one that fits, one that gets cut."""
+    lengths = frame["text"].str.len()
+    return frame.loc[lengths.idxmin(), "text"], frame.loc[lengths.idxmax(), "text"]
+
+
+def encode_one(tokenizer, text, max_length, head_share=1.0):
+    """(ids, attention mask) of one review as the tokenize stage makes them: the tokenizer's ids,
+    [CLS] and [SEP] included, then `tokens.truncate`'s cut, applied to the mask as well."""
+    encoded = tokenizer(text, truncation=False, verbose=False, return_token_type_ids=False)
+    return (tokens.truncate(encoded["input_ids"], max_length, head_share),
+            tokens.truncate(encoded["attention_mask"], max_length, head_share))
+
+
+def word_pieces(tokenizer, text, max_length, head_share=1.0):
+    """One review as the model reads it: each word piece, its id and its attention mask, in order."""
+    ids, mask = encode_one(tokenizer, text, max_length, head_share)
+    return pd.DataFrame({"piece": tokenizer.convert_ids_to_tokens(ids), "id": ids, "mask": mask},
+                        index=pd.RangeIndex(len(ids), name="position"))
+
+
+def cut_counts(tokenizer, text, max_length, head_share=1.0):
+    """How `tokens.truncate` cuts one review: pieces in all, kept from its head and its tail, cut."""
+    length = len(tokens.full_ids(tokenizer, [text])[0])
+    start, stop = tokens.cut_span(length, max_length, head_share)
+    return pd.Series({"pieces in the review": length, "max_length": max_length, "truncation_head": head_share,
+                      "kept from the head ([CLS] included)": start,
+                      "kept from the tail ([SEP] included)": length - stop,
+                      "cut, never read": stop - start}, name="pieces", dtype=object)
+
+
+def around_cut(tokenizer, text, max_length, head_share=1.0, n=4):
+    """The `n` pieces on each side of both edges of the cut, by position in the whole review; empty if it fits."""
+    ids = tokens.full_ids(tokenizer, [text])[0]
+    start, stop = tokens.cut_span(len(ids), max_length, head_share)
+    if start == stop:
+        return pd.DataFrame(columns=["piece", "read"], index=pd.Index([], name="position"))
+    near = sorted({i for edge in (start, stop) for i in range(edge - n, edge + n) if 0 <= i < len(ids)})
+    read = ["yes (head)" if i < start else "yes (tail)" if i >= stop else "no: cut" for i in near]
+    return pd.DataFrame({"piece": tokenizer.convert_ids_to_tokens([ids[i] for i in near]), "read": read},
+                        index=pd.Index(near, name="position"))
+
+
+# --- 03: the model, one batch, the optimizer and the schedule ----------------------------------
+
+@contextlib.contextmanager
+def random_state_kept():
+    """Run the body, then put Python's, NumPy's and torch's CPU generators back as they were.
+
+    CUDA's are left alone: reading them would start CUDA in this process, which a multi-GPU
+    `notebook_launcher` (stages.launch_train) needs to find unstarted.
+    """
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
+def untrained_teacher(params, tokenizer):
+    """The teacher exactly as the train stage starts from it (same seed, so the same new head)."""
+    with random_state_kept():
+        return models.load_teacher(params.model, tokenizer, params.seed, params.attention_dropout)
+
+
+def student_at_start(params, teacher):
+    """The student exactly as the distill stage starts from it, before any distillation: built from the
+    teacher's raw layers (a copy, its calibration temperature unfolded, as the stage does)."""
+    raw_teacher = unfold_temperature(copy.deepcopy(teacher))
+    with random_state_kept():
+        return models.load_student(params.student_model, raw_teacher, params.seed, params.attention_dropout)
+
+
+def model_facts(**named_models):
+    """Architecture, size and parameter count of each model, one column per keyword: model_facts(teacher=m)."""
+    def facts(model):
+        config = model.config
+        return {"architecture": type(model).__name__, "layers": config.num_hidden_layers,
+                "hidden size": config.hidden_size, "attention heads": config.num_attention_heads,
+                "feed-forward size": getattr(config, "intermediate_size", getattr(config, "hidden_dim", None)),
+                "vocabulary": config.vocab_size, "max positions": config.max_position_embeddings,
+                "parameters": models.count_parameters(model)}
+    return pd.DataFrame({name: facts(model) for name, model in named_models.items()})
+
+
+def checkpoint_names(model_name):
+    """Names of the weights stored in a model's pre-trained checkpoint, read from its safetensors header
+    (no weights loaded); empty for models that have none (the tiny random one, the student made from the teacher)."""
+    if model_name in (models.TINY, models.DISTIL_FROM_TEACHER):
+        return set()
+    from safetensors import safe_open
+    from transformers.utils import cached_file
+
+    source = models.model_source(model_name)
+    path = cached_file(source, "model.safetensors", _raise_exceptions_for_missing_entries=False)
+    if path is None:  # a checkpoint in shards: the index names every weight
+        with open(cached_file(source, "model.safetensors.index.json")) as index:
+            return set(json.load(index)["weight_map"])
+    with safe_open(path, "pt") as weights:
+        return set(weights.keys())
+
+
+def model_parts(model, checkpoint=None):
+    """Parameters per part (embeddings, each layer, pooler, head) and where each part's weights come from.
+
+    A part is "pre-trained" when the checkpoint of model name `checkpoint` holds all its weights and
+    "new (random)" when it holds none: the classification head, which fine-tuning must learn from
+    scratch. The rows add up to the model's total.
+    """
+    saved = checkpoint_names(checkpoint) if checkpoint else set()
+    prefix = model.base_model_prefix + "."
+    rows = {}
+    for name, param in model.named_parameters():
+        row = rows.setdefault(_part(name, prefix), {"parameters": 0, "tensors": 0, "in checkpoint": 0})
+        row["parameters"] += param.numel()
+        row["tensors"] += 1
+        row["in checkpoint"] += bool(_saved_as(name, prefix) & saved)
+    table = pd.DataFrame(rows).T.rename_axis("part")
+    table["share"] = (table["parameters"] / table["parameters"].sum()).round(4)
+    table["weights"] = ["pre-trained" if found == count else "new (random)" if found == 0 else "partly new"
+                        for found, count in zip(table["in checkpoint"], table["tensors"])]
+    return table[["parameters", "share", "tensors", "weights"]]
+
+
+def _part(name, prefix):
+    """'bert.encoder.layer.3.output.dense.weight' -> 'encoder layer 3'; 'classifier.bias' -> 'classifier'."""
+    words = name.removeprefix(prefix).split(".")
+    if "layer" in words[:-2] and words[words.index("layer") + 1].isdigit():
+        at = words.index("layer")
+        return " ".join(words[:at] + ["layer", words[at + 1]])
+    return words[0]
+
+
+def _saved_as(name, prefix):
+    """The names a checkpoint may store parameter `name` under: with or without the base model's
+    prefix, and with LayerNorm's old names (gamma, beta), which bert-base-uncased still uses."""
+    names = {name, name.removeprefix(prefix)}
+    old = {".LayerNorm.weight": ".LayerNorm.gamma", ".LayerNorm.bias": ".LayerNorm.beta"}
+    return names | {n.removesuffix(new) + was for n in names for new, was in old.items() if n.endswith(new)}
+
+
+def first_batch(dataset, tokenizer, settings, epoch=1, extra_columns=()):
+    """The first batch the training loop draws in `epoch`, built as helpers.training builds its loader:
+    the epoch's order from `EpochSampler` (length-grouped or not), padded by `make_loader`. In a
+    multi-process launch each process gets its slice of this batch."""
+    sampler = EpochSampler(token_lengths(dataset), settings.batch_size, settings.seed, settings.group_by_length)
+    sampler.epoch = epoch
+    return next(iter(make_loader(dataset, tokenizer, settings.batch_size, sampler, extra_columns)))
+
+
+def batch_summary(batch):
+    """Shapes of a batch's tensors, how long its reviews are, and the share of it that is padding."""
+    mask = batch["attention_mask"]
+    lengths = mask.sum(dim=1)
+    return pd.Series({**{f"{key} shape": tuple(values.shape) for key, values in batch.items()},
+                      "shortest review (tokens)": int(lengths.min()), "longest review (tokens)": int(lengths.max()),
+                      f"padded to (a multiple of {PAD_TO_MULTIPLE})": mask.shape[1],
+                      "padding share": round(1 - float(lengths.sum()) / mask.numel(), 4)}, name="batch", dtype=object)
+
+
+def batch_rows(batch):
+    """One row per review of a batch: its tokens, the padding added to it, its label."""
+    lengths = batch["attention_mask"].sum(dim=1)
+    return pd.DataFrame({"tokens": lengths.tolist(), "padding": (batch["attention_mask"].shape[1] - lengths).tolist(),
+                         "label": [LABEL_NAMES[int(label)] for label in batch["labels"]]},
+                        index=pd.RangeIndex(len(lengths), name="review"))
+
+
+def epoch_padding(dataset, settings, epoch=1):
+    """Share of padding over a whole epoch's batches, with length grouping and in plain random order."""
+    lengths = token_lengths(dataset)
+    shares = {}
+    for grouped in (True, False):
+        order = EpochSampler(lengths, settings.batch_size, settings.seed, grouped).order(epoch)
+        real = padded = 0
+        for start in range(0, len(order), settings.batch_size):
+            batch = lengths[order[start:start + settings.batch_size]]
+            real += int(batch.sum())
+            padded += math.ceil(batch.max() / PAD_TO_MULTIPLE) * PAD_TO_MULTIPLE * len(batch)
+        shares["length-grouped (group_by_length: true)" if grouped else "random order (group_by_length: false)"] = \
+            round(1 - real / padded, 4)
+    return pd.Series(shares, name="padding share")
+
+
+def param_group_table(model, weight_decay):
+    """The optimizer's two parameter groups (helpers.training.param_groups): decay, size, example names."""
+    names = {id(param): name for name, param in model.named_parameters()}
+    rows = {}
+    for group in param_groups(model, weight_decay):
+        label = "with weight decay" if group["weight_decay"] else "without weight decay"
+        rows[label] = {"weight_decay": group["weight_decay"], "tensors": len(group["params"]),
+                       "parameters": sum(p.numel() for p in group["params"]),
+                       "for example": ", ".join(names[id(p)] for p in group["params"][:2])}
+    return pd.DataFrame(rows).T
+
+
+def optimizer_steps(n_reviews, settings):
+    """(optimizer steps in all, of which warmup) as helpers.training counts them."""
+    batches = math.ceil(n_reviews / settings.batch_size)
+    total = math.ceil(batches / settings.grad_accum_steps) * settings.epochs
+    return total, round(settings.warmup_ratio * total)
+
+
+def lr_schedule(n_reviews, settings, shown=4):
+    """The learning rate each optimizer step uses: linear warmup from 0 to `lr`, then linear decay to 0.
+
+    Computed by stepping the loop's own scheduler (transformers' "linear") on a throwaway optimizer.
+    Shows `shown` steps of the warmup's start, its end and the decay's start, evenly spaced steps
+    of the decay, and the last step.
+    """
+    total, warmup = optimizer_steps(n_reviews, settings)
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=settings.lr)
+    scheduler = get_scheduler("linear", optimizer, num_warmup_steps=warmup, num_training_steps=total)
+    lrs = []
+    for _ in range(total):
+        lrs.append(scheduler.get_last_lr()[0])
+        optimizer.step()  # no gradients: changes nothing, keeps the scheduler's order check quiet
+        scheduler.step()
+    picked = set(range(1, shown + 1)) | set(range(warmup - 1, warmup + 3)) | {total}
+    picked |= {warmup + 1 + round(k * (total - warmup - 1) / shown) for k in range(1, shown)}
+    steps = sorted(step for step in picked if 1 <= step <= total)
+    return pd.DataFrame({"lr": [lrs[s - 1] for s in steps],
+                         "share of lr": [round(lrs[s - 1] / settings.lr, 4) for s in steps],
+                         "phase": ["warmup" if s <= warmup else "peak" if s == warmup + 1 else "decay" for s in steps]},
+                        index=pd.Index(steps, name="optimizer step"))
+
+
+def batch_loss(model, batch):
+    """The model's cross-entropy on one batch (evaluation mode, no dropout, no gradients), beside ln 2:
+    the loss of a model that says 50/50 to every review."""
+    logits = _logits(model, batch)
+    labels = batch["labels"]
+    return pd.Series({"cross-entropy": classification_loss(logits, {"labels": labels}).item(),
+                      "ln 2 (a 50/50 guess)": math.log(2),
+                      "mean P(positive)": positive_probability(logits.numpy()).mean().item(),
+                      "accuracy on this batch": (logits.argmax(-1) == labels).float().mean().item()}, name="batch")
+
+
+def _raw_logits(model, batch):
+    """The logits before calibration: a saved model's are divided by the temperature folded into it."""
+    return _logits(model, batch) * recorded_temperature(model.config)
+
+
+def _logits(model, batch):
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        return forward(model, {key: batch[key].to(device) for key in ("input_ids", "attention_mask")}).float().cpu()
+
+
+# --- 05: teacher and student --------------------------------------------------------------------
+
+def side_by_side(named_models, tokenizer, test, texts, n=6):
+    """P(positive) of each model on the first `n` reviews of the tokenized test split (`texts`: their text)."""
+    n = min(n, len(test))
+    batch = next(iter(make_loader(test.select(range(n)), tokenizer, n)))
+    table = pd.DataFrame({"label": [LABEL_NAMES[int(label)] for label in batch["labels"]]},
+                         index=pd.RangeIndex(n, name="test review"))
+    for name, model in named_models.items():
+        table[f"P(positive): {name}"] = positive_probability(_logits(model, batch).numpy()).round(3)
+    table["review"] = [_preview(text) for text in list(texts)[:n]]
+    return table
+
+
+def with_teacher_logits(batch, teacher):
+    """The batch with the teacher's logits added, as the distillation loop's batches carry them: raw,
+    without the calibration temperature folded into the saved teacher (as distill.add_teacher_logits)."""
+    return {**batch, TEACHER_LOGITS: _raw_logits(teacher, batch)}
+
+
+def soft_targets(batch, temperature):
+    """The teacher's P(positive) for each review of a batch, plain and softened at `temperature`: the soft target."""
+    logits = batch[TEACHER_LOGITS].float()
+    plain, soft = (torch.softmax(logits / t, dim=-1)[:, 1].numpy().round(3) for t in (1.0, temperature))
+    return pd.DataFrame({"label": [LABEL_NAMES[int(label)] for label in batch["labels"]],
+                         "teacher P(positive)": plain, f"soft target at T={temperature:g}": soft},
+                        index=pd.RangeIndex(len(logits), name="review"))
+
+
+def loss_parts(logits, batch, temperature, alpha):
+    """The two parts of `distill.distillation_loss` and how alpha mixes them; "total" is that loss."""
+    hard = F.cross_entropy(logits, batch["labels"])
+    soft_student = F.log_softmax(logits / temperature, dim=-1)
+    soft_teacher = F.log_softmax(batch[TEACHER_LOGITS].float() / temperature, dim=-1)
+    soft = temperature**2 * F.kl_div(soft_student, soft_teacher, reduction="batchmean", log_target=True)
+    return {"hard: cross-entropy with the labels": hard.item(), "soft: T² · KL(teacher_T ‖ student_T)": soft.item(),
+            "alpha · hard": alpha * hard.item(), "(1 - alpha) · soft": (1 - alpha) * soft.item(),
+            "total": (alpha * hard + (1 - alpha) * soft).item()}
+
+
+def distillation_parts(named_students, batch, temperature, alpha):
+    """`loss_parts` of each student on one batch carrying the teacher's logits, one column per student,
+    with the loop's own loss function (distill.distillation_loss) in the last row as a check. A saved
+    student's logits are taken raw, as the loop saw them (its calibration temperature undone)."""
+    columns = {}
+    for name, student in named_students.items():
+        logits = _raw_logits(student, batch)
+        columns[name] = {**loss_parts(logits, batch, temperature, alpha),
+                         "distill.distillation_loss": distillation_loss(logits, batch, temperature, alpha).item()}
+    return pd.DataFrame(columns).round(4).rename_axis(f"alpha {alpha:g}, T {temperature:g}")
+
+
+def _preview(text, chars=PREVIEW_CHARS):
+    text = text.replace("<br />", " ")
+    return text if len(text) <= chars else text[:chars] + "..."
