@@ -3,6 +3,7 @@ import pytest
 
 from helpers import data
 from helpers.config import resolve_params
+from hub_cache import write_dataset
 
 
 def test_sample_is_balanced_and_sized(sample):
@@ -80,3 +81,75 @@ def test_summary_counts_labels(smoke_params):
     summary = data.split_summary(data.make_splits(smoke_params))
     assert summary.loc["train", "negative"] == summary.loc["train", "positive"]
     assert summary["reviews"].sum() == smoke_params.n_train + smoke_params.n_test
+
+
+def test_a_csv_with_a_byte_order_mark_loads_as_one_without(tmp_path, sample):
+    """Spreadsheets' "CSV UTF-8" starts the file with a byte-order mark (EF BB BF) before the header."""
+    small = _small(sample)
+    _write(tmp_path / "plain", small, "csv")
+    for split in small:
+        raw = (tmp_path / "plain" / f"{split}.csv").read_bytes()
+        (tmp_path / "bom").mkdir(exist_ok=True)
+        (tmp_path / "bom" / f"{split}.csv").write_bytes(b"\xef\xbb\xbf" + raw)
+    data.check_source(str(tmp_path / "bom"), {"train": 20, "test": 20})
+    with_mark, without = data.load_imdb(str(tmp_path / "bom")), data.load_imdb(str(tmp_path / "plain"))
+    for split in small:
+        pd.testing.assert_frame_equal(with_mark[split], without[split])
+
+
+@pytest.fixture
+def hub_cache_dir(tmp_path, monkeypatch):
+    """An empty hub cache that `snapshot_download` reads, offline whatever the environment says."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return tmp_path / "hub"
+
+
+def test_a_cached_hub_dataset_loads_offline_from_its_parquet_shards(hub_cache_dir, sample):
+    small = _small(sample)
+    unlabelled = small["train"].assign(label=-1)  # would be refused if it were read
+    write_dataset(hub_cache_dir, "someone/imdb", {
+        "plain_text/train-00000-of-00002.parquet": small["train"].iloc[:12],
+        "plain_text/train-00001-of-00002.parquet": small["train"].iloc[12:],
+        "plain_text/test-00000-of-00001.parquet": small["test"],
+        "plain_text/unsupervised-00000-of-00001.parquet": unlabelled,
+    })
+    loaded = data.load_imdb("someone/imdb")
+    for split in ("train", "test"):
+        pd.testing.assert_frame_equal(loaded[split], small[split])  # shards concatenated in order
+
+
+def test_a_hub_dataset_without_parquet_files_goes_through_datasets(hub_cache_dir, sample, monkeypatch):
+    import datasets
+
+    small = _small(sample)
+    folder = write_dataset(hub_cache_dir, "someone/csv-imdb", {})
+    (folder / "train.csv").write_text("text,label\n")
+    asked = []
+
+    def load_dataset(name):
+        asked.append(name)
+        return datasets.DatasetDict({s: datasets.Dataset.from_pandas(f) for s, f in small.items()})
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    loaded = data.load_imdb("someone/csv-imdb")
+    assert asked == ["someone/csv-imdb"]
+    pd.testing.assert_frame_equal(loaded["test"], small["test"])
+
+
+def test_a_hub_dataset_not_in_the_cache_is_refused_offline_with_the_fix(hub_cache_dir):
+    with pytest.raises(data.DataError, match=r"not in the local cache and the hub cannot be reached "
+                                             r"\(HF_HUB_OFFLINE is set\).*data: sample"):
+        data.load_imdb("someone/never-downloaded")
+
+
+def test_the_checks_before_a_run_leave_hub_names_to_the_data_stage(monkeypatch):
+    import huggingface_hub
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("check_source asked the hub")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", refuse)
+    data.check_source("stanfordnlp/imdb", {"train": 100, "test": 100})
