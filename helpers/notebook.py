@@ -13,9 +13,9 @@
 from pathlib import Path
 
 from helpers import colab, stages
+from helpers.config import make_params, resolve_params
 from helpers.io import read_json
 from helpers.runs import default_run_dir, last_run, open_run, profile_overrides, remember_last_run
-from helpers.config import make_params, resolve_params
 
 DEFAULT_PROFILE = "quick"
 
