@@ -30,11 +30,17 @@ from helpers.precision import quantization_engine
 TEACHER_LOGITS = "teacher_logits"
 
 
-def distillation_loss(logits, batch, temperature, alpha):
+def distillation_terms(logits, batch, temperature):
+    """The loss's two terms: cross-entropy with the labels, and T² · KL(teacher_T || student_T)."""
     soft_student = F.log_softmax(logits / temperature, dim=-1)
     soft_teacher = F.log_softmax(batch[TEACHER_LOGITS].float() / temperature, dim=-1)
     kl = F.kl_div(soft_student, soft_teacher, reduction="batchmean", log_target=True)
-    return alpha * F.cross_entropy(logits, batch["labels"]) + (1 - alpha) * temperature**2 * kl
+    return F.cross_entropy(logits, batch["labels"]), temperature**2 * kl
+
+
+def distillation_loss(logits, batch, temperature, alpha):
+    hard, soft = distillation_terms(logits, batch, temperature)
+    return alpha * hard + (1 - alpha) * soft
 
 
 def make_distillation_loss(params):

@@ -18,14 +18,13 @@ import random
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from transformers import get_scheduler
 
 from helpers import models, tokens
 from helpers.batching import PAD_TO_MULTIPLE, EpochSampler, make_loader, token_lengths
 from helpers.calibration import recorded_temperature, unfold_temperature
 from helpers.data import LABEL_NAMES
-from helpers.distill import TEACHER_LOGITS, distillation_loss
+from helpers.distill import TEACHER_LOGITS, distillation_loss, distillation_terms
 from helpers.evaluation import forward, positive_probability
 from helpers.training import classification_loss, param_groups
 
@@ -317,10 +316,7 @@ def soft_targets(batch, temperature):
 
 def loss_parts(logits, batch, temperature, alpha):
     """The two parts of `distill.distillation_loss` and how alpha mixes them; "total" is that loss."""
-    hard = F.cross_entropy(logits, batch["labels"])
-    soft_student = F.log_softmax(logits / temperature, dim=-1)
-    soft_teacher = F.log_softmax(batch[TEACHER_LOGITS].float() / temperature, dim=-1)
-    soft = temperature**2 * F.kl_div(soft_student, soft_teacher, reduction="batchmean", log_target=True)
+    hard, soft = distillation_terms(logits, batch, temperature)
     return {"hard: cross-entropy with the labels": hard.item(), "soft: T² · KL(teacher_T ‖ student_T)": soft.item(),
             "alpha · hard": alpha * hard.item(), "(1 - alpha) · soft": (1 - alpha) * soft.item(),
             "total": (alpha * hard + (1 - alpha) * soft).item()}
