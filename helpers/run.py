@@ -6,6 +6,7 @@
     python -m helpers.run quick --run-dir runs/q2 --overwrite    # start a run folder afresh
     python -m helpers.run quick --sweep n_train=250,500,1000,2000 # a learning curve (helpers.sweep)
     python -m helpers.run quick --seeds 3                         # seeds 42, 43, 44: mean and spread
+    python -m helpers.run quick --sweep n_train=250,500 --seeds 3 # each size under 3 seeds: medians
 
 Parameters are validated before any notebook starts. The run folder ends up holding the
 executed notebooks (notebooks/), params.json, environment.json, timings.json, each
@@ -24,7 +25,7 @@ from helpers.data import DataError
 from helpers.io import write_json
 from helpers.report import write_report
 from helpers.runs import default_run_dir, open_run, read_timings
-from helpers.sweep import collect, parse_sweep, run_dirs, seed_summary, write_results
+from helpers.sweep import collect, collect_grid, parse_sweep, run_dirs, seed_summary, write_grid_results, write_results
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 STAGE_NOTEBOOKS = layout.NOTEBOOKS
@@ -64,7 +65,7 @@ def _stage_list(text):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        args.sweep = args.sweep or _seed_sweep(args)
+        args.sweep = args.sweep or _seed_sweep(args)  # with both, a grid: each value under each seed
         plan = _plan(args)
         opened = [(open_run(args.profile, run_dir, overrides, overwrite=args.overwrite, writer=_first_process()), overrides)
                   for run_dir, overrides in plan]
@@ -74,23 +75,40 @@ def main(argv=None):
         if execute(run, overrides, args):
             sys.exit(1)
     if args.sweep and _first_process():
-        name, values = parse_sweep(args.sweep)
-        table = collect(name, {value: run.dir for value, (run, _) in zip(values, opened)})
-        sweep_dir = opened[0][0].dir.parent
-        write_results(sweep_dir, name, table)
-        print(f"{table.round(4).to_string()}\nlearning curve: {sweep_dir / 'learning_curve.png'}")
-        if name == "seed":
-            print(f"over {len(values)} seeds:\n{seed_summary(table).round(4).to_string()}")
+        _sweep_results(args, opened)
+
+
+def _sweep_results(args, opened):
+    """sweep.csv, the curve and the printed table of a finished sweep (helpers.sweep)."""
+    name, values = parse_sweep(args.sweep)
+    if name != "seed" and args.seeds:  # a grid: each value's runs, one per seed, then their medians
+        sweep_dir = opened[0][0].dir.parent.parent
+        runs = collect_grid(name, values, [run.dir for run, _ in opened])
+        table = write_grid_results(sweep_dir, name, runs)
+        print(f"{runs.round(4).to_string()}\nmedian over {args.seeds} seeds:\n{table.round(4).to_string()}\n"
+              f"learning curve: {sweep_dir / 'learning_curve.png'}")
+        return
+    table = collect(name, {value: run.dir for value, (run, _) in zip(values, opened)})
+    sweep_dir = opened[0][0].dir.parent
+    write_results(sweep_dir, name, table)
+    print(f"{table.round(4).to_string()}\nlearning curve: {sweep_dir / 'learning_curve.png'}")
+    if name == "seed":
+        print(f"over {len(values)} seeds:\n{seed_summary(table).round(4).to_string()}")
 
 
 def _seed_sweep(args):
     """--seeds N as the --sweep it stands for ('' without --seeds)."""
     if not args.seeds:
         return ""
+    return "seed=" + ",".join(map(str, _seeds(args)))
+
+
+def _seeds(args):
+    """The seeds of --seeds N: the profile's seed and the next N - 1."""
     if args.seeds < 2:
         raise ConfigError("--seeds: give 2 or more, e.g. --seeds 3")
     first = resolve_params(args.profile, dict(args.param)).seed
-    return "seed=" + ",".join(str(first + i) for i in range(args.seeds))
+    return [first + i for i in range(args.seeds)]
 
 
 def _plan(args):
@@ -103,11 +121,15 @@ def _plan(args):
         return [(Path(args.run_dir or default_run_dir(args.profile, overrides)).resolve(), overrides)]
     name, values = parse_sweep(args.sweep)
     sweep_dir = Path(args.run_dir or default_run_dir(f"{args.profile}-sweep-{name}")).resolve()
+    seeds = _seeds(args) if args.seeds and name != "seed" else [None]
     plan = []
-    for value, run_dir in run_dirs(sweep_dir, name, values).items():
-        params = resolve_params(args.profile, {**overrides, name: value})
-        check_inputs(params)
-        plan.append((run_dir, {**overrides, name: getattr(params, name)}))
+    for value, value_dir in run_dirs(sweep_dir, name, values).items():
+        for seed in seeds:
+            changes = {name: value} if seed is None else {name: value, "seed": seed}
+            params = resolve_params(args.profile, {**overrides, **changes})
+            check_inputs(params)
+            run_dir = value_dir if seed is None else value_dir / f"seed-{seed}"
+            plan.append((run_dir, {**overrides, **{key: getattr(params, key) for key in changes}}))
     return plan
 
 

@@ -83,3 +83,31 @@ def test_seeds_n_is_a_sweep_over_the_profiles_seed_and_the_next_ones(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["seed-42", "seed-43"]
     assert "over 2 seeds:" in result.stdout and (tmp_path / "seeds.csv").exists()
+
+
+def test_a_sweep_under_seeds_gives_each_value_its_median(tmp_path):
+    values, dirs = ["250", "500"], []
+    for value, accuracies in zip(values, ((0.50, 0.84, 0.86), (0.85, 0.80, 0.87))):
+        for seed, accuracy in zip((42, 43, 44), accuracies):
+            folder = tmp_path / f"n_train-{value}" / f"seed-{seed}"
+            _fake_run(folder, teacher=accuracy, timings={"03_train.ipynb": 60.0 + seed})
+            dirs.append(folder)
+    runs = sweep.collect_grid("n_train", values, dirs)
+    assert runs["seed"].tolist() == [42, 43, 44, 42, 43, 44]
+    table = sweep.write_grid_results(tmp_path, "n_train", runs)
+    assert table["teacher_accuracy"].tolist() == [0.84, 0.85]  # medians: one bad seed does not drag a size down
+    assert table.loc["250", ["seeds", "teacher_min", "teacher_max"]].tolist() == [3, 0.50, 0.86]
+    assert table.loc["500", "train_seconds"] == 103.0
+    assert pd.read_csv(tmp_path / "runs.csv").shape[0] == 6 and (tmp_path / "learning_curve.png").exists()
+
+
+@pytest.mark.slow
+def test_a_sweep_with_seeds_runs_every_value_under_every_seed(tmp_path):
+    result = _run("--sweep", "n_train=40,80", "--seeds", "2", "--run-dir", str(tmp_path), "--stages", "data")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    for value in (40, 80):
+        for seed in (42, 43):
+            params = json.loads((tmp_path / f"n_train-{value}" / f"seed-{seed}" / "params.json").read_text())["params"]
+            assert (params["n_train"], params["seed"]) == (value, seed)
+    assert pd.read_csv(tmp_path / "sweep.csv")["seeds"].tolist() == [2, 2]
+    assert "median over 2 seeds:" in result.stdout
