@@ -95,18 +95,26 @@ def fold_temperature(model, temperature):
     """
     if not (math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a positive number; got {temperature!r}")
-    classifier = getattr(model, "classifier", None)
-    if not isinstance(classifier, torch.nn.Linear):
-        found = "no classifier" if classifier is None else f"a {type(classifier).__name__} classifier"
-        raise TypeError(f"{type(model).__name__} has {found}; fold_temperature needs a model whose `classifier` "
-                        "is the final torch.nn.Linear layer (BertForSequenceClassification, "
-                        "DistilBertForSequenceClassification)")
+    classifier = output_layer(model)
     with torch.no_grad():
         classifier.weight.div_(temperature)
         if classifier.bias is not None:
             classifier.bias.div_(temperature)
     setattr(model.config, TEMPERATURE_KEY, recorded_temperature(model.config) * temperature)
     return model
+
+
+def output_layer(model):
+    """The classification layer whose outputs are the logits: `classifier` (BERT, DistilBERT) or
+    `classifier.out_proj` (the 'cls' head, ELECTRA's class); TypeError for anything else."""
+    classifier = getattr(model, "classifier", None)
+    classifier = getattr(classifier, "out_proj", classifier)
+    if not isinstance(classifier, torch.nn.Linear):
+        found = "no classifier" if classifier is None else f"a {type(classifier).__name__} classifier"
+        raise TypeError(f"{type(model).__name__} has {found}; fold_temperature needs a model whose final layer is a "
+                        "torch.nn.Linear `classifier` or `classifier.out_proj` (BertForSequenceClassification, "
+                        "DistilBertForSequenceClassification, ElectraForSequenceClassification)")
+    return classifier
 
 
 def recorded_temperature(config):

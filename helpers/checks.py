@@ -5,7 +5,7 @@ a model that cannot classify text or a `max_length` too long for the model fails
 seconds, not after the data stage or an hour of training. The full row-by-row checks of the
 data follow in the data stage, which also comes before any model.
 """
-from helpers import data, models, precision, test_sets, tokens
+from helpers import data, models, precision, test_sets, tokens, unlabelled
 from helpers.config import ConfigError
 
 
@@ -14,6 +14,9 @@ def check_inputs(params):
     test_sets.extra_test_files(params.extra_test)
     models.check_classifier(params.model, "model")
     models.check_classifier(params.student_model, "student_model")
+    models.check_head(params.model, params.head)
+    if params.n_unlabelled != 0:
+        unlabelled.check_unlabelled(params.unlabelled)
     tokens.check_max_length(params.model, params.max_length)
     precision.choose_precision(params.precision)  # e.g. fp16 asked for on a machine without a GPU
     precision.quantization_engine()  # the distill stage's int8 student needs one

@@ -15,6 +15,7 @@ import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROFILE_DIR = PROJECT_ROOT / "profiles"
+HEADS = ("pooler", "cls")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TRACKERS = ("tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "none")  # Accelerate's names
 _BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
@@ -39,12 +40,15 @@ class Params:
     model: str = _p("minilm-l6", "'minilm-l6' (offline), 'tiny-random-bert' (tests), a hub name or a local folder")
     max_length: int = _p(256, "tokens kept per review (longer reviews are truncated)", min=8)
     truncation_head: float = _p(1.0, "share of max_length taken from the start of a long review, the rest from its end (1.0: plain truncation; 0.25: head+tail, Sun et al. 2019)", min=0.0, max=1.0)
+    head: str = _p("pooler", "classification head of a BERT teacher: 'pooler' (BERT's own: tanh pooler on [CLS], then a linear layer) or 'cls' (the [CLS] state read directly by a fresh dense+GELU layer, no tanh pooler; saved as transformers' ElectraForSequenceClassification, whose encoder is BERT's: helpers/models.py)", choices=HEADS)
     attention_dropout: float = _p(0.0, "dropout on attention weights while fine-tuning (BERT pre-trained with 0.1; 0 lets PyTorch's fused attention kernel run, which is faster: docs/results.md)", min=0.0, max=0.9)
     # training (teacher)
     epochs: int = _p(1, "passes over the training reviews", min=1, max=100)
     batch_size: int = _p(16, "reviews per optimizer step and device, before gradient accumulation", min=1)
     grad_accum_steps: int = _p(1, "batches whose gradients are summed before each optimizer step", min=1)
+    min_steps: int = _p(0, "fewest optimizer steps: small training sets get extra epochs until they reach it (validation still picks the best epoch)", min=0)
     lr: float = _p(1e-4, "peak learning rate of AdamW", min=1e-7, max=1.0)
+    layer_decay: float = _p(1.0, "layer-wise learning-rate decay: each layer below the head learns at this times the rate of the one above (1.0: one rate for all)", min=0.1, max=1.0)
     weight_decay: float = _p(0.01, "AdamW weight decay (never on biases and LayerNorm)", min=0.0, max=1.0)
     warmup_ratio: float = _p(0.1, "share of optimizer steps spent warming the learning rate up", min=0.0, max=0.5)
     max_grad_norm: float = _p(1.0, "gradient clipping threshold", min=0.0)
@@ -61,6 +65,8 @@ class Params:
     student_lr: float = _p(1e-4, "peak learning rate for the student", min=1e-7, max=1.0)
     temperature: float = _p(2.0, "softmax temperature of the distillation loss", min=0.1, max=100.0)
     alpha: float = _p(0.5, "weight of the hard-label cross-entropy; 1 - alpha goes to the teacher's soft labels", min=0.0, max=1.0)
+    unlabelled: str = _p("sample", "unlabelled reviews the teacher labels for the student to learn from too: 'sample' (IMDB's unsupervised split, a slice shipped with the project), a Parquet/CSV file with a text column (relative paths from the project root), or a hub dataset name with an 'unsupervised' split (helpers/unlabelled.py)")
+    n_unlabelled: typing.Optional[int] = _p(0, "unlabelled reviews drawn (seeded) for distillation; 0 = none, none = all", min=0)
     # reporting
     extra_test: str = _p("", "extra labelled test sets scored by every model, comma-separated: 'short' (1,000 single IMDB sentences shipped with the project) or Parquet/CSV files with text and label columns, relative paths from the project root (helpers/test_sets.py)")
     n_errors: int = _p(10, "most confidently wrong test reviews shown", min=0)

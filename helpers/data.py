@@ -64,7 +64,7 @@ def check_source(source, sizes=None):
     if folder is None or (folder / "train" / "pos").is_dir():
         return
     for split, file in _data_files(folder).items():
-        _require_columns(_column_names(file), file)
+        _require_columns(column_names(file), file)
         wanted = (sizes or {}).get(split)
         if wanted is not None and file.suffix == ".parquet":
             _require_rows(parquet_rows(file), wanted, split)
@@ -96,13 +96,13 @@ def _data_files(folder):
 
 def _load_files(folder):
     """Parquet or CSV train/test files from a folder, through `datasets`."""
-    return {split: _checked(_read_table(file), file) for split, file in _data_files(folder).items()}
+    return {split: _checked(read_table(file), file) for split, file in _data_files(folder).items()}
 
 
-def _read_table(file):
+def read_table(file):
     import datasets
 
-    _column_names(file)  # refuses unreadable, truncated and non-UTF-8 files with a clear message
+    column_names(file)  # refuses unreadable, truncated and non-UTF-8 files with a clear message
     try:
         loaded = datasets.load_dataset(file.suffix.lstrip("."), data_files={"data": str(file)}, split="data")
     except Exception as error:  # noqa: BLE001 - the parsers raise many types; all mean "cannot parse"
@@ -112,7 +112,7 @@ def _read_table(file):
     return loaded.to_pandas()
 
 
-def _column_names(file):
+def column_names(file):
     """The columns of a Parquet or CSV file, from its footer or header line; unreadable files refused by name."""
     import pyarrow.parquet as pq
 
@@ -270,10 +270,10 @@ def check_labelled_file(file):
     if not file.is_file() or file.suffix not in (".parquet", ".csv"):
         raise DataError(f"{file}: not a Parquet or CSV file; an extra test set is a .parquet or .csv file with "
                         "text and label columns")
-    _require_columns(_column_names(file), file)
+    _require_columns(column_names(file), file)
 
 
 def load_labelled_file(file):
     """One Parquet or CSV file of reviews with `text` and `label`, checked like the train and test files."""
     check_labelled_file(file)
-    return _checked(_read_table(Path(file)), Path(file))
+    return _checked(read_table(Path(file)), Path(file))

@@ -7,7 +7,8 @@ changes, mixed with the ordinary cross-entropy on the true labels:
 
     loss = alpha * CE(student, labels) + (1 - alpha) * T**2 * KL(teacher_T || student_T)
 
-The teacher's logits are computed once, up front, and travel with each training batch.
+Reviews without a label (helpers.unlabelled, label -1) learn from the teacher alone: their loss is
+the soft term. The teacher's logits are computed once, up front, and travel with each training batch.
 """
 import copy
 import io
@@ -15,6 +16,7 @@ import time
 import warnings
 from functools import partial
 
+import datasets
 import numpy as np
 import pandas as pd
 import torch
@@ -26,25 +28,45 @@ from helpers.evaluation import classification_metrics, positive_probability, pre
 from helpers.io import dir_size_mb
 from helpers.models import count_parameters
 from helpers.precision import quantization_engine
+from helpers.tokens import tokenize_splits
 
 TEACHER_LOGITS = "teacher_logits"
 
 
 def distillation_terms(logits, batch, temperature):
-    """The loss's two terms: cross-entropy with the labels, and T² · KL(teacher_T || student_T)."""
+    """Per review: cross-entropy with its label (0 for an unlabelled review, label -1), T² · KL(teacher_T ||
+    student_T), and whether it has a label."""
+    labelled = batch["labels"] >= 0
+    hard = F.cross_entropy(logits, batch["labels"].clamp(min=0), reduction="none") * labelled
     soft_student = F.log_softmax(logits / temperature, dim=-1)
     soft_teacher = F.log_softmax(batch[TEACHER_LOGITS].float() / temperature, dim=-1)
-    kl = F.kl_div(soft_student, soft_teacher, reduction="batchmean", log_target=True)
-    return F.cross_entropy(logits, batch["labels"]), temperature**2 * kl
+    soft = temperature**2 * F.kl_div(soft_student, soft_teacher, reduction="none", log_target=True).sum(dim=-1)
+    return hard, soft, labelled
+
+
+def distillation_weights(labelled, alpha):
+    """Each review's weight on the hard term: alpha if it has a label, 0 if only the teacher labelled it."""
+    return alpha * labelled.float()
 
 
 def distillation_loss(logits, batch, temperature, alpha):
-    hard, soft = distillation_terms(logits, batch, temperature)
-    return alpha * hard + (1 - alpha) * soft
+    """The batch mean of alpha * hard + (1 - alpha) * soft over labelled reviews, soft alone over unlabelled ones."""
+    hard, soft, labelled = distillation_terms(logits, batch, temperature)
+    weight = distillation_weights(labelled, alpha)
+    return (weight * hard + (1 - weight) * soft).mean()
 
 
 def make_distillation_loss(params):
     return partial(distillation_loss, temperature=params.temperature, alpha=params.alpha)
+
+
+def with_unlabelled(train_split, frame, tokenizer, params):
+    """The student's training reviews: the labelled ones, then `frame`'s unlabelled ones (label -1)
+    tokenized the same way (max_length, truncation_head)."""
+    if frame is None or not len(frame):
+        return train_split
+    extra = tokenize_splits({"unlabelled": frame}, tokenizer, params.max_length, params.truncation_head)["unlabelled"]
+    return datasets.concatenate_datasets([train_split, extra.cast(train_split.features)])
 
 
 def add_teacher_logits(teacher, dataset, tokenizer, settings):

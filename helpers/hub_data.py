@@ -10,7 +10,7 @@ import pandas as pd
 
 from helpers.data import SPLITS, DataError
 
-# the hub files of the train and test splits only (stanfordnlp/imdb also holds an 'unsupervised' split)
+# the hub files of the train and test splits (the unlabelled reviews of the "unsupervised" split: hub_unsupervised)
 HUB_PATTERNS = [f"*{split}{tail}" for split in SPLITS for tail in ("-*.parquet", ".parquet")]
 
 
@@ -74,3 +74,26 @@ def _frames_with_datasets(name):
     if missing:
         raise DataError(f"hub dataset {name!r} has no {', '.join(missing)} split (it has {', '.join(loaded)})")
     return {split: loaded[split].to_pandas() for split in SPLITS}
+
+
+UNSUPERVISED = "unsupervised"  # stanfordnlp/imdb's name for its 50,000 unlabelled reviews
+
+
+def hub_unsupervised(name):
+    """The texts of a hub dataset's 'unsupervised' split (helpers.unlabelled), through the hub cache."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        folder = Path(snapshot_download(name, repo_type="dataset",
+                                        allow_patterns=[f"*{UNSUPERVISED}{tail}" for tail in ("-*.parquet", ".parquet")]))
+    except (LocalEntryNotFoundError, RepositoryNotFoundError, HFValidationError) as error:
+        raise DataError(f"unlabelled {name!r}: not a file, and the hub dataset cannot be had ({type(error).__name__}); "
+                        "give 'sample', a Parquet/CSV file with a text column, or a hub dataset you can download "
+                        "(offline: one already in the cache)") from None
+    files = sorted(f for f in folder.rglob("*.parquet")
+                   if f.name == f"{UNSUPERVISED}.parquet" or f.name.startswith(f"{UNSUPERVISED}-"))
+    if not files:
+        raise DataError(f"unlabelled {name!r}: the hub dataset has no '{UNSUPERVISED}' split among its Parquet files; "
+                        "give 'sample' or a Parquet/CSV file with a text column")
+    return pd.concat([pd.read_parquet(f, columns=["text"]) for f in files], ignore_index=True)["text"]

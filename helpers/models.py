@@ -22,6 +22,8 @@ from transformers import (
     BertForSequenceClassification,
     DistilBertConfig,
     DistilBertForSequenceClassification,
+    ElectraConfig,
+    ElectraForSequenceClassification,
 )
 
 from helpers.config import ConfigError
@@ -75,6 +77,16 @@ def check_classifier(name, role="model"):
                           "run no code); convert it with AutoModel.from_pretrained(folder).save_pretrained(folder)")
 
 
+def check_head(name, head):
+    """Refuse, reading only its configuration, head 'cls' on a teacher that is not a BERT."""
+    if head == "pooler" or name == TINY:
+        return
+    model_type = AutoConfig.from_pretrained(model_source(name)).model_type
+    if model_type != "bert":
+        raise ConfigError(f"head 'cls' needs a BERT teacher, but {name!r} is a {model_type!r} model; "
+                          "use head 'pooler' (the model's own head)")
+
+
 def position_limit(name):
     """The most tokens the model can read (its position embeddings)."""
     if name == TINY:
@@ -82,16 +94,50 @@ def position_limit(name):
     return AutoConfig.from_pretrained(model_source(name)).max_position_embeddings
 
 
-def load_teacher(name, tokenizer, seed, attention_dropout=None):
+def load_teacher(name, tokenizer, seed, attention_dropout=None, head="pooler"):
     """A BERT with a fresh 2-label classification head on top, initialised from `seed`.
 
-    `attention_dropout` None keeps the model's own setting (0.1 for BERT)."""
+    `head` "pooler" keeps the model's own head; "cls" puts the encoder under a head that reads
+    the [CLS] state directly (`cls_head_classifier`). `attention_dropout` None keeps the model's
+    own setting (0.1 for BERT)."""
     set_seed(seed)  # the new head's weights come from the global generators
     if name == TINY:
         config = BertConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **TINY_CONFIG, **LABELS)
         _set_attention_dropout(config, attention_dropout)
-        return BertForSequenceClassification(config)
-    return _load_classifier(name, attention_dropout)
+        model = BertForSequenceClassification(config)
+    else:
+        model = _load_classifier(name, attention_dropout)
+    return model if head == "pooler" else cls_head_classifier(model, name)
+
+
+def cls_head_classifier(bert, name="the teacher"):
+    """The same BERT encoder under ELECTRA's classification head: dense, GELU, linear, on the [CLS] state.
+
+    BERT's own head reads [CLS] through its pooler, a dense layer with tanh that was trained for
+    next-sentence prediction; a sentence-embedding model such as all-MiniLM-L6-v2 never used it, and
+    tanh bounds what the classifier sees, which squeezes its confidence. ELECTRA's encoder is BERT's,
+    layer for layer and name for name, so transformers' own ElectraForSequenceClassification holds
+    the BERT weights exactly (minus the pooler) and saved models load with AutoModelForSequenceClassification
+    and `pipeline`, no custom code. The new head comes from the global generators (seed them first).
+    """
+    if not isinstance(bert, BertForSequenceClassification):
+        raise ConfigError(f"head 'cls' needs a BERT teacher, but {name!r} is a {type(bert).__name__}; "
+                          "use head 'pooler' (the model's own head)")
+    c = bert.config
+    config = ElectraConfig(
+        vocab_size=c.vocab_size, embedding_size=c.hidden_size, hidden_size=c.hidden_size,
+        num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
+        intermediate_size=c.intermediate_size, hidden_act=c.hidden_act, hidden_dropout_prob=c.hidden_dropout_prob,
+        attention_probs_dropout_prob=c.attention_probs_dropout_prob, max_position_embeddings=c.max_position_embeddings,
+        type_vocab_size=c.type_vocab_size, initializer_range=c.initializer_range, layer_norm_eps=c.layer_norm_eps,
+        pad_token_id=c.pad_token_id, **LABELS)
+    model = ElectraForSequenceClassification(config)
+    encoder = {"electra." + key.removeprefix("bert."): value for key, value in bert.state_dict().items()
+               if key.startswith(("bert.embeddings.", "bert.encoder."))}
+    missing, unexpected = model.load_state_dict(encoder, strict=False)
+    if unexpected or any(not key.startswith("classifier.") for key in missing):
+        raise RuntimeError(f"BERT -> ELECTRA weights do not match: missing {missing}, unexpected {unexpected}")
+    return model
 
 
 def load_student(name, teacher, seed, attention_dropout=None):
@@ -137,9 +183,10 @@ def distil_from_teacher(teacher, layers=None, attention_dropout=None):
     By default every other layer (0, 2, 4 of six). The teacher's token-type embedding for
     segment 0 is folded into the position embeddings, since DistilBERT has no segments and
     single reviews always use segment 0: with all layers kept, the student computes exactly
-    the teacher's hidden states. The pooler and classifier are copied into DistilBERT's
-    pre-classifier and classifier (DistilBERT uses ReLU where BERT's pooler uses tanh, so
-    the head is a starting point, not an exact copy). `attention_dropout` defaults to the teacher's.
+    the teacher's hidden states. The head's two layers (BERT's pooler and classifier, or the
+    'cls' head's dense and output layers) are copied into DistilBERT's pre-classifier and
+    classifier; DistilBERT puts ReLU between them where BERT has tanh and the 'cls' head GELU,
+    so the head is a starting point, not an exact copy. `attention_dropout` defaults to the teacher's.
     """
     tc = teacher.config
     layers = list(range(0, tc.num_hidden_layers, 2)) if layers is None else list(layers)
@@ -167,7 +214,14 @@ _LAYER_MAP = {  # DistilBERT name -> BERT name, inside one transformer layer
 }
 
 
-def _student_weights(bert, layers):
+# the teacher's head layers -> DistilBERT's pre_classifier and classifier, by teacher type
+_HEAD_MAP = {"bert": ("bert.pooler.dense", "classifier"), "electra": ("classifier.dense", "classifier.out_proj")}
+
+
+def _student_weights(teacher, layers):
+    """DistilBERT weights from a BERT teacher's (or a 'cls'-head teacher's) state dict `teacher`."""
+    prefix = "electra." if "electra.embeddings.word_embeddings.weight" in teacher else "bert."
+    bert = {key.replace(prefix, "bert.", 1) if key.startswith(prefix) else key: value for key, value in teacher.items()}
     emb = "bert.embeddings."
     weights = {
         "distilbert.embeddings.word_embeddings.weight": bert[emb + "word_embeddings.weight"],
@@ -181,7 +235,7 @@ def _student_weights(bert, layers):
             for kind in ("weight", "bias"):
                 weights[f"distilbert.transformer.layer.{new_index}.{new}.{kind}"] = \
                     bert[f"bert.encoder.layer.{old_index}.{old}.{kind}"]
-    for new, old in (("pre_classifier", "bert.pooler.dense"), ("classifier", "classifier")):
+    for new, old in zip(("pre_classifier", "classifier"), _HEAD_MAP[prefix.rstrip(".")]):
         for kind in ("weight", "bias"):
             weights[f"{new}.{kind}"] = bert[f"{old}.{kind}"]
     return {name: tensor.detach().clone() for name, tensor in weights.items()}

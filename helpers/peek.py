@@ -24,9 +24,9 @@ from helpers import models, tokens
 from helpers.batching import PAD_TO_MULTIPLE, EpochSampler, make_loader, token_lengths
 from helpers.calibration import recorded_temperature, unfold_temperature
 from helpers.data import LABEL_NAMES
-from helpers.distill import TEACHER_LOGITS, distillation_loss, distillation_terms
+from helpers.distill import TEACHER_LOGITS, distillation_loss, distillation_terms, distillation_weights
 from helpers.evaluation import forward, positive_probability
-from helpers.training import classification_loss, param_groups
+from helpers.training import classification_loss, param_groups, planned_epochs
 
 PREVIEW_CHARS = 90  # characters of a review shown in a table
 
@@ -97,7 +97,7 @@ def random_state_kept():
 def untrained_teacher(params, tokenizer):
     """The teacher exactly as the train stage starts from it (same seed, so the same new head)."""
     with random_state_kept():
-        return models.load_teacher(params.model, tokenizer, params.seed, params.attention_dropout)
+        return models.load_teacher(params.model, tokenizer, params.seed, params.attention_dropout, params.head)
 
 
 def student_at_start(params, teacher):
@@ -171,7 +171,7 @@ def _part(name, prefix):
 def _saved_as(name, prefix):
     """The names a checkpoint may store parameter `name` under: with or without the base model's
     prefix, and with LayerNorm's old names (gamma, beta), which bert-base-uncased still uses."""
-    names = {name, name.removeprefix(prefix)}
+    names = {name, name.removeprefix(prefix), "bert." + name.removeprefix(prefix)}  # 'cls' head: BERT's weights
     old = {".LayerNorm.weight": ".LayerNorm.gamma", ".LayerNorm.bias": ".LayerNorm.beta"}
     return names | {n.removesuffix(new) + was for n in names for new, was in old.items() if n.endswith(new)}
 
@@ -219,13 +219,16 @@ def epoch_padding(dataset, settings, epoch=1):
     return pd.Series(shares, name="padding share")
 
 
-def param_group_table(model, weight_decay):
-    """The optimizer's two parameter groups (helpers.training.param_groups): decay, size, example names."""
+def param_group_table(model, settings):
+    """The optimizer's parameter groups (helpers.training.param_groups): weight decay, learning rate
+    (one per layer with layer_decay < 1), size, example names."""
     names = {id(param): name for name, param in model.named_parameters()}
     rows = {}
-    for group in param_groups(model, weight_decay):
+    for group in param_groups(model, settings.weight_decay, settings.lr, settings.layer_decay):
         label = "with weight decay" if group["weight_decay"] else "without weight decay"
-        rows[label] = {"weight_decay": group["weight_decay"], "tensors": len(group["params"]),
+        if settings.layer_decay != 1.0:
+            label += f", lr x {group['lr'] / settings.lr:.3g}"
+        rows[label] = {"weight_decay": group["weight_decay"], "lr": group["lr"], "tensors": len(group["params"]),
                        "parameters": sum(p.numel() for p in group["params"]),
                        "for example": ", ".join(names[id(p)] for p in group["params"][:2])}
     return pd.DataFrame(rows).T
@@ -233,8 +236,8 @@ def param_group_table(model, weight_decay):
 
 def optimizer_steps(n_reviews, settings):
     """(optimizer steps in all, of which warmup) as helpers.training counts them."""
-    batches = math.ceil(n_reviews / settings.batch_size)
-    total = math.ceil(batches / settings.grad_accum_steps) * settings.epochs
+    steps_per_epoch, epochs = planned_epochs(math.ceil(n_reviews / settings.batch_size), settings)
+    total = steps_per_epoch * epochs
     return total, round(settings.warmup_ratio * total)
 
 
@@ -315,11 +318,14 @@ def soft_targets(batch, temperature):
 
 
 def loss_parts(logits, batch, temperature, alpha):
-    """The two parts of `distill.distillation_loss` and how alpha mixes them; "total" is that loss."""
-    hard, soft = distillation_terms(logits, batch, temperature)
-    return {"hard: cross-entropy with the labels": hard.item(), "soft: T² · KL(teacher_T ‖ student_T)": soft.item(),
-            "alpha · hard": alpha * hard.item(), "(1 - alpha) · soft": (1 - alpha) * soft.item(),
-            "total": (alpha * hard + (1 - alpha) * soft).item()}
+    """The parts of `distill.distillation_loss` on a batch, as batch means: the hard and soft terms, and
+    how alpha mixes them (unlabelled reviews weigh the soft term alone); "total" is that loss."""
+    hard, soft, labelled = distillation_terms(logits, batch, temperature)
+    weight = distillation_weights(labelled, alpha)
+    mixed_hard, mixed_soft = (weight * hard).mean().item(), ((1 - weight) * soft).mean().item()
+    return {"hard: cross-entropy with the labels": hard[labelled].mean().item() if labelled.any() else float("nan"),
+            "soft: T² · KL(teacher_T ‖ student_T)": soft.mean().item(), "labelled reviews": int(labelled.sum()),
+            "alpha · hard": mixed_hard, "(1 - alpha) · soft": mixed_soft, "total": mixed_hard + mixed_soft}
 
 
 def distillation_parts(named_students, batch, temperature, alpha):

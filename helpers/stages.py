@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 from accelerate import PartialState
 
-from helpers import baseline, calibration, data, distill, evaluation, layout, models, plots, scoring, tokens
+from helpers import (baseline, calibration, data, distill, evaluation, layout, models, plots, scoring, test_sets, tokens,
+                     unlabelled)
 from helpers.io import read_json, write_frame, write_json
 from helpers.progress import quiet_library_bars
 from helpers.training import TrainSettings, train
@@ -43,6 +44,11 @@ def data_stage(run):
     started = time.perf_counter()
     splits = data.make_splits(run.params)
     data.save_splits(splits, run.stage("data"))
+    if run.params.n_unlabelled != 0:  # for the distill stage, drawn here so that it is fixed with the splits
+        sentences = [text for frame in test_sets.load_extra_tests(run.params.extra_test).values() for text in frame["text"]]
+        drawn = unlabelled.draw_unlabelled(run.params.unlabelled, run.params.n_unlabelled, run.params.seed,
+                                           splits["test"]["text"], sentences)
+        write_frame(run.stage("data") / "unlabelled.parquet", drawn, index=False)
     summary = data.split_summary(splits)
     write_json(run.stage("data") / "summary.json", summary.reset_index().to_dict("records"))
     words = {name: frame["text"].str.split().str.len().to_numpy() for name, frame in splits.items()}
@@ -74,7 +80,7 @@ def train_stage(run):
     params = run.params
     tokenized = tokens.load_tokenized(run.require("tokenized"))
     tokenizer = tokens.load_saved_tokenizer(run.require("tokenized"))
-    model = models.load_teacher(params.model, tokenizer, params.seed, params.attention_dropout)
+    model = models.load_teacher(params.model, tokenizer, params.seed, params.attention_dropout, params.head)
     history = train(model, tokenized, tokenizer, TrainSettings.from_params(params), run.stage("train"))
     return _finish(run, "train", _train_result(run, history, models.count_parameters(model)), started)
 
@@ -171,7 +177,9 @@ def distill_stage(run):
     # raw, as trained: a calibration temperature would soften the soft labels a second time, on top of the
     # distillation temperature, and a student built from the teacher's layers would inherit a rescaled head
     teacher = calibration.unfold_temperature(models.load_trained(teacher_dir))
-    train_split = distill.add_teacher_logits(teacher, tokenized["train"], tokenizer, settings)
+    extra = pd.read_parquet(run.require("data", "unlabelled.parquet")) if params.n_unlabelled != 0 else None
+    train_split = distill.add_teacher_logits(teacher, distill.with_unlabelled(tokenized["train"], extra, tokenizer, params),
+                                             tokenizer, settings)
     student = models.load_student(params.student_model, teacher, params.seed, params.attention_dropout)
     history = train(student, datasets.DatasetDict(train=train_split, val=tokenized["val"]), tokenizer, settings,
                     run.stage("distill"), loss_fn=distill.make_distillation_loss(params),
@@ -198,7 +206,8 @@ def distill_stage(run):
         tables={"epochs": _epochs_table(history), "comparison": distill.comparison_table(comparison),
                 "extra_test_sets": distill.extra_sets_table(comparison)},
         figures={"student_loss_curve": plots.loss_curve(history, "Distilling the student")},
-        values={"comparison": comparison, "student_metrics": student_metrics})
+        values={"comparison": comparison, "student_metrics": student_metrics,
+                "training_reviews": {"labelled": len(tokenized["train"]), "unlabelled": len(train_split) - len(tokenized["train"])}})
     return _finish(run, "distill", result, started)
 
 

@@ -36,6 +36,8 @@ LOG_EVERY = 10  # optimizer steps between progress-bar loss updates
 class TrainSettings:
     epochs: int
     lr: float
+    min_steps: int
+    layer_decay: float
     batch_size: int
     grad_accum_steps: int
     weight_decay: float
@@ -123,7 +125,7 @@ def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification
     accelerator.init_trackers(out_dir.name, config=dataclasses.asdict(settings))  # a no-op with tracker 'none'
     step = Stepper(prepared, loop.optimizer, loop.scheduler, accelerator, settings, loss_fn)
     n_batches = len(loop.loader)
-    while state.epoch <= settings.epochs:
+    while state.epoch <= loop.epochs:
         prepared.train()
         sampler.epoch = state.epoch
         batches = accelerator.skip_first_batches(loop.loader, state.batches_done) if state.batches_done else loop.loader
@@ -135,7 +137,7 @@ def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification
             state.batches_done += 1
             if len(window) < settings.grad_accum_steps and state.batches_done < n_batches:
                 continue
-            state.record_step(step(window), loop.scheduler.get_last_lr()[0])
+            state.record_step(step(window), max(loop.scheduler.get_last_lr()))  # the head's rate
             window = []
             if state.step % LOG_EVERY == 0:
                 state.read_losses()
@@ -172,6 +174,7 @@ class PreparedLoop:
     scheduler: object
     loader: object
     sampler: EpochSampler
+    epochs: int  # settings.epochs, or more to reach settings.min_steps
 
 
 def _prepare(model, tokenized, tokenizer, settings, extra_columns, out_dir):
@@ -182,24 +185,49 @@ def _prepare(model, tokenized, tokenizer, settings, extra_columns, out_dir):
     loader = make_loader(tokenized["train"], tokenizer, settings.batch_size, sampler, extra_columns)
     model.to(accelerator.device)  # before the optimizer, which on a GPU checks where its parameters live
     # fused: one kernel for the whole update instead of one per tensor
-    optimizer = torch.optim.AdamW(param_groups(model, settings.weight_decay), lr=settings.lr,
+    optimizer = torch.optim.AdamW(param_groups(model, settings.weight_decay, settings.lr, settings.layer_decay),
                                   fused=accelerator.device.type in ("cpu", "cuda") or None)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     if settings.compile:  # in place, so saved weights keep their names; dynamic: length-grouped batches vary in length
         model.compile(dynamic=True, backend=COMPILE_BACKEND)
-    total_steps = math.ceil(len(loader) / settings.grad_accum_steps) * settings.epochs
+    steps_per_epoch, epochs = planned_epochs(len(loader), settings)
+    total_steps = steps_per_epoch * epochs
     # with split batches a prepared scheduler steps once per optimizer step, whatever the process count
     scheduler = accelerator.prepare(get_scheduler(
         "linear", optimizer, num_warmup_steps=round(settings.warmup_ratio * total_steps), num_training_steps=total_steps))
-    return PreparedLoop(accelerator, model, optimizer, scheduler, loader, sampler)
+    return PreparedLoop(accelerator, model, optimizer, scheduler, loader, sampler, epochs)
 
 
-def param_groups(model, weight_decay):
-    decay, no_decay = [], []
+def planned_epochs(n_batches, settings):
+    """(optimizer steps per epoch, epochs): settings.epochs, or more when that many would stay under
+    settings.min_steps, which small training sets need to leave chance at all."""
+    steps_per_epoch = math.ceil(n_batches / settings.grad_accum_steps)
+    return steps_per_epoch, max(settings.epochs, math.ceil(settings.min_steps / steps_per_epoch))
+
+
+def param_groups(model, weight_decay, lr, layer_decay=1.0):
+    """AdamW's parameter groups: no weight decay on biases and LayerNorm weights, and with
+    `layer_decay` < 1 a learning rate that shrinks by that factor per layer below the head
+    (layer-wise decay, Howard and Ruder 2018; Clark et al. 2020): the lower layers hold general
+    features that a small training set should change least."""
+    n_layers = model.config.num_hidden_layers
+    groups = {}
     for name, param in model.named_parameters():
         if param.requires_grad:
-            (no_decay if name.endswith(NO_DECAY) else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            group_lr = lr * layer_decay ** (n_layers + 1 - layer_depth(name, n_layers))
+            decay = 0.0 if name.endswith(NO_DECAY) else weight_decay
+            groups.setdefault((group_lr, decay), {"params": [], "weight_decay": decay, "lr": group_lr})["params"].append(param)
+    return [groups[key] for key in sorted(groups, reverse=True)]  # the head's rate first, with decay before without
+
+
+def layer_depth(name, n_layers):
+    """0 for the embeddings, i + 1 for encoder layer i, n_layers + 1 for the rest (pooler and head)."""
+    words = name.split(".")
+    if "embeddings" in words:
+        return 0
+    if "layer" in words and words[words.index("layer") + 1].isdigit():
+        return int(words[words.index("layer") + 1]) + 1
+    return n_layers + 1
 
 
 class Stepper:

@@ -60,6 +60,14 @@ def imdb_slice(sample, tokenizer, n_train, n_short_test, n_long_test):
             "test": pick(sample["test"], n_short_test // 2, n_long_test // 2)}
 
 
+def unlabelled_slice(n):
+    """The `n` shortest reviews of the shipped unlabelled slice, labelled -1 as the hub's unsupervised split is."""
+    from helpers.unlabelled import load_unlabelled
+
+    frame = load_unlabelled("sample")
+    return frame.loc[frame["text"].str.len().nsmallest(n).index].assign(label=-1).reset_index(drop=True)
+
+
 def write_models(cache, tokenizer):
     """bert-base-uncased and distilbert-base-uncased at their real sizes, random weights, saved as safetensors."""
     import torch
@@ -86,7 +94,8 @@ def build(cache, sample, n_train=50, n_short_test=6, n_long_test=2):
     """Fill `cache` with stanfordnlp/imdb, bert-base-uncased and distilbert-base-uncased; returns the frames written."""
     tokenizer = minilm_tokenizer()
     frames = imdb_slice(sample, tokenizer, n_train, n_short_test, n_long_test)
-    # the real repository's layout, its 'unsupervised' split left out (the pipeline never reads it)
+    frames["unsupervised"] = unlabelled_slice(n_train)
+    # the real repository's layout: plain_text/{train,test,unsupervised}-00000-of-00001.parquet
     write_dataset(cache, IMDB, {f"plain_text/{split}-00000-of-00001.parquet": frame for split, frame in frames.items()})
     write_models(cache, tokenizer)
     return frames

@@ -79,9 +79,10 @@ def _logits(model, seed=0):
         return model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits
 
 
-@pytest.mark.parametrize("architecture", ["bert", "distilbert"])
+@pytest.mark.parametrize("architecture", ["bert", "distilbert", "cls-head"])
 def test_folding_divides_the_logits_and_records_the_temperature(tiny_teacher, architecture):
-    model = tiny_teacher if architecture == "bert" else models.distil_from_teacher(tiny_teacher)
+    model = {"bert": lambda: tiny_teacher, "distilbert": lambda: models.distil_from_teacher(tiny_teacher),
+             "cls-head": lambda: models.cls_head_classifier(tiny_teacher)}[architecture]()
     original = _logits(model)
     assert calibration.recorded_temperature(model.config) == 1.0
     calibration.fold_temperature(model, 2.5)

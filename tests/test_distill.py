@@ -33,6 +33,35 @@ def test_soft_term_is_kl_at_temperature_times_t_squared():
     torch.testing.assert_close(loss, expected)
 
 
+def test_an_unlabelled_review_learns_from_the_teacher_alone():
+    logits = torch.tensor([[2.0, -1.0], [0.5, 0.3]])
+    batch = _batch([[0.0, 3.0], [1.0, -2.0]], [1, -1])  # the second review has no label
+    t, alpha = 2.0, 0.7
+    hard, soft, labelled = distill.distillation_terms(logits, batch, t)
+    assert labelled.tolist() == [True, False] and hard[1].item() == 0.0
+    expected = (alpha * F.cross_entropy(logits[:1], batch["labels"][:1]) + (1 - alpha) * soft[0] + soft[1]) / 2
+    torch.testing.assert_close(distill.distillation_loss(logits, batch, t, alpha), expected)
+    only_unlabelled = _batch([[0.0, 3.0]], [-1])  # a batch with no label at all still has a finite loss
+    assert torch.isfinite(distill.distillation_loss(logits[:1], only_unlabelled, t, alpha))
+
+
+def test_the_students_reviews_are_the_labelled_then_the_unlabelled(tiny_tokenizer):
+    import pandas as pd
+
+    from helpers.config import resolve_params
+
+    params = resolve_params("smoke")
+    splits = {"train": pd.DataFrame({"text": ["a fine film", "a poor film"], "label": [1, 0]})}
+    from helpers.tokens import tokenize_splits
+
+    train = tokenize_splits(splits, tiny_tokenizer, params.max_length)["train"]
+    extra = pd.DataFrame({"text": ["never saw it", "saw it twice, a gem", "meh"], "label": [-1, -1, -1]})
+    both = distill.with_unlabelled(train, extra, tiny_tokenizer, params)
+    assert both["labels"] == [1, 0, -1, -1, -1] and len(both) == 5
+    assert both[2]["input_ids"] == tiny_tokenizer("never saw it")["input_ids"]
+    assert distill.with_unlabelled(train, None, tiny_tokenizer, params) is train
+
+
 def test_teacher_logits_travel_with_the_training_reviews(tiny_teacher, tiny_tokenizer):
     from helpers.config import resolve_params
     from helpers.batching import make_loader

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.slow
 N_TEST = 6  # 4 short reviews and 2 longer than 512 word pieces: every prediction pass pads to max_length
 # the size knobs only; precision pinned to fp32. extra_test off: the profiles' 1,000 extra sentences,
 # scored by three bert-sized models, would double each run's time and test nothing profile-specific
-SIZES = {"n_test": N_TEST, "precision": "fp32", "extra_test": ""}
+# n_unlabelled: a few, so the hub's 'unsupervised' split is read as the profiles read it
+SIZES = {"n_test": N_TEST, "precision": "fp32", "extra_test": "", "n_unlabelled": 4}
 RUNS = {  # profile: overrides, and the max_length the profile itself sets; one optimizer step an epoch
     # subset: val_fraction 0.1 of 12 gives ceil(1.2) = 2 validation reviews (a stratified split needs one
     # per label) and 10 training reviews
@@ -80,6 +81,8 @@ def test_the_hub_profile_runs_offline_by_name(profile, cache, tmp_path):
     # the data came from the cached dataset: all of its test reviews, training reviews among its own
     assert set(pd.read_parquet(run_dir / "data" / "test.parquet")["text"]) == set(frames["test"]["text"])
     assert set(pd.read_parquet(run_dir / "data" / "train.parquet")["text"]) <= set(frames["train"]["text"])
+    drawn = pd.read_parquet(run_dir / "data" / "unlabelled.parquet")
+    assert len(drawn) == 4 and set(drawn["text"]) <= set(frames["unsupervised"]["text"])
 
     # bert-base sized teacher, distilbert-base sized student
     teacher = json.loads((run_dir / "train" / "model" / "config.json").read_text())

@@ -86,3 +86,58 @@ def test_a_half_precision_checkpoint_trains_in_float32(tmp_path, tiny_teacher, t
     loaded = models.load_teacher(str(tmp_path / "fp16"), tiny_tokenizer, seed=0)
     assert {p.dtype for p in loaded.parameters()} == {torch.float32}
     assert models.load_trained(tmp_path / "fp16").dtype == torch.float32
+
+
+@pytest.fixture
+def cls_teacher(tiny_tokenizer):
+    return models.load_teacher(models.TINY, tiny_tokenizer, seed=0, head="cls")
+
+
+def test_the_cls_head_keeps_berts_encoder_exactly(tiny_teacher, cls_teacher, tiny_tokenizer):
+    """Same seed, same BERT weights: the 'cls' teacher's hidden states are the BERT teacher's to the bit."""
+    from transformers import ElectraForSequenceClassification
+
+    assert isinstance(cls_teacher, ElectraForSequenceClassification) and not hasattr(cls_teacher.electra, "pooler")
+    batch = _batch(tiny_tokenizer)
+    with torch.no_grad():
+        expected = tiny_teacher.eval().bert(**batch).last_hidden_state
+        got = cls_teacher.eval().electra(**batch).last_hidden_state
+    torch.testing.assert_close(got, expected, atol=0, rtol=0)
+    assert models.count_parameters(cls_teacher) == models.count_parameters(tiny_teacher)  # pooler's size moved to the head
+
+
+def test_the_cls_head_reads_the_cls_state_without_tanh(cls_teacher, tiny_tokenizer):
+    batch = _batch(tiny_tokenizer)
+    head = cls_teacher.classifier
+    with torch.no_grad():
+        cls_state = cls_teacher.eval().electra(**batch).last_hidden_state[:, 0]
+        expected = head.out_proj(torch.nn.functional.gelu(head.dense(cls_state)))
+        torch.testing.assert_close(cls_teacher(**batch).logits, expected)
+
+
+def test_a_cls_teacher_saves_and_loads_with_transformers_own_classes(tmp_path, cls_teacher, tiny_tokenizer):
+    from transformers import AutoModelForSequenceClassification, pipeline
+
+    models.save_classifier(cls_teacher, tiny_tokenizer, tmp_path / "model")
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model")
+    batch = _batch(tiny_tokenizer)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(**batch).logits, cls_teacher.eval()(**batch).logits)
+    answers = pipeline("text-classification", model=str(tmp_path / "model"), device="cpu")(["A joy.", "A bore."])
+    assert {answer["label"] for answer in answers} <= {"NEGATIVE", "POSITIVE"}
+
+
+def test_the_student_of_a_cls_teacher_is_built_from_its_layers(cls_teacher, tiny_tokenizer):
+    student = models.distil_from_teacher(cls_teacher, layers=range(4)).eval()
+    batch = _batch(tiny_tokenizer)
+    with torch.no_grad():
+        expected = cls_teacher.eval().electra(**batch).last_hidden_state
+        torch.testing.assert_close(student.distilbert(**batch).last_hidden_state, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(student.pre_classifier.weight, cls_teacher.classifier.dense.weight)
+    torch.testing.assert_close(student.classifier.weight, cls_teacher.classifier.out_proj.weight)
+
+
+def test_the_cls_head_needs_a_bert(tiny_teacher):
+    student = models.distil_from_teacher(tiny_teacher)
+    with pytest.raises(ConfigError, match="head 'cls' needs a BERT teacher.*use head 'pooler'"):
+        models.cls_head_classifier(student, "distilbert-base-uncased")

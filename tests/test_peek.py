@@ -82,7 +82,8 @@ def test_loading_a_model_to_look_at_is_the_stages_model_and_leaves_the_random_st
     student = peek.student_at_start(smoke_params, teacher)
     after = _random_states()
     assert before[:2] == after[:2] and torch.equal(before[2], after[2])
-    staged = models.load_teacher(smoke_params.model, tiny_tokenizer, smoke_params.seed, smoke_params.attention_dropout)
+    staged = models.load_teacher(smoke_params.model, tiny_tokenizer, smoke_params.seed, smoke_params.attention_dropout,
+                                 smoke_params.head)
     for name, weights in staged.state_dict().items():  # the same new head as the train stage draws
         assert torch.equal(weights, teacher.state_dict()[name]), name
     staged_student = models.load_student(smoke_params.student_model, staged, smoke_params.seed)
@@ -109,6 +110,14 @@ def test_model_parts_marks_what_the_checkpoint_lacks_as_new(tmp_path, tiny_teach
     parts = peek.model_parts(tiny_teacher, str(tmp_path))
     assert parts["weights"].to_dict() == {"embeddings": "pre-trained", **{f"encoder layer {i}": "pre-trained" for i in range(4)},
                                           "pooler": "new (random)", "classifier": "new (random)"}
+
+
+def test_a_cls_head_model_finds_its_encoder_in_a_bert_checkpoint(tmp_path, tiny_teacher):
+    """bert-base-uncased stores its weights as 'bert.*'; the 'cls' head model holds them as 'electra.*'."""
+    tiny_teacher.save_pretrained(tmp_path)
+    parts = peek.model_parts(models.cls_head_classifier(tiny_teacher), str(tmp_path))
+    assert parts["weights"].to_dict() == {"embeddings": "pre-trained", **{f"encoder layer {i}": "pre-trained" for i in range(4)},
+                                          "classifier": "new (random)"}
 
 
 def test_the_first_batch_is_the_loops_first_batch_padded_to_a_multiple_of_8(synthetic, tiny_tokenizer):
@@ -143,14 +152,20 @@ def test_epoch_padding_is_what_the_loaders_batches_hold(synthetic, tiny_tokenize
 
 
 def test_param_groups_table_splits_every_parameter_once(tiny_teacher):
-    table = peek.param_group_table(tiny_teacher, 0.01)
+    table = peek.param_group_table(tiny_teacher, _settings(weight_decay=0.01))
     assert table["parameters"].sum() == models.count_parameters(tiny_teacher)
     assert table.loc["with weight decay", "weight_decay"] == 0.01 and table.loc["without weight decay", "weight_decay"] == 0.0
-    decay, no_decay = training.param_groups(tiny_teacher, 0.01)
+    decay, no_decay = training.param_groups(tiny_teacher, 0.01, 1e-3)
     assert table["tensors"].tolist() == [len(decay["params"]), len(no_decay["params"])]
     examples = {label: table.loc[label, "for example"].split(", ") for label in table.index}
     assert all(name.endswith(training.NO_DECAY) for name in examples["without weight decay"])
     assert not any(name.endswith(training.NO_DECAY) for name in examples["with weight decay"])
+
+
+def test_param_groups_table_shows_each_layer_rate(tiny_teacher):
+    table = peek.param_group_table(tiny_teacher, _settings(layer_decay=0.5))
+    assert table["parameters"].sum() == models.count_parameters(tiny_teacher)
+    assert sorted(set(table["lr"] / table["lr"].max())) == pytest.approx([0.5 ** k for k in range(6)][::-1])
 
 
 def test_the_schedule_is_the_one_the_loop_follows(tmp_path, synthetic, tiny_teacher, tiny_tokenizer):

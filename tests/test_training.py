@@ -81,11 +81,32 @@ def test_warmup_then_linear_decay(tmp_path, synthetic, tiny_teacher, tiny_tokeni
 
 
 def test_no_weight_decay_on_biases_and_layernorm(tiny_teacher):
-    decay, no_decay = training.param_groups(tiny_teacher, 0.01)
+    decay, no_decay = training.param_groups(tiny_teacher, 0.01, 1e-3)
     names = {id(p): n for n, p in tiny_teacher.named_parameters()}
     assert all(not names[id(p)].endswith(("bias", "LayerNorm.weight")) for p in decay["params"])
     assert any(names[id(p)].endswith("LayerNorm.weight") for p in no_decay["params"])
     assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 0.01
+
+
+def test_layer_decay_lowers_the_rate_layer_by_layer(tiny_teacher):
+    groups = training.param_groups(tiny_teacher, 0.01, 1e-3, layer_decay=0.5)
+    lr_of = {name: group["lr"] for group in groups for name, p in tiny_teacher.named_parameters()
+             if any(p is q for q in group["params"])}
+    n = tiny_teacher.config.num_hidden_layers  # 4: embeddings 0.5**5, layer i 0.5**(4 - i), head 1
+    assert lr_of["classifier.weight"] == lr_of["bert.pooler.dense.weight"] == pytest.approx(1e-3)
+    assert lr_of["bert.encoder.layer.3.output.dense.weight"] == pytest.approx(1e-3 * 0.5)
+    assert lr_of["bert.encoder.layer.0.attention.self.query.bias"] == pytest.approx(1e-3 * 0.5 ** n)
+    assert lr_of["bert.embeddings.word_embeddings.weight"] == pytest.approx(1e-3 * 0.5 ** (n + 1))
+    assert sum(len(g["params"]) for g in groups) == len(list(tiny_teacher.parameters()))
+    assert len(training.param_groups(tiny_teacher, 0.01, 1e-3)) == 2  # no decay: one rate, two groups
+
+
+def test_min_steps_adds_epochs_to_a_small_set(tmp_path, synthetic, tiny_teacher, tiny_tokenizer):
+    settings = _settings(epochs=1, batch_size=16, min_steps=30)  # 12 steps an epoch: 3 epochs
+    assert training.planned_epochs(12, settings) == (12, 3)
+    history = training.train(tiny_teacher, synthetic, tiny_tokenizer, settings, tmp_path)
+    assert len(history["epochs"]) == 3 and len(history["steps"]) == 36
+    assert training.planned_epochs(12, _settings(epochs=2, min_steps=5)) == (12, 2)  # enough steps: epochs kept
 
 
 def test_batches_are_padded_to_a_multiple_of_8(synthetic, tiny_tokenizer):

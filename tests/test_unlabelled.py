@@ -1,0 +1,54 @@
+"""Unlabelled reviews for distillation (helpers.unlabelled): drawn, seeded, free of test texts."""
+import pandas as pd
+import pytest
+
+from helpers import unlabelled
+from helpers.config import ConfigError
+from helpers.data import DataError
+
+SENTENCE = "This is one of the finest films of the decade, by far."  # >= 40 characters
+
+
+def _frame(texts):
+    return pd.DataFrame({"text": texts})
+
+
+def test_reviews_holding_a_test_text_are_dropped():
+    frame = _frame(["A review. " + SENTENCE + " More words.", "The exact test review.", "Great movie. Nothing else.",
+                    "An innocent review."])
+    kept = unlabelled.without_test_texts(frame, ["The exact test review."], [SENTENCE, "Great movie."])
+    # the long sentence inside a review and the equal review go; a short common phrase inside a review stays
+    assert kept["text"].tolist() == ["Great movie. Nothing else.", "An innocent review."]
+
+
+def test_the_shipped_slice_is_clean_of_the_short_sentences_and_the_sample_test_reviews():
+    from helpers.data import SAMPLE_DIR
+    from helpers.test_sets import SHIPPED
+
+    shipped = unlabelled.load_unlabelled("sample")
+    assert len(shipped) == 3000 and shipped["text"].is_unique
+    tests = pd.read_parquet(SAMPLE_DIR / "test.parquet")["text"]
+    sentences = pd.read_parquet(SHIPPED["short"])["text"]
+    assert len(unlabelled.without_test_texts(shipped, tests, sentences)) == len(shipped)
+
+
+def test_a_draw_is_seeded_sized_and_unlabelled(tmp_path):
+    file = tmp_path / "unsup.csv"
+    _frame([f"review number {i}" for i in range(300)] + ["x " + SENTENCE]).to_csv(file, index=False)
+    a = unlabelled.draw_unlabelled(str(file), 50, seed=1, test_reviews=["review number 7"], test_sentences=[SENTENCE])
+    b = unlabelled.draw_unlabelled(str(file), 50, seed=1, test_reviews=["review number 7"], test_sentences=[SENTENCE])
+    assert a.equals(b) and len(a) == 50 and set(a["label"]) == {unlabelled.NO_LABEL}
+    every = unlabelled.draw_unlabelled(str(file), None, seed=2, test_reviews=["review number 7"], test_sentences=[SENTENCE])
+    assert len(every) == 299 and "review number 7" not in set(every["text"])
+    with pytest.raises(DataError, match="299 usable reviews, fewer than n_unlabelled 400"):
+        unlabelled.draw_unlabelled(str(file), 400, seed=1, test_reviews=["review number 7"], test_sentences=[SENTENCE])
+
+
+def test_bad_sources_are_refused_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match="not a Parquet or CSV file"):
+        unlabelled.check_unlabelled(str(tmp_path / "missing.parquet"))
+    _frame(["x"]).rename(columns={"text": "review"}).to_csv(tmp_path / "no_text.csv", index=False)
+    with pytest.raises(DataError, match="no 'text' column"):
+        unlabelled.check_unlabelled(str(tmp_path / "no_text.csv"))
+    unlabelled.check_unlabelled("sample")  # the shipped slice passes
+    unlabelled.check_unlabelled("stanfordnlp/imdb")  # hub names are tried by the data stage, not here
