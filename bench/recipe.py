@@ -111,7 +111,7 @@ def median_table(rows):
     return "\n".join(lines)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names from VARIANTS")
     parser.add_argument("--sizes", default="250,500,1000,2000", help="n_train values (the sweep's sizes)")
@@ -119,7 +119,7 @@ def main():
     parser.add_argument("--model", default=None, help="the teacher's weights (default: the quick profile's)")
     parser.add_argument("--precision", default=None, help="override the precision (default: auto)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where finished runs are appended (JSON lines)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     unknown = set(args.variants.split(",")) - set(VARIANTS)
     if unknown:
         raise SystemExit(f"--variants: unknown {', '.join(sorted(unknown))}; choose from {', '.join(VARIANTS)}")
@@ -144,6 +144,7 @@ def main():
                     out.write(json.dumps(row) + "\n")
                 print(json.dumps(row), flush=True)
     print(median_table(rows))
+    return rows
 
 
 if __name__ == "__main__":

@@ -62,3 +62,18 @@ def test_infer_speed_compares_teacher_student_and_int8(tmp_path):
     scores = comparison["models"]  # smoke's 40 test reviews are all in the CPU sample
     assert results["teacher_accuracy"] == scores["teacher"]["test"]["accuracy"]  # the same reviews, the same predictions
     assert results["int8_accuracy"] == scores["student_int8"]["cpu_sample"]["accuracy"]
+
+
+def test_recipe_ablation_scores_each_variant_beside_the_baseline(tmp_path, capsys):
+    out = tmp_path / "recipe.jsonl"
+    rows = _bench("recipe").main(["--model", "tiny-random-bert", "--sizes", "40", "--seeds", "2", "--precision", "fp32",
+                                  "--variants", "base,fresh-pooler,cls", "--out", str(out)])
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert written == rows and len(rows) == 6  # 3 variants x 2 seeds, each appended as it finished
+    assert {(row["variant"], row["seed"]) for row in rows} == {(v, s) for v in ("base", "fresh-pooler", "cls") for s in (42, 43)}
+    for row in rows:
+        assert 0 <= row["test"] <= 1 and 0 <= row["short"] <= 1 and 0 <= row["baseline_test"] <= 1
+        assert row["steps"] == 5 and row["epochs"] == 1 and row["temperature"] > 0  # 36 reviews, batch 8
+    by_seed = {row["seed"]: row["baseline_test"] for row in rows if row["variant"] == "base"}
+    assert all(row["baseline_test"] == by_seed[row["seed"]] for row in rows)  # one baseline per split
+    assert "variant" in capsys.readouterr().out.splitlines()[-4]  # the median table's header
