@@ -160,12 +160,18 @@ def test_the_smoke_pipeline_runs_end_to_end_in_bf16_forced_on_the_cpu(tmp_path):
 
 def test_the_same_command_again_resumes_from_the_checkpoints_and_says_so(smoke_run):
     """Last in this file: it reruns the batch run in place (as after a disconnect)."""
-    metrics = (smoke_run / "eval" / "metrics.json").read_bytes()
+    metrics = json.loads((smoke_run / "eval" / "metrics.json").read_text())
     assert "resuming from checkpoint" not in _notebook_text(smoke_run / "notebooks" / "03_train.ipynb")
     result = subprocess.run([sys.executable, "-m", "helpers.run", "smoke", "--run-dir", str(smoke_run), "-p", "n_test", "32"],
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    # smoke: 60 training reviews in batches of 8, 2 teacher epochs and 1 student epoch
+    # smoke: 60 training reviews in batches of 8, 2 teacher epochs; 1 student epoch over them and the 20
+    # unlabelled reviews (10 batches)
     assert "resuming from checkpoint step-00000016: epoch 3, 0 batch(es)" in _notebook_text(smoke_run / "notebooks" / "03_train.ipynb")
-    assert "resuming from checkpoint step-00000008: epoch 2, 0 batch(es)" in _notebook_text(smoke_run / "notebooks" / "05_distill.ipynb")
-    assert (smoke_run / "eval" / "metrics.json").read_bytes() == metrics
+    assert "resuming from checkpoint step-00000010: epoch 2, 0 batch(es)" in _notebook_text(smoke_run / "notebooks" / "05_distill.ipynb")
+    # the evaluate stage ran again on the calibrated model: the same predictions, and a temperature refitted
+    # on logits recovered from weights divided by it, equal up to floating-point rounding
+    again = json.loads((smoke_run / "eval" / "metrics.json").read_text())
+    assert {k: again[k] for k in ("accuracy", "n", "f1")} == {k: metrics[k] for k in ("accuracy", "n", "f1")}
+    assert again.keys() == metrics.keys()
+    assert all(again[key] == pytest.approx(value, rel=1e-4) for key, value in metrics.items())
