@@ -91,7 +91,7 @@ def prepare(size):
     params = resolve_params("quick", {"model": size["model"], "n_train": n_total, "val_fraction": size["n_val"] / n_total,
                                       "max_length": size["max_length"], "batch_size": size["batch_size"],
                                       "lr": size["lr"], "precision": size["precision"], "checkpoint_every": 0,
-                                      "truncation_head": 1.0})
+                                      "truncation_head": 1.0, "min_steps": 0})  # one epoch for every loop
     splits = data.make_splits(params)
     splits.pop("test")
     tokenizer = tokens.prepare_tokenizer(params, splits["train"]["text"].tolist())
