@@ -85,11 +85,17 @@ def make_loader(dataset, tokenizer, batch_size, sampler=None, extra_columns=()):
     Without a sampler the batches follow the dataset's order. The loader draws its worker seed
     from a generator of its own, so starting a pass over it does not move torch's global random
     state (which dropout uses): a resumed run then draws exactly the numbers an unbroken one does.
+
+    With a GPU the batches are padded into pinned (page-locked) memory, from which the copy to
+    the GPU runs asynchronously (helpers.devices asks Accelerate for non-blocking copies), and
+    Accelerate's loader already fetches one batch ahead, so the next batch is padded and on its way
+    while the GPU works through the queued step. No worker processes: padding a batch costs the
+    main process little, while a worker would start anew at every epoch and every resume.
     """
     columns = ["input_ids", "attention_mask", "labels", *extra_columns]
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=PAD_TO_MULTIPLE, return_tensors="pt")
     return DataLoader(dataset.select_columns(columns), batch_size=batch_size, sampler=sampler, collate_fn=collator,
-                      generator=torch.Generator().manual_seed(0))
+                      generator=torch.Generator().manual_seed(0), pin_memory=torch.cuda.is_available())
 
 
 def split_batch(batch, parts):

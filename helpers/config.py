@@ -15,6 +15,15 @@ import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROFILE_DIR = PROJECT_ROOT / "profiles"
+
+
+def project_path(value):
+    """A path parameter as a notebook reads it: relative paths from the project root (notebooks run in
+    notebooks/, so the working folder would be the wrong base; helpers.run makes paths typed on its
+    command line absolute first, so they mean what the user typed)."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
 HEADS = ("pooler", "cls")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TRACKERS = ("tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "none")  # Accelerate's names
@@ -57,8 +66,10 @@ class Params:
     group_by_length: bool = _p(True, "batch reviews of similar length together, so less of each batch is padding (helpers/batching.py)")
     tracker: str = _p("tensorboard", "experiment tracker (through Accelerate) that logs training loss, learning rate and validation metrics into each training stage's folder; 'none' logs nothing", choices=TRACKERS)
     eval_batch_size: int = _p(64, "reviews per batch when predicting", min=1)
-    checkpoint_every: int = _p(100, "optimizer steps between checkpoints (0: only at epoch ends); a rerun resumes from the newest", min=0)
-    keep_checkpoints: int = _p(2, "newest checkpoints kept (the best one is kept as well)", min=1)
+    checkpoint_minutes: float = _p(20.0, "minutes of training between checkpoints, from which a rerun resumes after a disconnect: one is written at the first step or epoch end once this many minutes have passed since the stage began or since the last checkpoint, none after the last epoch (the model is saved instead). 20 bounds what a Colab disconnect loses to about 20 minutes of training, while a checkpoint (the weights and AdamW's two moments: three times the model, 1.3 GB for bert-base) is written seldom enough that writing it to Drive takes a small share of the time; a stage shorter than that writes none", min=0.1)
+    checkpoint_every: int = _p(0, "optimizer steps between checkpoints, replacing checkpoint_minutes when above 0 (then a checkpoint also follows every epoch but the last): for tests and runs that want checkpoints at known steps", min=0)
+    keep_checkpoints: int = _p(2, "newest checkpoints kept while a stage trains (the one written with the best model is kept as well)", min=1)
+    keep_checkpoints_at_end: bool = _p(False, "keep a stage's checkpoints once it has finished; by default they are deleted then, since they only serve to resume an unfinished stage (and on Google Drive they count against the quota), so a finished stage run again trains afresh from its inputs")
     # distillation (student)
     student_model: str = _p("distil-from-teacher", "'distil-from-teacher' (DistilBERT from every other teacher layer), a hub name or a local folder")
     student_epochs: int = _p(1, "passes over the training reviews for the student", min=1, max=100)
@@ -79,6 +90,9 @@ class Params:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Params)}
+# when checkpoints are written and which are kept, never what is trained: they stay out of the checkpoint
+# fingerprint and the run folder's name, and a run folder takes new values of them without refusing
+CHECKPOINT_FIELDS = ("checkpoint_minutes", "checkpoint_every", "keep_checkpoints", "keep_checkpoints_at_end")
 _TYPES = typing.get_type_hints(Params)
 
 

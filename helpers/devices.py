@@ -24,8 +24,9 @@ def make_accelerator(settings, log_dir=None):
     choice = choose_precision(settings.precision)
     _forget_other_precision(choice.mixed_precision)
     tracker = getattr(settings, "tracker", "none")
+    # non_blocking: batches in pinned memory (helpers.batching) reach the GPU without stalling the loop
     accelerator = Accelerator(mixed_precision=choice.mixed_precision,
-                              dataloader_config=DataLoaderConfiguration(split_batches=True),
+                              dataloader_config=DataLoaderConfiguration(split_batches=True, non_blocking=True),
                               log_with=None if log_dir is None or tracker == "none" else tracker, project_dir=log_dir)
     accelerator.precision_reason = choice.reason
     for name in ("batch_size", "eval_batch_size"):

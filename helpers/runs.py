@@ -22,7 +22,7 @@ from pathlib import Path
 
 from helpers import layout
 from helpers.checks import check_inputs
-from helpers.config import PROJECT_ROOT, ConfigError, Params, make_params, resolve_params
+from helpers.config import CHECKPOINT_FIELDS, PROJECT_ROOT, ConfigError, Params, make_params, resolve_params
 from helpers.io import read_json, remove_tree, write_json
 
 STAGES = tuple(layout.FOLDERS.values())  # the stage folders
@@ -58,8 +58,10 @@ LAST_RUN = "LAST_RUN"  # in a runs root: the path of the run folder a notebook l
 
 def run_name(profile, overrides=None):
     """`profile`, or `profile-<8 hex>` naming the parameters that differ from it: other parameters,
-    another folder. The same values name the same folder however they were typed ("500" or 500)."""
-    differing = profile_overrides(profile, resolve_params(profile, overrides))
+    another folder. The same values name the same folder however they were typed ("500" or 500).
+    The checkpoint cadence (CHECKPOINT_FIELDS) changes no result, so it never changes the folder."""
+    differing = {name: value for name, value in profile_overrides(profile, resolve_params(profile, overrides)).items()
+                 if name not in CHECKPOINT_FIELDS}
     if not differing:
         return profile
     canonical = json.dumps(sorted(differing.items()), default=str)
@@ -135,9 +137,11 @@ def load_run(run_dir):
 
 
 def _refuse_mismatch(run_dir, stored, profile, params):
+    """Refuse to open a run folder with parameters other than its own; the checkpoint cadence may change
+    (a rerun with checkpoint_minutes or keep_checkpoints changed takes the new values, params.json keeps the first)."""
     old = stored["params"]
     new = params.to_dict()
-    changed = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
+    changed = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v and k not in CHECKPOINT_FIELDS}
     if stored["profile"] == profile and not changed:
         return
     detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items()) or "no parameter"

@@ -9,10 +9,12 @@ helpers.batching, checkpoints from helpers.checkpoints, predictions from helpers
 import contextlib
 import dataclasses
 import gc
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate.utils import set_seed
@@ -20,11 +22,10 @@ from accelerate.utils.memory import should_reduce_batch_size
 from transformers import get_scheduler
 
 from helpers.batching import EpochSampler, make_loader, split_batch, token_lengths
-from helpers.checkpoints import Checkpointer, fingerprint
+from helpers.checkpoints import MODEL_FILE, Cadence, Checkpointer, Weights, fingerprint
 from helpers.devices import make_accelerator, plain_model
 from helpers.evaluation import forward, predict_logits, validation_scores
-from helpers.io import write_json
-from helpers.models import save_classifier
+from helpers.io import atomic_dir, stop_if_disk_full, write_json
 from helpers.progress import progress
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight")
@@ -49,8 +50,10 @@ class TrainSettings:
     tracker: str
     eval_batch_size: int
     seed: int
+    checkpoint_minutes: float
     checkpoint_every: int
     keep_checkpoints: int
+    keep_checkpoints_at_end: bool
 
     @classmethod
     def from_params(cls, params, student=False):
@@ -108,62 +111,93 @@ def classification_loss(logits, batch):
 def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification_loss, extra_columns=()):
     """Fine-tune `model` on tokenized["train"], validating on tokenized["val"] after each epoch.
 
-    Checkpoints go to `out_dir/checkpoints` every `settings.checkpoint_every` optimizer steps and
-    at each epoch end; when one is there already, training resumes from the newest usable one.
+    Checkpoints go to `out_dir/checkpoints` when helpers.checkpoints.Cadence says so (every
+    `settings.checkpoint_minutes`, or every `settings.checkpoint_every` optimizer steps), never
+    after the last epoch; when one is there already, training resumes from the newest usable one.
     The best model by validation accuracy is saved with its tokenizer to `out_dir/model`
-    (safetensors); the per-step and per-epoch history goes to `out_dir/history.json`.
+    (safetensors); the per-step and per-epoch history goes to `out_dir/history.json`. Once that is
+    written the stage is done, and its checkpoints are deleted unless `settings.keep_checkpoints_at_end`.
     Returns the history; `model` comes back plain (no Accelerate wrappers).
     """
     out_dir = Path(out_dir)
     loop = _prepare(model, tokenized, tokenizer, settings, extra_columns, out_dir)
-    accelerator, prepared, sampler = loop.accelerator, loop.model, loop.sampler
+    accelerator, prepared = loop.accelerator, loop.model
     checkpointer = Checkpointer(out_dir / "checkpoints", fingerprint(prepared, tokenized["train"], settings, accelerator),
-                                accelerator, prepared, loop.optimizer, loop.scheduler, sampler, settings.keep_checkpoints)
+                                accelerator, prepared, loop.optimizer, loop.scheduler, loop.sampler,
+                                settings.keep_checkpoints, Cadence(settings.checkpoint_every, settings.checkpoint_minutes))
     state = checkpointer.resume(LoopState(history={
         "steps": [], "epochs": [], "settings": dataclasses.asdict(settings),
         "precision": accelerator.mixed_precision, "precision_reason": accelerator.precision_reason}))
     accelerator.init_trackers(out_dir.name, config=dataclasses.asdict(settings))  # a no-op with tracker 'none'
     step = Stepper(prepared, loop.optimizer, loop.scheduler, accelerator, settings, loss_fn)
-    n_batches = len(loop.loader)
     while state.epoch <= loop.epochs:
-        prepared.train()
-        sampler.epoch = state.epoch
-        batches = accelerator.skip_first_batches(loop.loader, state.batches_done) if state.batches_done else loop.loader
-        bar = progress(batches, desc=f"epoch {state.epoch}", initial=state.batches_done, total=n_batches,
-                       unit="reviews", unit_scale=settings.batch_size, disable=not accelerator.is_local_main_process)
-        window = []  # the batches of one optimizer step (gradient accumulation)
-        for batch in bar:
-            window.append(batch)
-            state.batches_done += 1
-            if len(window) < settings.grad_accum_steps and state.batches_done < n_batches:
-                continue
-            state.record_step(step(window), max(loop.scheduler.get_last_lr()))  # the head's rate
-            window = []
-            if state.step % LOG_EVERY == 0:
-                state.read_losses()
-                last = state.history["steps"][-1]
-                bar.set_postfix(loss=f"{last['loss']:.4f}", refresh=False)
-                accelerator.log({"train/loss": last["loss"], "train/lr": last["lr"]}, step=state.step)
-            if settings.checkpoint_every and state.step % settings.checkpoint_every == 0 and state.batches_done < n_batches:
-                state.read_losses()
-                checkpointer.save(state)  # at an epoch's end, the checkpoint follows validation instead
-        state.read_losses()
-        logits = predict_logits(prepared, tokenized["val"], tokenizer, settings.eval_batch_size, accelerator, "validating")
-        scores = validation_scores(logits, tokenized["val"]["labels"])
-        accelerator.log({f"val/{name}": value for name, value in scores.items()}, step=state.step)
-        epoch = state.epoch
-        improved = state.end_epoch(scores)
-        if improved:
-            _save_model(accelerator, prepared, tokenizer, out_dir / "model")
-        accelerator.print(f"epoch {epoch}: val accuracy {scores['accuracy']:.4f}, val loss {scores['loss']:.4f}"
-                          + (" (best so far, saved)" if improved else ""))
-        checkpointer.save(state, best=improved)
-    if accelerator.is_main_process:
-        write_json(out_dir / "history.json", state.history)
+        _train_epoch(loop, state, step, checkpointer, settings)
+        _end_epoch(loop, state, checkpointer, tokenized["val"], tokenizer, settings, out_dir)
+    if accelerator.is_main_process:  # the stage's done marker (helpers.layout), so the checkpoints may go after it
+        with stop_if_disk_full("writing history.json", out_dir, len(json.dumps(state.history)), checkpointer.disk_advice):
+            write_json(out_dir / "history.json", state.history)
+    checkpointer.finish(keep=settings.keep_checkpoints_at_end)
     for tracker in accelerator.trackers:  # not accelerator.end_training(): it also ends the process group,
         tracker.finish()                  # which the next stage of a multi-process launch still needs
     plain_model(model)  # the caller's model leaves the loop without Accelerate's wrappers
     return state.history
+
+
+def _train_epoch(loop, state, step, checkpointer, settings):
+    """Train the rest of epoch `state.epoch` (all of it, unless a resumed checkpoint stopped inside it):
+    optimizer steps over windows of grad_accum_steps batches, the loss read every LOG_EVERY steps, and a
+    checkpoint whenever one is due, except after the epoch's last step, where _end_epoch decides."""
+    accelerator, n_batches = loop.accelerator, len(loop.loader)
+    loop.model.train()
+    loop.sampler.epoch = state.epoch
+    batches = accelerator.skip_first_batches(loop.loader, state.batches_done) if state.batches_done else loop.loader
+    bar = progress(batches, desc=f"epoch {state.epoch}", initial=state.batches_done, total=n_batches,
+                   unit="reviews", unit_scale=settings.batch_size, disable=not accelerator.is_local_main_process)
+    window = []  # the batches of one optimizer step (gradient accumulation)
+    for batch in bar:
+        window.append(batch)
+        state.batches_done += 1
+        if len(window) < settings.grad_accum_steps and state.batches_done < n_batches:
+            continue
+        state.record_step(step(window), max(loop.scheduler.get_last_lr()))  # the head's rate
+        window = []
+        if state.step % LOG_EVERY == 0:
+            _log_loss(state, bar, accelerator)
+        if state.batches_done < n_batches and checkpointer.due(state.step):
+            state.read_losses()
+            checkpointer.save(state)
+
+
+def _log_loss(state, bar, accelerator):
+    state.read_losses()
+    last = state.history["steps"][-1]
+    bar.set_postfix(loss=f"{last['loss']:.4f}", refresh=False)
+    accelerator.log({"train/loss": last["loss"], "train/lr": last["lr"]}, step=state.step)
+
+
+def _end_epoch(loop, state, checkpointer, val, tokenizer, settings, out_dir):
+    """Validate; save the model when it is the best so far; write a checkpoint when one is due, but never
+    after the last epoch (the stage ends there). The weights are serialized once for both, and the
+    checkpoint links the model's file instead of writing the weights again (helpers.checkpoints.Weights)."""
+    accelerator = loop.accelerator
+    state.read_losses()
+    logits = predict_logits(loop.model, val, tokenizer, settings.eval_batch_size, accelerator, "validating")
+    scores = validation_scores(logits, loop.val_labels)
+    accelerator.log({f"val/{name}": value for name, value in scores.items()}, step=state.step)
+    epoch, last = state.epoch, state.epoch == loop.epochs
+    improved = state.end_epoch(scores)
+    checkpoint = not last and checkpointer.due(state.step, epoch_end=True)
+    weights = None
+    if accelerator.is_main_process and (improved or checkpoint):
+        weights = Weights.of(accelerator.unwrap_model(loop.model).state_dict())
+    if improved:
+        state.best_checkpoint = None  # an older checkpoint no longer holds the best weights
+        _save_model(accelerator, loop.model, tokenizer, out_dir / "model", weights, checkpointer.disk_advice)
+    accelerator.print(f"epoch {epoch}: val accuracy {scores['accuracy']:.4f}, val loss {scores['loss']:.4f}"
+                      + (" (best so far, saved)" if improved else ""))
+    if checkpoint:
+        checkpointer.save(state, best=improved, weights=weights,
+                          weights_file=out_dir / "model" / MODEL_FILE if improved else None)
 
 
 @dataclass
@@ -175,6 +209,7 @@ class PreparedLoop:
     loader: object
     sampler: EpochSampler
     epochs: int  # settings.epochs, or more to reach settings.min_steps
+    val_labels: np.ndarray  # read once from Arrow: a datasets column read row by row costs ms at every epoch end
 
 
 def _prepare(model, tokenized, tokenizer, settings, extra_columns, out_dir):
@@ -195,7 +230,8 @@ def _prepare(model, tokenized, tokenizer, settings, extra_columns, out_dir):
     # with split batches a prepared scheduler steps once per optimizer step, whatever the process count
     scheduler = accelerator.prepare(get_scheduler(
         "linear", optimizer, num_warmup_steps=round(settings.warmup_ratio * total_steps), num_training_steps=total_steps))
-    return PreparedLoop(accelerator, model, optimizer, scheduler, loader, sampler, epochs)
+    val_labels = tokenized["val"].with_format("arrow")["labels"].to_numpy().copy()  # writable, as torch wants it
+    return PreparedLoop(accelerator, model, optimizer, scheduler, loader, sampler, epochs, val_labels)
 
 
 def planned_epochs(n_batches, settings):
@@ -292,7 +328,17 @@ def accumulate_gradients(model, accelerator, batches, loss_fn, parts):
     return total
 
 
-def _save_model(accelerator, model, tokenizer, target):
+def _save_model(accelerator, model, tokenizer, target, weights, disk_advice):
+    """The best model so far as a transformers folder (what models.save_classifier writes: config,
+    tokenizer, model.safetensors), with the weights already serialized in `weights`; it replaces the
+    previous best whole."""
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        save_classifier(accelerator.unwrap_model(model), tokenizer, target)
+    if not accelerator.is_main_process:
+        return
+    plain = accelerator.unwrap_model(model)
+    with stop_if_disk_full("saving the best model", target, len(weights.data), disk_advice), atomic_dir(target) as tmp:
+        # the two fields save_pretrained fills in before writing the config (tests compare the folders byte for byte)
+        plain.config.dtype, plain.config.architectures = str(plain.dtype).split(".")[1], [type(plain).__name__]
+        plain.config.save_pretrained(tmp)
+        weights.write(tmp / MODEL_FILE)
+        tokenizer.save_pretrained(tmp)

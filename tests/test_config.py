@@ -68,3 +68,12 @@ def test_switches_accept_the_usual_words(raw, expected):
 def test_a_switch_refuses_other_words():
     with pytest.raises(ConfigError, match="'group_by_length': expected bool"):
         resolve_params("quick", {"group_by_length": "maybe"})
+
+
+def test_checkpoints_follow_the_clock_unless_a_step_cadence_is_set():
+    params = make_params({})
+    assert params.checkpoint_every == 0 and params.checkpoint_minutes > 0  # minutes, by default
+    assert params.keep_checkpoints_at_end is False  # a finished stage's checkpoints are deleted
+    assert resolve_params("quick", {"checkpoint_every": "25", "checkpoint_minutes": "7.5"}).checkpoint_minutes == 7.5
+    with pytest.raises(ConfigError, match="'checkpoint_minutes': 0.0 is below the minimum"):
+        resolve_params("quick", {"checkpoint_minutes": 0})

@@ -39,7 +39,8 @@ def prepared(tmp_path_factory):
     _reviews(320, 0).to_parquet(data_dir / "train.parquet")
     _reviews(64, 1).to_parquet(data_dir / "test.parquet")
     overrides = {"data": str(data_dir), "n_train": 320, "n_test": 64, "val_fraction": 0.4, "epochs": 4,
-                 "batch_size": 16, "lr": 5e-3, "warmup_ratio": 0.0, "checkpoint_every": 10}
+                 "batch_size": 16, "lr": 5e-3, "warmup_ratio": 0.0, "checkpoint_every": 10,
+                 "keep_checkpoints_at_end": True}
     run = open_run("smoke", root / "one", overrides)
     stages.data_stage(run)
     stages.tokenize_stage(run)

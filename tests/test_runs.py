@@ -63,3 +63,18 @@ def test_cli_overwrite_will_not_delete_a_folder_that_is_not_a_run(tmp_path):
 def test_cli_help_lists_the_parameters():
     result = _cli("--help")
     assert result.returncode == 0 and "max_length" in result.stdout and "student_model" in result.stdout
+
+
+CADENCE = {"checkpoint_minutes": 5, "checkpoint_every": 7, "keep_checkpoints": 1, "keep_checkpoints_at_end": True}
+
+
+def test_the_checkpoint_cadence_neither_names_nor_refuses_a_run_folder(tmp_path):
+    from helpers.runs import run_name
+
+    assert run_name("smoke", CADENCE) == "smoke"
+    assert run_name("smoke", {"n_train": 100, **CADENCE}) == run_name("smoke", {"n_train": 100})
+    open_run("smoke", tmp_path, {"n_train": 100})
+    reopened = open_run("smoke", tmp_path, {"n_train": 100, **CADENCE})  # not refused: it changes no result
+    assert (reopened.params.checkpoint_every, reopened.params.keep_checkpoints_at_end) == (7, True)
+    with pytest.raises(ConfigError, match=r"n_train: 100 -> 200"):
+        open_run("smoke", tmp_path, {"n_train": 200, **CADENCE})

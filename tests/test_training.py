@@ -184,6 +184,17 @@ def test_grouped_batches_come_in_random_order_not_longest_first():
     assert sorted(uneven) == list(range(99)) and set(uneven[-3:]) == shortest  # the one short batch comes last
 
 
+def test_batches_are_pinned_for_a_gpu_and_copied_without_blocking(synthetic, tiny_tokenizer, monkeypatch):
+    """Pinned (page-locked) batches let the copy to the GPU run beside the step; no worker processes, which
+    would start anew at every epoch and resume (Accelerate's loader already fetches a batch ahead)."""
+    assert not batching.make_loader(synthetic["train"], tiny_tokenizer, 16).pin_memory  # CPU: nothing to pin for
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    loader = batching.make_loader(synthetic["train"], tiny_tokenizer, 16)
+    assert loader.pin_memory and loader.num_workers == 0
+    monkeypatch.undo()
+    assert devices.make_accelerator(_settings()).dataloader_config.non_blocking
+
+
 def test_starting_a_pass_over_the_loader_leaves_the_global_random_state_alone(synthetic, tiny_tokenizer):
     loader = batching.make_loader(synthetic["train"], tiny_tokenizer, 16, batching.EpochSampler([5] * 64, 16, 0, False))
     before = torch.get_rng_state()
