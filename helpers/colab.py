@@ -3,9 +3,9 @@
 On Colab a notebook should (1) say which GPU it got, or warn before a large profile crawls on
 the CPU, and (2) be able to keep its run folders on Google Drive, because a disconnect wipes
 the runtime's disk and with it every checkpoint. Each notebook runs in a runtime of its own,
-so each mounts Drive again. Nothing here waits for an answer (a question would stop *Run all*):
-the notebooks' `drive` parameter says whether to use Drive (True: mount it, with Google's own
-permission dialog; False: never; None, the default: when Drive is already mounted).
+so each mounts Drive again: the notebooks' `drive` parameter is True by default, which shows Google's
+permission dialog once per runtime (one click, then *Run all* goes on); False keeps the run on the
+runtime's disk, which the next notebook cannot see.
 """
 import sys
 from pathlib import Path
@@ -32,22 +32,21 @@ def on_colab():
     return "google.colab" in sys.modules
 
 
-def runs_root(drive=None):
+def runs_root(drive=True):
     """The folder run folders go under: the project's runs/, or on Colab one on Google Drive.
 
-    `drive` True mounts Drive if needed; None uses it only if it is mounted already; False never.
+    On Colab `drive` True (the notebooks' default) mounts Drive if needed (Google's permission
+    dialog, once per runtime): without it nothing survives from one notebook to the next. False
+    keeps run folders on this runtime's disk, and says what that costs.
     """
-    if not on_colab() or drive is False:
+    if not on_colab():
         return RUNS_ROOT
-    if not drive_mounted():
-        if drive is None:
-            print("run folders stay on this runtime's disk, which a disconnect wipes; to keep them on Google Drive "
-                  "set drive = True in the parameters cell and run the notebook again")
-            return RUNS_ROOT
-        if not mount_drive():
-            print(f"Google Drive not mounted: run folders stay on this runtime's disk ({RUNS_ROOT})")
-            return RUNS_ROOT
-    return DRIVE_MOUNT / DRIVE_RUNS
+    if drive is not False and (drive_mounted() or mount_drive()):
+        return DRIVE_MOUNT / DRIVE_RUNS
+    reason = "drive = False" if drive is False else "Google Drive is not mounted"
+    print(f"{reason}: the run folder stays on this runtime's disk ({RUNS_ROOT}). A disconnect, or opening the next "
+          "notebook (a runtime of its own), loses the run: set drive = True to keep it on Google Drive.")
+    return RUNS_ROOT
 
 
 def check_device(profile, params):

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from helpers.config import project_path
 from helpers.io import write_frame
 
 SAMPLE_DIR = Path(__file__).parent / "sample_data"
@@ -48,7 +49,7 @@ def _local_folder(source):
     """The folder `source` names; None for a hub dataset name."""
     if source == "sample":
         return SAMPLE_DIR
-    path = Path(source).expanduser()
+    path = project_path(source)
     if path.is_dir():
         return path
     if path.exists() or source.startswith((".", "/", "~")):

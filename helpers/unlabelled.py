@@ -16,11 +16,10 @@ review, or one containing a sentence of an extra test set of at least CONTAINED_
 (the short-sentence set was cut from IMDB reviews, a few of them in `unsup`). Shorter sentences
 are left out of that check because common phrases ("a great movie.") occur in many innocent reviews.
 """
-from pathlib import Path
 
 import pandas as pd
 
-from helpers.config import PROJECT_ROOT, ConfigError
+from helpers.config import ConfigError, project_path
 from helpers.data import SAMPLE_DIR, DataError, column_names, read_table
 
 SHIPPED_FILE = SAMPLE_DIR / "unlabelled.parquet"
@@ -44,8 +43,7 @@ def _file(spec):
     """The file `spec` names; None for a hub dataset name."""
     if spec == "sample":
         return SHIPPED_FILE
-    path = Path(spec).expanduser()
-    path = path if path.is_absolute() else PROJECT_ROOT / path
+    path = project_path(spec)
     if path.exists() or spec.startswith((".", "/", "~")) or spec.endswith((".parquet", ".csv")):
         return path
     return None

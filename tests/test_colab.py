@@ -7,7 +7,7 @@ import nbformat
 import pytest
 import torch
 
-from helpers import colab
+from helpers import colab, notebook
 from helpers.config import PROJECT_ROOT
 from helpers.config import resolve_params
 from helpers.layout import NOTEBOOKS as STAGE_NOTEBOOKS
@@ -70,32 +70,29 @@ def test_on_a_cpu_only_a_profile_larger_than_quick_warns(fake_colab, capsys, pro
         assert "no GPU: running on the CPU" in out
 
 
-def test_drive_true_mounts_it_once_and_puts_run_folders_there(fake_colab, tmp_path):
-    assert colab.runs_root(True) == drive_runs(tmp_path)
-    assert colab.runs_root(True) == drive_runs(tmp_path)
+@pytest.mark.parametrize("drive", [True, None])  # None: what notebooks committed before drive defaulted to True
+def test_by_default_drive_is_mounted_once_and_holds_the_run_folders(fake_colab, tmp_path, drive):
+    assert colab.runs_root(drive) == drive_runs(tmp_path)
+    assert colab.runs_root(drive) == drive_runs(tmp_path)
     assert fake_colab == [str(tmp_path / "drive")]  # mounted once: the second call finds it mounted
 
 
-def test_by_default_nothing_waits_for_an_answer_and_an_unmounted_drive_stays_unused(fake_colab, tmp_path, capsys):
-    assert colab.runs_root(None) == tmp_path / "local-runs"
+def test_drive_false_keeps_the_run_local_and_says_the_next_notebook_loses_it(fake_colab, tmp_path, capsys):
+    (tmp_path / "drive" / "MyDrive").mkdir(parents=True)  # even when mounted already
+    assert colab.runs_root(False) == tmp_path / "local-runs"
     assert fake_colab == []
-    assert "set drive = True in the parameters cell" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "drive = False" in out and "the next notebook" in out and "loses the run" in out
 
 
-def test_by_default_a_drive_mounted_already_is_used(fake_colab, tmp_path):
-    (tmp_path / "drive" / "MyDrive").mkdir(parents=True)  # mounted earlier in this runtime, or by hand
-    assert colab.runs_root(None) == drive_runs(tmp_path)
-    assert colab.runs_root(False) == tmp_path / "local-runs"  # False: never, even when mounted
-    assert fake_colab == []
-
-
-def test_a_refused_drive_permission_keeps_run_folders_local(fake_colab, monkeypatch, tmp_path, capsys):
+def test_a_refused_drive_permission_keeps_run_folders_local_and_says_what_that_costs(fake_colab, monkeypatch, tmp_path,
+                                                                                      capsys):
     def refuse(path):
         raise RuntimeError("credential propagation was unsuccessful")
     monkeypatch.setattr(sys.modules["google.colab"].drive, "mount", refuse)
     assert colab.runs_root(True) == tmp_path / "local-runs"
     out = capsys.readouterr().out
-    assert "credential propagation was unsuccessful" in out and "stay on this runtime's disk" in out
+    assert "credential propagation was unsuccessful" in out and "loses the run" in out
 
 
 def test_a_run_dir_on_drive_is_mounted_first(fake_colab, tmp_path):
@@ -113,4 +110,6 @@ def test_badges_and_install_cells_point_at_the_repository_main_branch():
         install = nb.cells[1].source
         assert f"https://github.com/{colab.REPO}.git" in install and "google.colab" in install, name
         opening = next(c.source for c in nb.cells if "open_stage(" in c.source)
-        assert "open_stage(" + repr(STAGES[name]).replace("'", '"') + ", profile, run_dir, overrides, fresh, drive)" in opening
+        assert f'open_stage("{STAGES[name]}", profile=profile, run_dir=run_dir, drive=drive, fresh=fresh' in opening
+        for parameter in notebook.NAMED:  # every named parameter of the cell reaches open_stage
+            assert f"{parameter}={parameter}" in opening, (name, parameter)

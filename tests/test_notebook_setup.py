@@ -1,5 +1,9 @@
 """helpers.notebook: parameters typed once, notebooks that stand alone, fresh starts (smoke, in-process)."""
 import json
+import re
+import sys
+import types
+from pathlib import Path
 
 import pytest
 
@@ -30,9 +34,51 @@ def test_the_same_values_name_the_same_folder_and_other_values_another():
     assert run_name("smoke", {}) == "smoke" == run_name("smoke", {"n_test": 40})  # 40: smoke's own value
 
 
-def test_without_a_run_to_continue_an_empty_profile_starts_quick(root):
-    assert notebook._continued("", "", {}) == ("quick", {})
-    assert notebook._continued("", str(root / "nothing-here"), {"epochs": 2}) == ("quick", {"epochs": 2})
+def test_outside_colab_without_a_run_to_continue_an_empty_profile_starts_quick_and_says_so(root, capsys):
+    assert notebook._continued("", "", {}, root) == ("quick", {})
+    assert "no run was found to continue" in capsys.readouterr().out
+    assert notebook._continued("", str(root / "nothing-here"), {"epochs": 2}, root) == ("quick", {"epochs": 2})
+    assert "holds no run: starting profile 'quick'" in capsys.readouterr().out
+
+
+def test_on_colab_without_a_run_to_continue_the_notebook_stops_and_names_what_to_set(root, monkeypatch, tmp_path):
+    module = types.ModuleType("google.colab")
+    module.drive = types.SimpleNamespace(mount=lambda path: (Path(path) / "MyDrive").mkdir(parents=True))
+    monkeypatch.setitem(sys.modules, "google.colab", module)
+    monkeypatch.setattr(colab, "DRIVE_MOUNT", tmp_path / "drive")
+    with pytest.raises(ConfigError, match="no run was found to continue") as error:
+        notebook.open_stage("tokenize")  # parameters left as committed, on a fresh runtime: Drive has no run
+    for name in ("profile", "run_dir", "drive = True"):
+        assert name in str(error.value)
+    assert not (tmp_path / "drive" / colab.DRIVE_RUNS / "quick").exists()  # nothing started in its place
+
+
+def test_named_parameters_override_the_profile_and_ellipsis_keeps_its_value(root):
+    run = notebook.open_stage("data", "smoke", n_train=60, n_test=notebook.NOT_GIVEN, epochs=notebook.NOT_GIVEN)
+    assert (run.params.n_train, run.params.n_test, run.params.epochs) == (60, 40, 2)  # smoke's own n_test, epochs
+    everything = notebook.open_stage("data", "smoke", str(root / "all"), n_test=None)  # None: all test reviews
+    assert everything.params.n_test is None
+    with pytest.raises(ConfigError, match="unknown named parameter"):
+        notebook.open_stage("data", "smoke", student_lr=1e-3)
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"n_train": 60}, {"n_train": 60}),
+    ('{"n_train": 60, "epochs": 3}', {"n_train": 60, "epochs": 3}),  # papermill -p overrides '<json>'
+    ("", {}), (None, {}),
+])
+def test_overrides_take_a_mapping_or_a_json_object(overrides, expected):
+    assert notebook.parse_overrides(overrides) == expected
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ("{n_train: 60}", "overrides '{n_train: 60}' is not valid JSON"),
+    ('["n_train", 60]', "overrides must be a mapping"),
+])
+def test_malformed_overrides_are_refused_by_name_with_the_fix(overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)) as error:
+        notebook.parse_overrides(overrides)
+    assert "e.g." in str(error.value)
 
 
 def test_a_notebook_whose_run_folder_lacks_earlier_stages_runs_them_first_and_says_so(root, capsys):

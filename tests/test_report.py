@@ -146,12 +146,49 @@ def test_the_command_line_rebuilds_a_report(tmp_path, capsys):
         report.main([str(tmp_path / "nowhere")])
 
 
+ESTIMATES = {  # what helpers.estimates writes before each stage; 02 and 03 ran, 03 is the failing row below
+    "data": {"seconds": 4.0, "parts": {"kernel start and imports": 3.0, "figures and tables": 1.0}, "device": "this CPU",
+             "precision": "fp32", "measured_gflops": 120.0, "work": "120 reviews split"},
+    "tokenize": {"seconds": 7.0, "parts": {"kernel start and imports": 3.0, "tokenizing": 4.0}, "device": "this CPU",
+                 "precision": "fp32", "measured_gflops": 120.0, "work": NASTY},
+    "distill_cpu": {"seconds": 12.5, "measured_seconds": 10.0, "parts": {"int8 student": 12.5}, "device": "this CPU",
+                    "precision": "fp32 and int8", "measured_gflops": 90.0, "work": "int8 student on 40 reviews"},
+}
+
+
+def test_the_summary_shows_each_estimate_beside_its_seconds(tmp_path):
+    run = make_run(tmp_path / "run")
+    _json(run / "estimates.json", ESTIMATES)
+    page = report.write_report(run).read_text()
+    summary = page.split("<h2>Summary</h2>")[1].split("<h2>")[0]
+    assert "<th>seconds</th>\n      <th>estimated seconds</th>\n      <th>seconds / estimated</th>" in summary
+    assert "<td>01 data</td>\n      <td>done</td>\n      <td>2</td>\n      <td>4</td>\n      <td>0.5</td>" in summary
+    assert "<td>02 tokenize</td>\n      <td>done</td>\n      <td>3.5</td>\n      <td>7</td>\n      <td>0.5</td>" in summary
+    assert "<td>03 train</td>\n      <td>done</td>\n      <td></td>\n      <td></td>\n      <td></td>" in summary  # none
+    assert "<td>05 distill: its CPU part</td>\n      <td>part of 05</td>\n      <td>10</td>\n      <td>12.5</td>" in summary
+    assert summary.count("<td>done</td>") == 5 and "How each estimate was made" in summary
+    assert NASTY not in page  # an estimate's words are escaped like everything else
+
+
+def test_without_estimates_the_summary_has_no_estimate_column(tmp_path):
+    page = report.write_report(make_run(tmp_path / "run")).read_text()
+    assert "estimated seconds" not in page and "How each estimate was made" not in page
+
+
 # --- headless Chromium: each check shown able to fail -------------------------------------------
 
 def test_chromium_sees_every_figure_of_the_synthetic_report(tmp_path):
     dom, console = render(report.write_report(make_run(tmp_path / "run")))
     assert body_attributes(dom) == {"data-figures": str(len(FIGURES)), "data-figures-loaded": str(len(FIGURES))}
     assert console == []
+
+
+def test_chromium_shows_the_estimates_without_errors(tmp_path):
+    run = make_run(tmp_path / "run")
+    _json(run / "estimates.json", ESTIMATES)
+    dom, console = render(report.write_report(run))
+    assert console == [] and "<th>estimated seconds</th>" in dom and "<td>05 distill: its CPU part</td>" in dom
+    assert "<summary>How each estimate was made" in dom
 
 
 def test_chromium_catches_a_broken_figure(tmp_path):
