@@ -3,6 +3,7 @@
     python bench/train_speed.py                # 512 real reviews, MiniLM-L6, 256 tokens, batch 16 (minutes)
     python bench/train_speed.py --size tiny    # seconds: tiny random BERT on 32 reviews (what the tests run)
     python bench/train_speed.py --seeds 3 --n-train 1744 --lr 5e-5 --variants ours,naive   # other settings
+    python bench/train_speed.py --overhead     # the loops' fixed costs: ours against the Trainer (bench/loop_overhead.py)
 
 The three variants train one epoch on the same reviews, one after the other in this process,
 each from the same freshly loaded model and seed:
@@ -13,7 +14,8 @@ each from the same freshly loaded model and seed:
 - naive:   the seed report's recipe: every review padded to max_length up front, a plain
            loop with AdamW in fp32;
 - trainer: transformers' Trainer with DataCollatorWithPadding (random batches padded to
-           their longest review), bf16 on a GPU as ours.
+           their longest review), bf16 on a GPU as ours, neither validating nor saving, logging
+           the loss every 10 steps as ours does (bench/loop_timing.py).
 
 Each trained model is then scored on the same held-out reviews. FLOPs are counted from the
 tokens each forward pass really received: per review of n real tokens, 2 FLOPs per weight of
@@ -41,10 +43,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+from bench import loop_timing  # noqa: E402
+from bench.loop_timing import loop_precision  # noqa: E402
 from helpers import data, evaluation, models, tokens, training  # noqa: E402
 from helpers.config import PRECISIONS, resolve_params  # noqa: E402
 from helpers.io import write_json  # noqa: E402
-from helpers.precision import choose_precision, matmul_seconds  # noqa: E402
+from helpers.precision import matmul_seconds  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SIZES = {
@@ -86,12 +90,15 @@ def summarize(seeded_runs, peaks):
 
 def prepare(size):
     """Params, training texts, tokenized train/val splits and tokenizer for the benchmark's reviews
-    (drawn, stratified and seeded, from the committed sample); plain truncation, as the seed recipe."""
+    (drawn, stratified and seeded, from `size`'s data: the committed sample unless it names another
+    folder); plain truncation, as the seed recipe. One epoch unless `size` names more."""
     n_total = size["n_train"] + size["n_val"]
     params = resolve_params("quick", {"model": size["model"], "n_train": n_total, "val_fraction": size["n_val"] / n_total,
                                       "max_length": size["max_length"], "batch_size": size["batch_size"],
                                       "lr": size["lr"], "precision": size["precision"], "checkpoint_every": 0,
-                                      "truncation_head": 1.0, "min_steps": 0})  # one epoch for every loop
+                                      "truncation_head": 1.0, "min_steps": 0, "tracker": "none",
+                                      "data": size.get("data", "sample"), "epochs": size.get("epochs", 1),
+                                      "n_test": 2})  # the test split is not used: the fewest reviews that hold both labels
     splits = data.make_splits(params)
     splits.pop("test")
     tokenizer = tokens.prepare_tokenizer(params, splits["train"]["text"].tolist())
@@ -122,12 +129,6 @@ def run_ours(model, params, tokenized, tokenizer, texts):
     return loop_precision(params)
 
 
-def loop_precision(params):
-    """The precision ours (and the Trainer, for a like-for-like race) trains in: fp32, bf16 or fp16."""
-    chosen = choose_precision(params.precision).mixed_precision
-    return "fp32" if chosen == "no" else chosen
-
-
 def run_naive(model, params, tokenized, tokenizer, texts):
     encoded = tokenizer(texts, truncation=True, max_length=params.max_length, padding="max_length", return_tensors="pt")
     labels = torch.tensor(tokenized["train"]["labels"])
@@ -146,20 +147,8 @@ def run_naive(model, params, tokenized, tokenizer, texts):
 
 
 def run_trainer(model, params, tokenized, tokenizer, texts):
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
-
-    precision = loop_precision(params)
     with tempfile.TemporaryDirectory() as out_dir:
-        args = TrainingArguments(
-            output_dir=out_dir, per_device_train_batch_size=params.batch_size, num_train_epochs=1,
-            learning_rate=params.lr, weight_decay=params.weight_decay, lr_scheduler_type="linear",
-            max_grad_norm=params.max_grad_norm, bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=not torch.cuda.is_available(),
-            save_strategy="no", eval_strategy="no", logging_strategy="no", report_to=[], disable_tqdm=True,
-            seed=params.seed, dataloader_num_workers=0)
-        trainer = Trainer(model=model, args=args, data_collator=DataCollatorWithPadding(tokenizer),
-                          train_dataset=tokenized["train"].select_columns(["input_ids", "attention_mask", "labels"]),
-                          processing_class=tokenizer)
-        trainer.train()
+        precision, _ = loop_timing.train_trainer(model, params, tokenized, tokenizer, out_dir, epoch_work="off")
     return precision
 
 
@@ -174,25 +163,43 @@ BASELINES = [name for name in VARIANTS if name != "ours"]  # what ours' speed is
 
 
 class TokenCounter:
-    """Counts, over every training forward pass, the real and padded tokens and the model FLOPs they cost."""
+    """Counts, over every training forward pass, the real and padded tokens and the model FLOPs they cost.
+
+    Each batch's review lengths stay where the batch is (on a GPU, reading them would make the CPU
+    wait for the GPU at every step, which the loops avoid); they are read once, at the end. The hook
+    is kept out of torch.compile's graph."""
 
     def __init__(self, model):
         config = model.config
         self.layers, self.hidden = config.num_hidden_layers, config.hidden_size
         self.matmul_weights = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2 and "encoder" in n)
-        self.real = self.padded = 0
-        self.flops = 0.0
-        self.handle = model.register_forward_pre_hook(self.hook, with_kwargs=True)
+        self.padded = 0
+        self._lengths = []
+        self.handle = model.register_forward_pre_hook(torch.compiler.disable(self.hook), with_kwargs=True)
 
     def hook(self, module, args, kwargs):
-        if not module.training:
-            return
-        mask = kwargs["attention_mask"]
-        lengths = mask.sum(dim=1).double()
-        self.real += int(lengths.sum())
-        self.padded += mask.numel()
+        if module.training:
+            mask = kwargs["attention_mask"]
+            self._lengths.append(mask.sum(dim=1))
+            self.padded += mask.numel()
+
+    def _lengths_after(self, skipped):
+        kept = self._lengths[skipped:]
+        return torch.cat([lengths.cpu() for lengths in kept]).double() if kept else torch.zeros(0, dtype=torch.double)
+
+    @property
+    def real(self):
+        return int(self._lengths_after(0).sum())
+
+    @property
+    def flops(self):
+        return self.flops_after(0)
+
+    def flops_after(self, skipped):
+        """Model FLOPs (forward and backward) of the training forward passes after the first `skipped`."""
+        lengths = self._lengths_after(skipped)
         forward = 2 * self.matmul_weights * lengths.sum() + 4 * self.layers * self.hidden * (lengths**2).sum()
-        self.flops += 3 * float(forward)
+        return 3 * float(forward)
 
     def remove(self):
         self.handle.remove()
@@ -282,10 +289,22 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=1,
                         help="train every variant this many times (seeds 42, 43, ...), to see how far accuracy "
                              "moves with the seed alone")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="the loops' precision (default auto: helpers/precision.py's decision table)")
-    parser.add_argument("--out", default=str(RESULTS / "train_speed.json"))
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="the loops' precision (default auto: helpers/precision.py's decision table; "
+                             "fp32 with --overhead)")
+    parser.add_argument("--overhead", action="store_true",
+                        help="time the loops' fixed costs instead: ours against the Trainer on the tiny model, per "
+                             "step and per epoch, epoch-end work off then on (bench/loop_overhead.py); takes "
+                             "--n-train, --precision, --repeats and --out")
+    parser.add_argument("--repeats", type=int, default=3, help="--overhead: runs of each loop; medians are reported")
+    parser.add_argument("--out", help="the results file (default bench/results/train_speed.json, or "
+                                      "train_speed_overhead.json with --overhead)")
     args = parser.parse_args(argv)
+    if args.overhead:
+        from bench import loop_overhead
+
+        return loop_overhead.main(args.n_train, args.precision or "fp32", args.repeats, args.out)
+    args.out, args.precision = args.out or str(RESULTS / "train_speed.json"), args.precision or "auto"
     chosen_values = {"model": args.model, "n_train": args.n_train, "lr": args.lr, "precision": args.precision}
     size = {**SIZES[args.size], **{name: value for name, value in chosen_values.items() if value is not None}}
     chosen = variant_names(args.variants)

@@ -77,3 +77,27 @@ def test_recipe_ablation_scores_each_variant_beside_the_baseline(tmp_path, capsy
     by_seed = {row["seed"]: row["baseline_test"] for row in rows if row["variant"] == "base"}
     assert all(row["baseline_test"] == by_seed[row["seed"]] for row in rows)  # one baseline per split
     assert "variant" in capsys.readouterr().out.splitlines()[-4]  # the median table's header
+
+
+def test_train_speed_overhead_times_ours_and_the_trainer_with_epoch_work_off_and_on(tmp_path):
+    out = tmp_path / "overhead.json"
+    results = _bench("train_speed").main(["--overhead", "--n-train", "32", "--repeats", "2", "--out", str(out)])
+    assert json.loads(out.read_text())["medians"] == results["medians"]
+    assert results["precision"] == "fp32" and results["steps_per_epoch"] == 4 and results["size"]["epochs"] == 3
+    assert set(results["medians"]) == {"off", "on"}
+    for work, by_loop in results["medians"].items():
+        assert set(by_loop) == {"ours", "trainer grouped", "trainer"}
+        for name, figures in by_loop.items():
+            runs = results["runs"][work][name]
+            assert len(runs) == 2 and figures["step_s"] == pytest.approx(sum(r["step_s"] for r in runs) / 2)
+            assert figures["setup_s"] > 0 and figures["step_s"] > 0 and figures["epoch_s"] > figures["step_s"]
+        for rival in ("trainer grouped", "trainer"):
+            ratio = results["ratios"][work][rival]
+            assert ratio["step_s"] == pytest.approx(by_loop["ours"]["step_s"] / by_loop[rival]["step_s"])
+            assert ratio["epoch_end_difference_s"] == pytest.approx(
+                by_loop["ours"]["epoch_end_s"] - by_loop[rival]["epoch_end_s"])
+        assert results["target_met"][work] == (by_loop["ours"]["step_s"] <= by_loop["trainer grouped"]["step_s"]
+                                               and by_loop["ours"]["epoch_end_s"] <= by_loop["trainer grouped"]["epoch_end_s"])
+    # with its epoch-end work on, each loop validates and saves: its epoch ends take longer than with it off
+    for name in ("ours", "trainer grouped"):
+        assert results["medians"]["on"][name]["epoch_end_s"] > results["medians"]["off"][name]["epoch_end_s"]
