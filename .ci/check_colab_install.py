@@ -1,6 +1,6 @@
 """Fail if installing the project on Colab would change a package Colab already has.
 
-    .venv-colab/bin/python .ci/check_colab_install.py [constraints/colab.txt]
+    .venv-colab/bin/python .ci/check_colab_install.py [constraints/colab.txt] [--extras export]
 
 Run by `make test-colab` in a venv that holds Colab's packages (constraints/colab.txt) but not
 yet the project. Two checks:
@@ -10,6 +10,7 @@ yet the project. Two checks:
    (`%pip install -q -e /content/imdb-distil`) does on Colab, would install none of those
    packages at another version: an upgrade or downgrade of something Colab has already imported
    forces a runtime restart, or breaks Colab itself. New packages (papermill, ...) are fine.
+   With `--extras export`, the same for `pip install -e .[export]` (05_distill's export cell).
 Exit status 1 with one line per offending package; 0 with a list of what the install would add.
 """
 import json
@@ -52,32 +53,38 @@ def installed_mismatches(pins):
     return problems
 
 
-def planned_installs(project=ROOT):
-    """{canonical name: (name, version)} that `pip install -e PROJECT` would install, from pip's report."""
+def planned_installs(project=ROOT, extras=""):
+    """{canonical name: (name, version)} that `pip install -e PROJECT[EXTRAS]` would install, from pip's report."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--report", str(report),
-                        "-e", str(project)], check=True)
+                        "-e", f"{project}{extras}"], check=True)
         items = json.loads(report.read_text())["install"]
     return {canonical(item["metadata"]["name"]): (item["metadata"]["name"], item["metadata"]["version"])
             for item in items}
 
 
 def main(argv):
+    argv = list(argv)
+    extras = ""
+    if "--extras" in argv:
+        at = argv.index("--extras")
+        extras = f"[{argv[at + 1]}]"
+        del argv[at:at + 2]
     constraints = Path(argv[0]) if argv else ROOT / "constraints" / "colab.txt"
     pins = read_pins(constraints)
     problems = installed_mismatches(pins)
     if problems:
         sys.exit("this venv is not Colab's package set (install it with pip install -r "
                  f"{constraints} first):\n  " + "\n  ".join(problems))
-    planned = planned_installs()
-    changed = [f"{name}: Colab has {pins[key][1]}, `pip install -e .` would install {version}"
+    planned = planned_installs(extras=extras) if extras else planned_installs()
+    changed = [f"{name}: Colab has {pins[key][1]}, `pip install -e .{extras}` would install {version}"
                for key, (name, version) in planned.items() if key in pins]
     if changed:
         sys.exit("installing the project on Colab would change packages Colab already has "
                  "(loosen the ranges in pyproject.toml):\n  " + "\n  ".join(changed))
     added = sorted(f"{name}=={version}" for key, (name, version) in planned.items() if key != "imdb-distil")
-    print(f"ok: `pip install -e .` keeps all {len(pins)} packages of {constraints.name} at Colab's version; "
+    print(f"ok: `pip install -e .{extras}` keeps all {len(pins)} packages of {constraints.name} at Colab's version; "
           f"it adds {', '.join(added) or 'nothing'}")
 
 

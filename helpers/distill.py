@@ -11,10 +11,13 @@ Reviews without a label (helpers.unlabelled, label -1) learn from the teacher al
 the soft term. The teacher's logits are computed once, up front, and travel with each training batch.
 """
 import copy
+import importlib.util
 import io
+import tempfile
 import time
 import warnings
 from functools import partial
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -23,7 +26,6 @@ import torch
 import torch.nn.functional as F
 
 from helpers.devices import plain_model
-from helpers.baseline import baseline_parameters, baseline_proba, pickled_mb
 from helpers.evaluation import classification_metrics, positive_probability, predict_logits, predict_on_device
 from helpers.io import dir_size_mb
 from helpers.models import count_parameters
@@ -123,46 +125,82 @@ def cpu_samples(n_test, n_sample, n_speed, seed):
     return np.sort(drawn), np.sort(drawn[:n_speed])
 
 
-def compare(trained, sets, probs, tokenizer, params, bag_of_words, main_texts):
-    """Size, CPU speed and scores of the baseline, the teacher, the student and the student quantized to int8.
+def compare(trained, sets, probs, tokenizer, params, baseline_footprint):
+    """Size, CPU speed and scores of the baseline, the teacher, the student and the student's CPU copies:
+    quantized to int8 by torch and, when onnxruntime is installed, exported to ONNX (fp32 and int8).
 
     `trained` maps "teacher" and "student" to (model, saved folder); `sets` maps each test set
     (the run's test split first, then the extra sets) to its tokenized reviews, and `probs` each
-    set to {model: P(positive) per review} of the baseline, the teacher and the student. The int8
-    student runs on the CPU, so it is scored on a seeded sample of each set (`n_cpu_test` reviews;
-    all when fewer); the others are scored on the whole set and on the same sample, so a ratio
-    between two rows always compares the same reviews. Speed is timed on the same `n_speed`
-    reviews of the test split's sample for every model (the baseline on their text).
+    set to {model: P(positive) per review} of the baseline, the teacher and the student;
+    `baseline_footprint` is the baseline's row as the evaluate stage measured it where it fitted it
+    (eval/baseline.json: parameters, size, CPU reviews/s on the same timed reviews). The CPU
+    copies are scored on a seeded sample of each set (`n_cpu_test` reviews; all when fewer), or on its
+    timed reviews (`cpu_copies` says which); the others on the whole set and on the same reviews, so a
+    ratio between two rows always compares the same reviews. Speed is timed on the same `n_speed` reviews of the test split's sample for every
+    model (the baseline on their text), in batches of `eval_batch_size`, on torch's CPU threads.
     """
-    int8 = quantize_int8(trained["student"][0])
-    scored = {name: _score_set(ds, probs[name], int8, tokenizer, params) for name, ds in sets.items()}
-    main_name = next(iter(sets))
-    _, timed = cpu_samples(len(sets[main_name]), params.n_cpu_test, params.n_speed, params.seed)
-    timed_set, timed_texts = sets[main_name].select(timed), [main_texts[i] for i in timed]
-    footprints = {"baseline": (baseline_parameters(bag_of_words), pickled_mb(bag_of_words),
-                               len(timed) / _seconds(baseline_proba, bag_of_words, timed_texts))}
-    for name, (model, folder) in trained.items():
-        footprints[name] = (count_parameters(model), dir_size_mb(folder),
-                            cpu_throughput(model, timed_set, tokenizer, params.eval_batch_size))
-    footprints["student_int8"] = (count_parameters(trained["student"][0]), serialized_mb(int8),
-                                  cpu_throughput(int8, timed_set, tokenizer, params.eval_batch_size))
+    with tempfile.TemporaryDirectory() as folder:
+        copies = cpu_copies(trained["student"][0], tokenizer, params.eval_batch_size, folder)
+        scored = {name: _score_set(ds, probs[name], copies, params) for name, ds in sets.items()}
+        main_name = next(iter(sets))
+        _, timed = cpu_samples(len(sets[main_name]), params.n_cpu_test, params.n_speed, params.seed)
+        timed_set = sets[main_name].select(timed)
+        footprints = {"baseline": (baseline_footprint["params"], baseline_footprint["size_mb"],
+                                   baseline_footprint["reviews_per_s"])}
+        for name, (model, saved) in trained.items():
+            footprints[name] = (count_parameters(model), dir_size_mb(saved),
+                                cpu_throughput(model, timed_set, tokenizer, params.eval_batch_size))
+        for name, (logits_of, size_mb, _) in copies.items():
+            footprints[name] = (count_parameters(trained["student"][0]), size_mb,
+                                len(timed) / _seconds(logits_of, timed_set))
     models = {name: {"params": n_params, "size_mb": round(size_mb, 2), "reviews_per_s": round(speed, 2),
                      **scored[main_name]["models"][name]} for name, (n_params, size_mb, speed) in footprints.items()}
-    return {"reviews": {**scored[main_name]["reviews"], "timed": len(timed)}, "models": models,
+    return {"reviews": scored[main_name]["reviews"],
+            "cpu": {"batch_size": params.eval_batch_size, "threads": torch.get_num_threads()}, "models": models,
             "extra_test_sets": {name: result for name, result in scored.items() if name != main_name}}
 
 
-def _score_set(dataset, probs, int8, tokenizer, params):
-    """One test set's scores for every model: on the whole set, and on the CPU sample the int8 student reads."""
+def cpu_copies(student, tokenizer, batch_size, folder):
+    """{row name: (function from tokenized reviews to logits, size in MB, reviews scored)} of the student's CPU
+    copies: torch's int8 and, when onnxruntime is installed, the ONNX Runtime copies helpers.export makes (fp32
+    optimized and int8), written into `folder` and run on as many threads as torch uses. The int8 copies are
+    scored on each set's CPU sample ("cpu_sample"); the fp32 ONNX copy, which gives the student's own logits
+    (helpers.export checks them to 1e-3), on its timed reviews only ("timed"), so its row costs little time."""
+    int8 = quantize_int8(student)
+    copies = {"student_int8": (lambda ds: timed_cpu_logits(int8, ds, tokenizer, batch_size)[0], serialized_mb(int8),
+                               "cpu_sample")}
+    if importlib.util.find_spec("onnxruntime") is None:
+        return copies
+    from helpers import export, onnx_runtime
+
+    files, _ = export.onnx_copies(plain_model(student).to("cpu"), folder)
+    for name, key, scope in (("student_onnx", "optimized", "timed"), ("student_onnx_int8", "int8", "cpu_sample")):
+        path = Path(folder) / files[key]
+        session = onnx_runtime.make_session(path, torch.get_num_threads())
+        copies[name] = (partial(_session_logits, session, tokenizer.pad_token_id, batch_size),
+                        path.stat().st_size / 1e6, scope)
+    return copies
+
+
+def _session_logits(session, pad_id, batch_size, dataset):
+    from helpers.onnx_runtime import session_logits
+
+    return session_logits(session, dataset["input_ids"], pad_id, batch_size)
+
+
+def _score_set(dataset, probs, copies, params):
+    """One test set's scores for every model: on the whole set, on the CPU sample and on its timed reviews (the
+    first `n_speed` of the sample's draw), each CPU copy on the reviews it was scored on (None elsewhere)."""
     labels = np.asarray(dataset["labels"])
-    sample, _ = cpu_samples(len(dataset), params.n_cpu_test, params.n_speed, params.seed)
-    int8_logits, _ = timed_cpu_logits(int8, dataset.select(sample), tokenizer, params.eval_batch_size)
-    int8_probs = np.full(len(dataset), np.nan)
-    int8_probs[sample] = positive_probability(int8_logits)
-    everyone = {**probs, "student_int8": int8_probs}
-    return {"reviews": {"test": len(dataset), "cpu_sample": len(sample)},
-            "models": {name: {"test": _scores(labels, p), "cpu_sample": _scores(labels[sample], p[sample])}
-                       for name, p in everyone.items()}}
+    sample, timed = cpu_samples(len(dataset), params.n_cpu_test, params.n_speed, params.seed)
+    everyone = dict(probs)
+    for name, (logits_of, _, scope) in copies.items():
+        rows = sample if scope == "cpu_sample" else timed
+        everyone[name] = np.full(len(dataset), np.nan)
+        everyone[name][rows] = positive_probability(logits_of(dataset.select(rows)))
+    return {"reviews": {"test": len(dataset), "cpu_sample": len(sample), "timed": len(timed)},
+            "models": {name: {"test": _scores(labels, p), "cpu_sample": _scores(labels[sample], p[sample]),
+                              "timed": _scores(labels[timed], p[timed])} for name, p in everyone.items()}}
 
 
 def _seconds(function, *args):
@@ -180,37 +218,45 @@ def _scores(labels, probs):
 
 
 def comparison_table(comparison):
-    """Baseline, teacher, student and int8 student in readable units, with each one's share of the teacher's.
+    """Every model in readable units, with each one's share of the teacher's.
 
-    Column names say which reviews each figure rests on; where the CPU sample is the whole test
-    split, one pair of accuracy/F1 columns serves every model.
+    Column names say on how many reviews each figure rests (the timed ones for speed, with the batch
+    size and threads; the test split or its CPU sample for scores, where one pair of columns serves
+    every model when the sample is the whole split), and each accuracy has its 95% interval.
     """
-    reviews = comparison["reviews"]
+    reviews, cpu = comparison["reviews"], comparison.get("cpu")
+    setting = f", batch {cpu['batch_size']}, {cpu['threads']} threads" if cpu else ""
     columns = {"params": "params (M)", "size_mb": "size (MB)",
-               "reviews_per_s": f"reviews/s (CPU, {reviews['timed']:,} reviews)"}
-    scored_on = {"cpu_sample": ""} if reviews["cpu_sample"] == reviews["test"] else \
+               "reviews_per_s": f"reviews/s (CPU, {reviews['timed']:,} reviews{setting})"}
+    scored_on = {"cpu_sample": f" ({reviews['test']:,} test)"} if reviews["cpu_sample"] == reviews["test"] else \
         {"test": f" (all {reviews['test']:,} test)", "cpu_sample": f" (CPU sample of {reviews['cpu_sample']:,})"}
-    rows = {}
+    if any(row.get("timed") and not row["cpu_sample"] for row in comparison["models"].values()):
+        scored_on["timed"] = f" (timed {reviews['timed']:,})"  # a copy scored on the timed reviews only
+    rows, intervals = {}, []
     for name, row in comparison["models"].items():
         rows[name] = {label: row[key] for key, label in columns.items()}
         for where, suffix in scored_on.items():
-            for metric in ("accuracy", "f1"):
-                rows[name][metric + suffix] = (row[where] or {}).get(metric, np.nan)
+            scores = row.get(where) or {}
+            low, high = scores.get("accuracy_ci95", (np.nan, np.nan))
+            rows[name].update({"accuracy" + suffix: scores.get("accuracy", np.nan), "95% low" + suffix: low,
+                               "95% high" + suffix: high, "f1" + suffix: scores.get("f1", np.nan)})
+            intervals += ["95% low" + suffix, "95% high" + suffix]
     table = pd.DataFrame(rows).T.astype(float)
     table["params (M)"] /= 1e6
     for name in [n for n in comparison["models"] if n != "teacher"]:
         table.loc[f"{name} / teacher"] = table.loc[name] / table.loc["teacher"]
+        table.loc[f"{name} / teacher", sorted(set(intervals))] = np.nan  # a ratio of interval ends means nothing
     return table.round(3)
 
 
 def extra_sets_table(comparison):
     """Accuracy (with its 95% interval) of every model on each extra test set: on the whole set, or on
-    its CPU sample where the int8 student read only that (the sample's size is given)."""
+    its CPU sample where the student's CPU copies read only that (the sample's size is given)."""
     rows = []
     for name, result in comparison.get("extra_test_sets", {}).items():
         for model, scores in result["models"].items():
-            chosen = scores["test"] or scores["cpu_sample"]  # the int8 student's is None when it read a sample
-            reviews = result["reviews"]["test" if scores["test"] else "cpu_sample"]
+            where = next(key for key in ("test", "cpu_sample", "timed") if scores.get(key))  # the most reviews read
+            chosen, reviews = scores[where], result["reviews"][where]
             rows.append({"test set": name, "model": model, "reviews": reviews, "accuracy": chosen["accuracy"],
                          "95% low": chosen["accuracy_ci95"][0], "95% high": chosen["accuracy_ci95"][1],
                          "f1": chosen["f1"]})

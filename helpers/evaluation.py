@@ -9,12 +9,11 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
+from helpers.accuracy import DECISION_THRESHOLD, accuracy_interval, predicted_labels  # noqa: F401 (re-exported)
 from helpers.batching import make_loader, token_lengths
 from helpers.data import LABEL_NAMES
 from helpers.devices import make_accelerator, plain_model
 from helpers.progress import progress
-
-DECISION_THRESHOLD = 0.5  # P(positive) at or above it is predicted positive
 
 
 def forward(model, batch):
@@ -71,10 +70,6 @@ def predict_proba(model, dataset, tokenizer, settings):
     return positive_probability(predict_on_device(model, dataset, tokenizer, settings))
 
 
-def predicted_labels(prob_positive):
-    return (np.asarray(prob_positive) >= DECISION_THRESHOLD).astype(int)
-
-
 def positive_probability(logits):
     return torch.softmax(torch.from_numpy(logits), dim=-1)[:, 1].numpy()
 
@@ -86,20 +81,6 @@ def classification_metrics(labels, prob_positive):
     accuracy = float(accuracy_score(labels, predicted))
     return {"accuracy": accuracy, "accuracy_ci95": accuracy_interval(accuracy, len(labels)), "f1": float(f1),
             "precision": float(precision), "recall": float(recall), "n": int(len(labels))}
-
-
-def accuracy_interval(accuracy, n, z=1.959964):
-    """The Wilson score interval of an accuracy measured on n reviews ([low, high]; 95% for the default z).
-
-    Unlike accuracy +- z * standard error, it stays within [0, 1] and is honest near 0 and 1.
-    On 1,000 reviews near 0.86 it is about +-2.2 points: differences smaller than that between
-    two runs may be noise.
-    """
-    if n == 0:
-        return [float("nan"), float("nan")]
-    centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [float(centre - half), float(centre + half)]
 
 
 def confusion(labels, prob_positive):

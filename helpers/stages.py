@@ -210,8 +210,7 @@ def distill_stage(run):
     write_json(run.stage("distill") / "calibration.json", {k: v for k, v in fitted.items() if k != "tables"})
     with estimates.measured(run, "distill_cpu"):  # the CPU part, beside its estimate (on Colab: the runtime's CPU)
         comparison = distill.compare({"teacher": (teacher, teacher_dir), "student": (student, student_dir)}, sets,
-                                     probs, tokenizer, params, scoring.fit_run_baseline(run),
-                                     frames[scoring.MAIN]["text"].tolist())
+                                     probs, tokenizer, params, read_json(run.require("eval", "baseline.json"))["footprint"])
     write_json(run.stage("distill") / "comparison.json", comparison)
     result = StageResult(
         tables={"epochs": _epochs_table(history), "comparison": distill.comparison_table(comparison),

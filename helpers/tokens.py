@@ -12,6 +12,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 from helpers.config import ConfigError
 from helpers.io import atomic_dir
 from helpers.models import TINY, TINY_CONFIG, model_source, position_limit
+from helpers.truncation import cut_span, truncate  # noqa: F401 - here since the demo and views use tokens.truncate
 
 TINY_VOCAB_SIZE = 2000  # word pieces of the tiny test model's tokenizer
 
@@ -23,30 +24,6 @@ def check_max_length(model_name, max_length):
         raise ConfigError(f"max_length {max_length} is above the {limit} tokens model {model_name!r} can read; "
                           f"set max_length to {limit} or less")
     return limit
-
-
-def truncate(ids, max_length, head_share=1.0):
-    """Cut a long review's token ids to `max_length`, keeping its start and, optionally, its end.
-
-    `ids` begins with the start token ([CLS]) and ends with the end token ([SEP]); both are kept.
-    head_share 1.0 keeps the first tokens (the usual truncation); smaller shares keep that part
-    of `max_length` from the start and the rest from the end, where reviewers often put their
-    verdict (Sun et al. 2019 found 128 head + 382 tail tokens best for IMDB at 512).
-    """
-    start, stop = cut_span(len(ids), max_length, head_share)
-    return ids[:start] + ids[stop:]
-
-
-def cut_span(length, max_length, head_share=1.0):
-    """Where `truncate` cuts a review of `length` tokens: ids[start:stop] are dropped.
-
-    One place for the arithmetic, so that what the model is trained on and what the demo
-    (helpers.demo) shows as cut can never disagree. A review that fits gives an empty span.
-    """
-    if length <= max_length:
-        return length, length
-    head = min(max_length - 1, max(1, round(head_share * max_length)))
-    return head, length - (max_length - head)
 
 
 def full_ids(tokenizer, texts):

@@ -74,3 +74,28 @@ def cpu_with(monkeypatch):
         precision.cpu_bf16_is_faster.cache_clear()
     yield pretend
     precision.cpu_bf16_is_faster.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def smoke_run_dir(tmp_path_factory):
+    """A finished `smoke` run (every stage, run in this process): made once, shared by the tests that read
+    a whole run folder (helpers.predict, helpers.export). Read it; never change it."""
+    from helpers import stages
+    from helpers.runs import open_run
+
+    run = open_run("smoke", tmp_path_factory.mktemp("smoke") / "run")
+    for stage in (stages.data_stage, stages.tokenize_stage, stages.train_stage, stages.evaluate_stage,
+                  stages.distill_stage):
+        stage(run)
+    return run.dir
+
+
+@pytest.fixture(scope="session")
+def smoke_export_dir(smoke_run_dir, tmp_path_factory):
+    """helpers.export's folder for the smoke run, the teacher exported too."""
+    pytest.importorskip("onnxruntime", reason="the export extra: pip install -e .[export]")
+    from helpers import export
+
+    out = tmp_path_factory.mktemp("export") / "export"
+    export.export_run(smoke_run_dir, out, teacher=True)
+    return out

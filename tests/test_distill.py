@@ -1,3 +1,5 @@
+import importlib.util
+
 import datasets
 import numpy as np
 import pytest
@@ -5,6 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from helpers import devices, distill, evaluation, models, training
+
+ONNX = importlib.util.find_spec("onnxruntime") is not None  # the export extra adds the ONNX Runtime rows
 
 
 def _batch(teacher_logits, labels):
@@ -80,26 +84,35 @@ def _row(params, size_mb, speed, test, sample):
     return {"params": params, "size_mb": size_mb, "reviews_per_s": speed, "test": test, "cpu_sample": sample}
 
 
+def _scores(accuracy, f1, interval=(0.0, 1.0)):
+    return {"accuracy": accuracy, "f1": f1, "accuracy_ci95": list(interval)}
+
+
 def test_comparison_table_adds_each_models_share_of_the_teacher_and_names_the_sample():
-    comparison = {"reviews": {"test": 25000, "cpu_sample": 2000, "timed": 256}, "models": {
-        "teacher": _row(100_000_000, 4.0, 10.0, {"accuracy": 0.9, "f1": 0.9}, {"accuracy": 0.92, "f1": 0.9}),
-        "student": _row(50_000_000, 2.0, 25.0, {"accuracy": 0.855, "f1": 0.81}, {"accuracy": 0.874, "f1": 0.85}),
-        "student_int8": _row(50_000_000, 1.0, 50.0, None, {"accuracy": 0.828, "f1": 0.8})}}
+    comparison = {"reviews": {"test": 25000, "cpu_sample": 2000, "timed": 256}, "cpu": {"batch_size": 16, "threads": 2},
+                  "models": {
+        "teacher": _row(100_000_000, 4.0, 10.0, _scores(0.9, 0.9), _scores(0.92, 0.9)),
+        "student": _row(50_000_000, 2.0, 25.0, _scores(0.855, 0.81), _scores(0.874, 0.85)),
+        "student_onnx_int8": _row(50_000_000, 1.0, 50.0, None, _scores(0.828, 0.8, (0.811, 0.844)))}}
     table = distill.comparison_table(comparison)
-    speed = "reviews/s (CPU, 256 reviews)"
-    assert table.loc["student / teacher", speed] == 2.5 and table.loc["student_int8 / teacher", speed] == 5.0
+    speed = "reviews/s (CPU, 256 reviews, batch 16, 2 threads)"
+    assert table.loc["student / teacher", speed] == 2.5 and table.loc["student_onnx_int8 / teacher", speed] == 5.0
     assert table.loc["teacher", "params (M)"] == 100.0 and table.loc["student / teacher", "params (M)"] == 0.5
     assert table.loc["student / teacher", "accuracy (all 25,000 test)"] == pytest.approx(0.95)
-    assert np.isnan(table.loc["student_int8 / teacher", "accuracy (all 25,000 test)"])  # never scored on them all
-    assert table.loc["student_int8 / teacher", "accuracy (CPU sample of 2,000)"] == pytest.approx(0.9)
+    assert np.isnan(table.loc["student_onnx_int8 / teacher", "accuracy (all 25,000 test)"])  # never scored on them all
+    assert table.loc["student_onnx_int8 / teacher", "accuracy (CPU sample of 2,000)"] == pytest.approx(0.9)
+    sample = " (CPU sample of 2,000)"  # each accuracy with its interval, and the reviews it rests on in its name
+    assert table.loc["student_onnx_int8", ["95% low" + sample, "95% high" + sample]].tolist() == [0.811, 0.844]
+    assert np.isnan(table.loc["student_onnx_int8 / teacher", "95% low" + sample])  # a ratio of intervals means nothing
 
 
 def test_a_sample_that_is_the_whole_split_gives_one_pair_of_score_columns():
-    scores = {"accuracy": 0.8, "f1": 0.8}
+    scores = _scores(0.8, 0.8)
     comparison = {"reviews": {"test": 40, "cpu_sample": 40, "timed": 40},
                   "models": {name: _row(1e6, 1.0, 10.0, scores, scores) for name in ("teacher", "student")}}
     assert list(distill.comparison_table(comparison).columns) == [
-        "params (M)", "size (MB)", "reviews/s (CPU, 40 reviews)", "accuracy", "f1"]
+        "params (M)", "size (MB)", "reviews/s (CPU, 40 reviews)", "accuracy (40 test)", "95% low (40 test)",
+        "95% high (40 test)", "f1 (40 test)"]
 
 
 def test_the_cpu_sample_is_seeded_bounded_and_holds_the_timed_reviews():
@@ -116,6 +129,11 @@ def test_the_cpu_sample_is_seeded_bounded_and_holds_the_timed_reviews():
 def test_throughput_is_positive(tiny_teacher, tiny_tokenizer):
     ds = datasets.Dataset.from_dict({"input_ids": [[2, 50, 3]] * 10, "attention_mask": [[1] * 3] * 10, "labels": [0] * 10})
     assert distill.cpu_throughput(tiny_teacher, ds, tiny_tokenizer, batch_size=4) > 0
+
+
+def rows_baseline(comparison):
+    row = comparison["models"]["baseline"]
+    return row["params"], row["size_mb"], row["reviews_per_s"]
 
 
 def test_compare_scores_every_model_on_the_same_sample_of_every_set(tiny_teacher, tiny_tokenizer, synthetic, tmp_path):
@@ -135,11 +153,17 @@ def test_compare_scores_every_model_on_the_same_sample_of_every_set(tiny_teacher
              for name, ds in sets.items()}
     for name, model in (("teacher", tiny_teacher), ("student", student)):
         model.save_pretrained(tmp_path / name)
+    _, timed = distill.cpu_samples(64, 24, 8, params.seed)
+    n_params, size_mb, speed = baseline.footprint(bag_of_words, [texts["test"][i] for i in timed])
+    footprint = {"params": n_params, "size_mb": size_mb, "reviews_per_s": speed}  # as the evaluate stage measures it
     comparison = distill.compare({"teacher": (tiny_teacher, tmp_path / "teacher"), "student": (student, tmp_path / "student")},
-                                 sets, probs, tiny_tokenizer, params, bag_of_words, texts["test"])
+                                 sets, probs, tiny_tokenizer, params, footprint)
+    assert rows_baseline(comparison) == (n_params, round(size_mb, 2), round(speed, 2))
     assert comparison["reviews"] == {"test": 64, "cpu_sample": 24, "timed": 8}
+    assert comparison["cpu"] == {"batch_size": params.eval_batch_size, "threads": torch.get_num_threads()}
     rows = comparison["models"]
-    assert list(rows) == ["baseline", "teacher", "student", "student_int8"]
+    copies = ["student_int8", "student_onnx", "student_onnx_int8"] if ONNX else ["student_int8"]
+    assert list(rows) == ["baseline", "teacher", "student", *copies]
     sample, _ = distill.cpu_samples(64, 24, 8, params.seed)
     labels = np.asarray(sets["test"]["labels"])
     for name in ("baseline", "teacher", "student"):
@@ -148,12 +172,23 @@ def test_compare_scores_every_model_on_the_same_sample_of_every_set(tiny_teacher
         expected = evaluation.classification_metrics(labels[sample], probs["test"][name][sample])["accuracy"]
         assert rows[name]["cpu_sample"]["accuracy"] == expected
         assert rows[name]["reviews_per_s"] > 0 and rows[name]["size_mb"] > 0 and rows[name]["params"] > 0
-    assert rows["student_int8"]["test"] is None and rows["student_int8"]["cpu_sample"]["accuracy"] >= 0
+    for name in copies:  # the CPU copies: scored on the sample (the fp32 ONNX copy on the timed reviews), timed alike
+        scope = "timed" if name == "student_onnx" else "cpu_sample"
+        assert rows[name]["test"] is None and rows[name][scope]["accuracy"] >= 0
+        assert rows[name]["reviews_per_s"] > 0 and 0 < rows[name]["size_mb"] < rows["student"]["size_mb"] * 1.5
+    if ONNX:  # the fp32 ONNX copy is the student: the same answers on the same reviews
+        assert rows["student_onnx"]["cpu_sample"] is None and rows["student_onnx"]["timed"] == rows["student"]["timed"]
+        assert rows["student_onnx_int8"]["size_mb"] < rows["student_onnx"]["size_mb"]
+        table = distill.comparison_table(comparison)
+        assert table.loc["student_onnx", "accuracy (timed 8)"] == rows["student_onnx"]["timed"]["accuracy"]
+        assert np.isnan(table.loc["student_onnx", "accuracy (CPU sample of 24)"])
     short = comparison["extra_test_sets"]["short"]
-    assert short["reviews"] == {"test": 30, "cpu_sample": 24}
-    assert set(short["models"]) == {"baseline", "teacher", "student", "student_int8"}
+    assert short["reviews"] == {"test": 30, "cpu_sample": 24, "timed": 8}
+    assert set(short["models"]) == {"baseline", "teacher", "student", *copies}
     table = distill.extra_sets_table(comparison)
     assert table.loc[("short", "student_int8"), "reviews"] == 24 and table.loc[("short", "teacher"), "reviews"] == 30
+    if ONNX:
+        assert table.loc[("short", "student_onnx"), "reviews"] == 8
 
 
 def test_a_model_that_predicted_in_bf16_leaves_plain_and_quantizes(tiny_teacher, tiny_tokenizer, synthetic):

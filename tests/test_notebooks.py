@@ -1,4 +1,5 @@
 """The five real notebooks, executed by real Jupyter kernels through papermill on `smoke`."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -82,9 +83,10 @@ def test_metrics_and_comparison_have_the_promised_keys(smoke_run):
     comparison = json.loads((smoke_run / "distill" / "comparison.json").read_text())
     assert comparison["reviews"] == {"test": 32, "cpu_sample": 32, "timed": 32}  # smoke: n_speed 40, n_cpu_test 2000
     models = comparison["models"]
-    assert list(models) == ["baseline", "teacher", "student", "student_int8"]
+    onnx = ["student_onnx", "student_onnx_int8"] if importlib.util.find_spec("onnxruntime") else []
+    assert list(models) == ["baseline", "teacher", "student", "student_int8", *onnx]
     for row in models.values():
-        assert set(row) == {"params", "size_mb", "reviews_per_s", "test", "cpu_sample"}
+        assert set(row) == {"params", "size_mb", "reviews_per_s", "test", "cpu_sample", "timed"}
         assert row["reviews_per_s"] > 0 and row["size_mb"] > 0
         assert row["test"] == row["cpu_sample"]  # the sample is the whole test split here
     assert models["student"]["params"] < models["teacher"]["params"]
@@ -92,7 +94,7 @@ def test_metrics_and_comparison_have_the_promised_keys(smoke_run):
     assert models["student_int8"]["size_mb"] < models["student"]["size_mb"]
     assert models["teacher"]["test"]["accuracy"] == metrics["accuracy"]
     short = comparison["extra_test_sets"]["short"]  # smoke scores the shipped short sentences too
-    assert short["reviews"] == {"test": 1000, "cpu_sample": 1000} and set(short["models"]) == set(models)
+    assert short["reviews"] == {"test": 1000, "cpu_sample": 1000, "timed": 40} and set(short["models"]) == set(models)
     sets = json.loads((smoke_run / "eval" / "test_sets.json").read_text())
     assert sets["short"]["teacher"] == {**short["models"]["teacher"]["test"],
                                         **{k: sets["short"]["teacher"][k] for k in ("precision", "recall", "n")}}
