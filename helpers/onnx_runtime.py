@@ -75,6 +75,7 @@ def padded_batch(ids_list, pad_id):
 def session_logits(session, ids_list, pad_id, batch_size, on_batch=None):
     """Logits for reviews given as token ids, in their order; batches run shortest first (as
     helpers.evaluation.predict_logits does), `on_batch(n)` told after each batch of n reviews."""
+    ids_list = list(ids_list)  # a datasets column (datasets 4, Colab's) refuses numpy integers as indices
     order = np.argsort([len(ids) for ids in ids_list], kind="stable")
     logits = np.empty((len(ids_list), 2), dtype=np.float32)
     for start in range(0, len(order), batch_size):
