@@ -4,19 +4,19 @@
     python bench/cpu_part.py --profile full
     python bench/cpu_part.py --run runs/quick --compare-onnx   # a real run's models; with and without the ONNX rows
 
-The CPU part is `distill.compare`: the student quantized to int8 (and, with onnxruntime, exported to
-ONNX), the fp32 teacher and student and every CPU copy timed on `n_speed` test reviews, the CPU copies
+The CPU part is the student's ONNX export (helpers.export.student_copies, with onnxruntime installed)
+and `distill.compare`: the student quantized to int8, the fp32 teacher and student and every CPU copy timed on `n_speed` test reviews, the CPU copies
 scored on `n_cpu_test` reviews of each test set. On a GPU runtime (Colab's T4) it runs on the runtime's
 CPU. The models have the hub profiles' real shapes (BertConfig() and DistilBertConfig() defaults) with
 random weights, as the offline hub-profile test builds them; the test reviews are the committed sample's
 (and the shipped short sentences), tokenized with the uncased WordPiece vocabulary that bert-base and
 MiniLM-L6 share. The other models' probabilities are placeholders (0.5): compare only scores them, and
 only the time is measured here. With --run, a finished run's own teacher, student and test sets instead.
---compare-onnx times it twice in one process, without the ONNX Runtime rows (as without onnxruntime
-installed) and with them, and prints the ratio. Prints the seconds and what they rest on.
+--compare-onnx times it twice in one process, without the ONNX export and rows (as without onnxruntime
+installed) and with them, and prints the ratio; the export's own seconds are printed too (05's export cell
+reuses those copies, so a run exports its student once). Prints the seconds and what they rest on.
 """
 import argparse
-import importlib.util
 import sys
 import tempfile
 import time
@@ -27,7 +27,7 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification, DistilBertConfig, DistilBertForSequenceClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from helpers import baseline, data, distill, models, scoring, test_sets, tokens  # noqa: E402
+from helpers import baseline, data, distill, export, models, scoring, test_sets, tokens  # noqa: E402
 from helpers.config import resolve_params  # noqa: E402
 from helpers.runs import load_run  # noqa: E402
 
@@ -53,27 +53,27 @@ def run_models(run):
 
 
 def timed_compare(trained, frames, sets, tokenizer, params, onnx=True):
-    """Seconds of distill.compare, and its result; onnx=False hides onnxruntime as if it were not installed."""
+    """Seconds of the CPU part (with `onnx`, the student's ONNX export and its rows too), and the comparison."""
     sample = data.load_imdb("sample")["train"]
     bag_of_words = baseline.fit_baseline(sample["text"][:800], sample["label"][:800], sample["text"][800:1000],
                                          sample["label"][800:1000], 0)
     _, timed = distill.cpu_samples(len(sets["test"]), params.n_cpu_test, params.n_speed, params.seed)
     n_params, size_mb, speed = baseline.footprint(bag_of_words, [frames["test"]["text"].iloc[i] for i in timed])
     probs = {name: {who: np.full(len(ds), 0.5) for who in ("baseline", "teacher", "student")} for name, ds in sets.items()}
-    find_spec = importlib.util.find_spec
-    if not onnx:
-        importlib.util.find_spec = lambda name, *rest: None if name == "onnxruntime" else find_spec(name, *rest)
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            for name, model in trained.items():
-                model.save_pretrained(Path(folder) / name)
-            started = time.perf_counter()
-            comparison = distill.compare({name: (model, Path(folder) / name) for name, model in trained.items()},
-                                         dict(sets), probs, tokenizer, params,
-                                         {"params": n_params, "size_mb": size_mb, "reviews_per_s": speed})
-            return time.perf_counter() - started, comparison
-    finally:
-        importlib.util.find_spec = find_spec
+    with tempfile.TemporaryDirectory() as folder:
+        for name, model in trained.items():
+            model.save_pretrained(Path(folder) / name)
+        started = time.perf_counter()
+        onnx_dir = None
+        if onnx:  # as the distill stage does with the export extra installed: the student's ONNX copies first
+            onnx_dir = Path(folder) / "onnx"
+            onnx_dir.mkdir()
+            export.write_copies(trained["student"], onnx_dir)
+            print(f"  the student's ONNX copies written in {time.perf_counter() - started:.1f} s (part of the time below)")
+        comparison = distill.compare({name: (model, Path(folder) / name) for name, model in trained.items()},
+                                     dict(sets), probs, tokenizer, params,
+                                     {"params": n_params, "size_mb": size_mb, "reviews_per_s": speed}, onnx_dir)
+        return time.perf_counter() - started, comparison
 
 
 def main(argv=None):

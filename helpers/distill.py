@@ -11,9 +11,7 @@ Reviews without a label (helpers.unlabelled, label -1) learn from the teacher al
 the soft term. The teacher's logits are computed once, up front, and travel with each training batch.
 """
 import copy
-import importlib.util
 import io
-import tempfile
 import time
 import warnings
 from functools import partial
@@ -27,7 +25,7 @@ import torch.nn.functional as F
 
 from helpers.devices import plain_model
 from helpers.evaluation import classification_metrics, positive_probability, predict_logits, predict_on_device
-from helpers.io import dir_size_mb
+from helpers.io import dir_size_mb, read_json
 from helpers.models import count_parameters
 from helpers.precision import quantization_engine
 from helpers.tokens import tokenize_splits
@@ -125,9 +123,10 @@ def cpu_samples(n_test, n_sample, n_speed, seed):
     return np.sort(drawn), np.sort(drawn[:n_speed])
 
 
-def compare(trained, sets, probs, tokenizer, params, baseline_footprint):
+def compare(trained, sets, probs, tokenizer, params, baseline_footprint, onnx_dir=None):
     """Size, CPU speed and scores of the baseline, the teacher, the student and the student's CPU copies:
-    quantized to int8 by torch and, when onnxruntime is installed, exported to ONNX (fp32 and int8).
+    quantized to int8 by torch and, when `onnx_dir` holds the student's ONNX copies (helpers.export.student_copies:
+    the distill stage writes them when onnxruntime is installed), ONNX Runtime's fp32 and int8.
 
     `trained` maps "teacher" and "student" to (model, saved folder); `sets` maps each test set
     (the run's test split first, then the extra sets) to its tokenized reviews, and `probs` each
@@ -139,20 +138,19 @@ def compare(trained, sets, probs, tokenizer, params, baseline_footprint):
     ratio between two rows always compares the same reviews. Speed is timed on the same `n_speed` reviews of the test split's sample for every
     model (the baseline on their text), in batches of `eval_batch_size`, on torch's CPU threads.
     """
-    with tempfile.TemporaryDirectory() as folder:
-        copies = cpu_copies(trained["student"][0], tokenizer, params.eval_batch_size, folder)
-        scored = {name: _score_set(ds, probs[name], copies, params) for name, ds in sets.items()}
-        main_name = next(iter(sets))
-        _, timed = cpu_samples(len(sets[main_name]), params.n_cpu_test, params.n_speed, params.seed)
-        timed_set = sets[main_name].select(timed)
-        footprints = {"baseline": (baseline_footprint["params"], baseline_footprint["size_mb"],
-                                   baseline_footprint["reviews_per_s"])}
-        for name, (model, saved) in trained.items():
-            footprints[name] = (count_parameters(model), dir_size_mb(saved),
-                                cpu_throughput(model, timed_set, tokenizer, params.eval_batch_size))
-        for name, (logits_of, size_mb, _) in copies.items():
-            footprints[name] = (count_parameters(trained["student"][0]), size_mb,
-                                len(timed) / _seconds(logits_of, timed_set))
+    copies = cpu_copies(trained["student"][0], tokenizer, params.eval_batch_size, onnx_dir)
+    scored = {name: _score_set(ds, probs[name], copies, params) for name, ds in sets.items()}
+    main_name = next(iter(sets))
+    _, timed = cpu_samples(len(sets[main_name]), params.n_cpu_test, params.n_speed, params.seed)
+    timed_set = sets[main_name].select(timed)
+    footprints = {"baseline": (baseline_footprint["params"], baseline_footprint["size_mb"],
+                               baseline_footprint["reviews_per_s"])}
+    for name, (model, saved) in trained.items():
+        footprints[name] = (count_parameters(model), dir_size_mb(saved),
+                            cpu_throughput(model, timed_set, tokenizer, params.eval_batch_size))
+    for name, (logits_of, size_mb, _) in copies.items():
+        footprints[name] = (count_parameters(trained["student"][0]), size_mb,
+                            len(timed) / _seconds(logits_of, timed_set))
     models = {name: {"params": n_params, "size_mb": round(size_mb, 2), "reviews_per_s": round(speed, 2),
                      **scored[main_name]["models"][name]} for name, (n_params, size_mb, speed) in footprints.items()}
     return {"reviews": scored[main_name]["reviews"],
@@ -160,22 +158,22 @@ def compare(trained, sets, probs, tokenizer, params, baseline_footprint):
             "extra_test_sets": {name: result for name, result in scored.items() if name != main_name}}
 
 
-def cpu_copies(student, tokenizer, batch_size, folder):
+def cpu_copies(student, tokenizer, batch_size, onnx_dir=None):
     """{row name: (function from tokenized reviews to logits, size in MB, reviews scored)} of the student's CPU
-    copies: torch's int8 and, when onnxruntime is installed, the ONNX Runtime copies helpers.export makes (fp32
-    optimized and int8), written into `folder` and run on as many threads as torch uses. The int8 copies are
-    scored on each set's CPU sample ("cpu_sample"); the fp32 ONNX copy, which gives the student's own logits
-    (helpers.export checks them to 1e-3), on its timed reviews only ("timed"), so its row costs little time."""
+    copies: torch's int8 and, from `onnx_dir` (helpers.export.write_copies), the ONNX Runtime copies (fp32
+    optimized and int8), run on as many threads as torch uses. The int8 copies are scored on each set's CPU
+    sample ("cpu_sample"); the fp32 ONNX copy, which gives the student's own logits (helpers.export checks them
+    to 1e-3), on its timed reviews only ("timed"), so its row costs little time."""
     int8 = quantize_int8(student)
     copies = {"student_int8": (lambda ds: timed_cpu_logits(int8, ds, tokenizer, batch_size)[0], serialized_mb(int8),
                                "cpu_sample")}
-    if importlib.util.find_spec("onnxruntime") is None:
+    if onnx_dir is None:
         return copies
     from helpers import export, onnx_runtime
 
-    files, _ = export.onnx_copies(plain_model(student).to("cpu"), folder)
+    files = read_json(Path(onnx_dir) / export.COPIES_FILE)["files"]
     for name, key, scope in (("student_onnx", "optimized", "timed"), ("student_onnx_int8", "int8", "cpu_sample")):
-        path = Path(folder) / files[key]
+        path = Path(onnx_dir) / files[key]
         session = onnx_runtime.make_session(path, torch.get_num_threads())
         copies[name] = (partial(_session_logits, session, tokenizer.pad_token_id, batch_size),
                         path.stat().st_size / 1e6, scope)

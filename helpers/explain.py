@@ -5,8 +5,6 @@ them (head+tail or plain truncation, BERT's pooler or the `cls` head, a student 
 teacher's layers or a pre-trained one), the notebook prints one of these instead of explaining
 every case. Each returns Markdown; `show` displays it in a notebook and prints it elsewhere.
 """
-import inspect
-
 from helpers.models import DISTIL_FROM_TEACHER
 from helpers.tokens import cut_span
 
@@ -55,8 +53,3 @@ def student(params):
                 "itself was initialised from BERT; its head starts from the teacher's and must adapt to fewer layers.")
     return (f"**This run's student** (`student_model: {params.student_model}`): the pre-trained model of that name "
             "with a new 2-label head; it shares the teacher's vocabulary, so both read the same word pieces.")
-
-
-def source_of(function):
-    """A function's own code, as the notebooks show the training step."""
-    return inspect.getsource(function)

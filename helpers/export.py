@@ -18,6 +18,7 @@ fuses; the dynamo exporter's graph, and the SDPA attention's masks, are left unf
 import argparse
 import copy
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -36,6 +37,8 @@ INPUTS = ("input_ids", "attention_mask")
 # where each stage keeps its model and the temperature fitted for it
 SOURCES = {"student": ("distill", "model"), "teacher": ("train", "model")}
 CALIBRATION = {"student": ("distill", "calibration.json"), "teacher": ("eval", "calibration.json")}
+STUDENT_COPIES = "onnx"  # in the distill folder: the student's ONNX copies, timed by the comparison, reused here
+COPIES_FILE = "copies.json"  # in such a folder: {"files": {kind: file name}, "fusions": {operator: count}}
 
 
 class _LogitsOnly(torch.nn.Module):
@@ -114,6 +117,38 @@ def onnx_copies(model, folder, name="student", int8=True):
     return files, fusions
 
 
+def write_copies(model, folder, name="student"):
+    """onnx_copies of `model` into `folder` with COPIES_FILE saying which file is which; returns that record."""
+    files, fusions = onnx_copies(model, folder, name)
+    record = {"files": files, "fusions": fusions}
+    write_json(Path(folder) / COPIES_FILE, record)
+    return record
+
+
+def student_copies(run):
+    """The distill stage's ONNX copies of its calibrated student, written whole into distill/onnx/: its comparison
+    times them and export_run reuses them, so a run exports its student once."""
+    folder = run.stage("distill") / STUDENT_COPIES
+    with atomic_dir(folder) as tmp:
+        write_copies(calibrated_for_export(run, "student"), tmp)
+    return folder
+
+
+def _reuse_or_export(run, model, folder, who):
+    """The student's copies the distill stage wrote (linked, or copied where the file system has no links), or a
+    fresh export of `model` when it wrote none; (files, fusions). export_run's check vouches for either."""
+    made = run.dir / "distill" / STUDENT_COPIES
+    if who != "student" or not (made / COPIES_FILE).is_file():
+        return onnx_copies(model, folder, who, int8=who == "student")
+    record = read_json(made / COPIES_FILE)
+    for name in record["files"].values():
+        try:
+            os.link(made / name, folder / name)
+        except OSError:
+            shutil.copy2(made / name, folder / name)
+    return record["files"], record["fusions"]
+
+
 def largest_logit_difference(model, paths, dataset, tokenizer, batch_size):
     """max |ONNX - PyTorch| over the logits of `dataset`'s reviews, for each ONNX file in `paths`."""
     expected = evaluation.predict_logits(model, dataset, tokenizer, batch_size, desc="checking the export")
@@ -139,7 +174,7 @@ def export_run(run_dir, out=None, teacher=False):
     with atomic_dir(out) as tmp:
         for who in ("student", "teacher") if teacher else ("student",):
             model = calibrated_for_export(run, who)
-            files, serving["fusions"][who] = onnx_copies(model, tmp, who, int8=who == "student")
+            files, serving["fusions"][who] = _reuse_or_export(run, model, tmp, who)
             differences = largest_logit_difference(model, [tmp / files["onnx"], tmp / files["optimized"]], check_set,
                                                    tokenizer, run.params.eval_batch_size)
             worst = max(differences.values())

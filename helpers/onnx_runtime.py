@@ -8,6 +8,7 @@ first, padded to their longest review. helpers.predict serves export folders thr
 alone, so a machine with onnxruntime and no torch can score reviews; the distill stage's comparison
 and helpers.export's check run their ONNX copies through `session_logits` too.
 """
+import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,11 @@ PAD_TO_MULTIPLE = 8  # as the torch loaders pad (helpers.batching): vectorised k
 
 class ExportError(ValueError):
     """An export folder that cannot be served; the message says what is missing and how to make it."""
+
+
+def installed():
+    """Whether onnxruntime (the export extra: `pip install -e .[export]`) can be imported here."""
+    return importlib.util.find_spec("onnxruntime") is not None
 
 
 def is_export_folder(path):

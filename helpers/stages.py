@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 from accelerate import PartialState
 
-from helpers import (baseline, calibration, data, distill, estimates, evaluation, layout, models, plots, scoring,
-                     test_sets, tokens, unlabelled)
-from helpers.io import read_json, write_frame, write_json
+from helpers import (baseline, calibration, data, distill, estimates, evaluation, export, layout, models, onnx_runtime,
+                     plots, scoring, test_sets, tokens, unlabelled)
+from helpers.io import read_json, remove_tree, write_frame, write_json
 from helpers.progress import quiet_library_bars
 from helpers.training import TrainSettings, train
 
@@ -209,8 +209,10 @@ def distill_stage(run):
     write_json(run.stage("distill") / "metrics.json", student_metrics)
     write_json(run.stage("distill") / "calibration.json", {k: v for k, v in fitted.items() if k != "tables"})
     with estimates.measured(run, "distill_cpu"):  # the CPU part, beside its estimate (on Colab: the runtime's CPU)
+        onnx_dir = student_onnx_copies(run)
         comparison = distill.compare({"teacher": (teacher, teacher_dir), "student": (student, student_dir)}, sets,
-                                     probs, tokenizer, params, read_json(run.require("eval", "baseline.json"))["footprint"])
+                                     probs, tokenizer, params, read_json(run.require("eval", "baseline.json"))["footprint"],
+                                     onnx_dir)
     write_json(run.stage("distill") / "comparison.json", comparison)
     result = StageResult(
         tables={"epochs": _epochs_table(history), "comparison": distill.comparison_table(comparison),
@@ -219,6 +221,15 @@ def distill_stage(run):
         values={"comparison": comparison, "student_metrics": student_metrics,
                 "training_reviews": {"labelled": len(tokenized["train"]), "unlabelled": len(train_split) - len(tokenized["train"])}})
     return _finish(run, "distill", result, started)
+
+
+def student_onnx_copies(run):
+    """With the export extra installed, the student's ONNX copies in distill/onnx/ (helpers.export.student_copies),
+    for the comparison's ONNX Runtime rows and the export; without it, None, and no copies of an earlier run left."""
+    if not onnx_runtime.installed():
+        remove_tree(run.stage("distill") / export.STUDENT_COPIES)  # copies of an earlier student would mislead export
+        return None
+    return export.student_copies(run)
 
 
 def _epochs_table(history):

@@ -3,7 +3,6 @@ the fix, before any model is loaded, and with nothing in an existing run folder 
 import math
 import warnings
 
-import pandas as pd
 import pytest
 import torch
 from papermill.translators import translate_parameters

@@ -156,8 +156,15 @@ def test_compare_scores_every_model_on_the_same_sample_of_every_set(tiny_teacher
     _, timed = distill.cpu_samples(64, 24, 8, params.seed)
     n_params, size_mb, speed = baseline.footprint(bag_of_words, [texts["test"][i] for i in timed])
     footprint = {"params": n_params, "size_mb": size_mb, "reviews_per_s": speed}  # as the evaluate stage measures it
+    onnx_dir = None
+    if ONNX:  # the student's ONNX copies, as the distill stage writes them (helpers.export.student_copies)
+        from helpers import export
+
+        onnx_dir = tmp_path / "onnx"
+        onnx_dir.mkdir()
+        export.write_copies(student, onnx_dir)
     comparison = distill.compare({"teacher": (tiny_teacher, tmp_path / "teacher"), "student": (student, tmp_path / "student")},
-                                 sets, probs, tiny_tokenizer, params, footprint)
+                                 sets, probs, tiny_tokenizer, params, footprint, onnx_dir)
     assert rows_baseline(comparison) == (n_params, round(size_mb, 2), round(speed, 2))
     assert comparison["reviews"] == {"test": 64, "cpu_sample": 24, "timed": 8}
     assert comparison["cpu"] == {"batch_size": params.eval_batch_size, "threads": torch.get_num_threads()}

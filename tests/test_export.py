@@ -48,6 +48,18 @@ def test_the_model_card_says_what_the_model_is_and_where_it_fails(smoke_run_dir,
     assert f"T = {temperature:.3f}" in text
 
 
+def test_the_export_reuses_the_distill_stages_onnx_copies(smoke_run_dir, tmp_path, monkeypatch):
+    """The distill stage wrote the student's copies for its comparison; exporting the run does not export it again."""
+    made = smoke_run_dir / "distill" / export.STUDENT_COPIES
+    record = json.loads((made / export.COPIES_FILE).read_text())
+    monkeypatch.setattr(export, "onnx_copies", lambda *args, **kwargs: pytest.fail("the student was exported again"))
+    serving = export.export_run(smoke_run_dir, tmp_path / "export")
+    assert serving["fusions"]["student"] == record["fusions"]
+    for name in record["files"].values():
+        assert (tmp_path / "export" / name).read_bytes() == (made / name).read_bytes()
+    assert serving["check"]["student"]["max_abs_logit_diff"] <= export.MAX_LOGIT_DIFF  # checked all the same
+
+
 def test_an_export_that_disagrees_with_pytorch_is_refused_and_writes_nothing(smoke_run_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(export, "MAX_LOGIT_DIFF", -1.0)  # no difference passes: the check must refuse
     out = tmp_path / "export"

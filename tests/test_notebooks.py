@@ -8,8 +8,11 @@ import sys
 import nbformat
 import pytest
 
+from cli import run_cli
 from headless import body_attributes, render
 from helpers.run import NOTEBOOK_DIR, NOTEBOOKS
+from helpers.runs import open_run
+from helpers.stages import STAGE_FUNCTIONS
 
 pytestmark = pytest.mark.slow
 
@@ -68,6 +71,10 @@ def test_batch_run_writes_every_artifact(smoke_run):
                  "eval/probabilities.parquet", "distill/model/model.safetensors", "distill/calibration.json",
                  "distill/student_loss_curve.png"):
         assert (smoke_run / path).exists(), path
+    if importlib.util.find_spec("onnxruntime"):  # the student exported once: for the comparison, reused by 05's export
+        copies = json.loads((smoke_run / "distill" / "onnx" / "copies.json").read_text())["files"]
+        for name in copies.values():
+            assert (smoke_run / "export" / name).read_bytes() == (smoke_run / "distill" / "onnx" / name).read_bytes()
     params = json.loads((smoke_run / "params.json").read_text())
     assert params["profile"] == "smoke" and params["params"]["n_test"] == 32
     assert sorted(json.loads((smoke_run / "timings.json").read_text())) == sorted(NOTEBOOKS)
@@ -130,8 +137,7 @@ def test_the_report_loads_in_chromium_with_every_figure_and_no_console_errors(sm
 
 
 def test_rerunning_into_the_same_folder_with_other_parameters_is_refused(smoke_run):
-    result = subprocess.run([sys.executable, "-m", "helpers.run", "smoke", "--run-dir", str(smoke_run), "-p", "n_test", "16"],
-                            capture_output=True, text=True, timeout=120)
+    result = run_cli("smoke", "--run-dir", str(smoke_run), "-p", "n_test", "16")
     assert result.returncode != 0 and "n_test: 32 -> 16" in result.stderr
     assert json.loads((smoke_run / "params.json").read_text())["params"]["n_test"] == 32
 
@@ -148,15 +154,15 @@ def _notebook_text(path):
 
 def test_the_smoke_pipeline_runs_end_to_end_in_bf16_forced_on_the_cpu(tmp_path):
     """The bf16 path on every machine: real bf16 on a CPU with bf16 instructions, emulated (slow, but the
-    tiny model keeps it short) on one without. The smoke profile itself pins fp32 (the run above)."""
-    run_dir = tmp_path / "bf16"
-    result = subprocess.run([sys.executable, "-m", "helpers.run", "smoke", "--run-dir", str(run_dir),
-                             "-p", "precision", "bf16", "-p", "n_test", "32"], capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    tiny model keeps it short) on one without. The smoke profile itself pins fp32 (the run above). The stages
+    run as the notebooks call them, in this process: the notebooks themselves do not depend on the precision."""
+    run = open_run("smoke", tmp_path / "bf16", {"precision": "bf16", "n_test": 32})
+    for stage in STAGE_FUNCTIONS.values():
+        stage(run)
     for stage in ("train", "distill"):
-        assert json.loads((run_dir / stage / "history.json").read_text())["precision"] == "bf16"
-    assert "precision bf16: asked for explicitly" in _notebook_text(run_dir / "notebooks" / "03_train.ipynb")
-    int8 = json.loads((run_dir / "distill" / "comparison.json").read_text())["models"]["student_int8"]
+        history = json.loads((run.dir / stage / "history.json").read_text())
+        assert (history["precision"], history["precision_reason"]) == ("bf16", "asked for explicitly")
+    int8 = json.loads((run.dir / "distill" / "comparison.json").read_text())["models"]["student_int8"]
     assert 0.0 <= int8["cpu_sample"]["accuracy"] <= 1.0 and int8["reviews_per_s"] > 0
 
 
@@ -166,8 +172,7 @@ def test_the_same_command_again_continues_the_run_and_a_finished_run_is_left_as_
     before = {path: path.read_bytes() for path in smoke_run.rglob("*") if path.is_file() and "notebooks" not in path.parts
               and path.name not in ("report.html", "LAST_RUN")}
     assert not any((smoke_run / stage / "checkpoints").exists() for stage in ("train", "distill"))
-    result = subprocess.run([sys.executable, "-m", "helpers.run", "smoke", "--run-dir", str(smoke_run), "-p", "n_test", "32"],
-                            capture_output=True, text=True, timeout=900)
+    result = run_cli("smoke", "--run-dir", str(smoke_run), "-p", "n_test", "32")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for stage in ("data", "tokenize", "train", "evaluate", "distill"):
         assert f"{stage}: done already" in result.stdout and f"--stages {stage} runs it again" in result.stdout

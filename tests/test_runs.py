@@ -1,9 +1,8 @@
 import json
-import subprocess
-import sys
 
 import pytest
 
+from cli import run_cli
 from helpers.config import ConfigError
 from helpers.runs import load_run, open_run
 
@@ -37,8 +36,8 @@ def test_a_missing_stage_output_names_the_stage_to_run_first(tmp_path):
         run.require("train", "model")
 
 
-def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "helpers.run", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+def _cli(*args):
+    return run_cli(*args)
 
 
 def test_cli_refuses_a_bad_parameter_before_touching_anything(tmp_path):

@@ -6,7 +6,8 @@ import sys
 import pandas as pd
 import pytest
 
-from helpers import sweep
+from cli import run_cli, stage_functions
+from helpers import run, sweep
 from helpers.config import ConfigError
 
 
@@ -42,12 +43,20 @@ def test_results_table_and_learning_curve(tmp_path):
 
 
 def _run(*args):
+    """The runner as a real process, each stage a notebook in its own kernel."""
     return subprocess.run([sys.executable, "-m", "helpers.run", "smoke", *args], capture_output=True, text=True,
                           timeout=600)
 
 
+def _plan(monkeypatch, *args):
+    """The runner in this process, each stage's function run here instead of its notebook: for what the sweep
+    plans and collects (the notebooks under a sweep: test_the_cli_makes_one_run_folder_per_value_and_the_table)."""
+    monkeypatch.setattr(run, "execute_notebooks", stage_functions)
+    return run_cli("smoke", *args)
+
+
 def test_a_bad_value_stops_the_sweep_before_any_folder_is_written(tmp_path):
-    result = _run("--sweep", "n_train=40,99999", "--run-dir", str(tmp_path / "sweep"))
+    result = run_cli("smoke", "--sweep", "n_train=40,99999", "--run-dir", str(tmp_path / "sweep"))
     assert result.returncode != 0 and "n_train" in result.stderr and "99999" in result.stderr
     assert not (tmp_path / "sweep").exists()
 
@@ -77,9 +86,8 @@ def test_over_seeds_the_mean_and_spread_of_each_figure(tmp_path):
     assert pd.read_csv(tmp_path / "seeds.csv", index_col=0).loc["teacher_accuracy", "mean"] == pytest.approx(0.83)
 
 
-@pytest.mark.slow
-def test_seeds_n_is_a_sweep_over_the_profiles_seed_and_the_next_ones(tmp_path):
-    result = _run("--seeds", "2", "--run-dir", str(tmp_path), "--stages", "data")
+def test_seeds_n_is_a_sweep_over_the_profiles_seed_and_the_next_ones(tmp_path, monkeypatch):
+    result = _plan(monkeypatch, "--seeds", "2", "--run-dir", str(tmp_path), "--stages", "data")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["seed-42", "seed-43"]
     assert "over 2 seeds:" in result.stdout and (tmp_path / "seeds.csv").exists()
@@ -101,9 +109,8 @@ def test_a_sweep_under_seeds_gives_each_value_its_median(tmp_path):
     assert pd.read_csv(tmp_path / "runs.csv").shape[0] == 6 and (tmp_path / "learning_curve.png").exists()
 
 
-@pytest.mark.slow
-def test_a_sweep_with_seeds_runs_every_value_under_every_seed(tmp_path):
-    result = _run("--sweep", "n_train=40,80", "--seeds", "2", "--run-dir", str(tmp_path), "--stages", "data")
+def test_a_sweep_with_seeds_runs_every_value_under_every_seed(tmp_path, monkeypatch):
+    result = _plan(monkeypatch, "--sweep", "n_train=40,80", "--seeds", "2", "--run-dir", str(tmp_path), "--stages", "data")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     for value in (40, 80):
         for seed in (42, 43):
