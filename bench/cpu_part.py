@@ -5,7 +5,7 @@
     python bench/cpu_part.py --run runs/quick --compare-onnx   # a real run's models; with and without the ONNX rows
 
 The CPU part is the student's ONNX export (helpers.export.student_copies, with onnxruntime installed)
-and `distill.compare`: the student quantized to int8, the fp32 teacher and student and every CPU copy timed on `n_speed` test reviews, the CPU copies
+and `model_comparison.compare`: the student quantized to int8, the fp32 teacher and student and every CPU copy timed on `n_speed` test reviews, the CPU copies
 scored on `n_cpu_test` reviews of each test set. On a GPU runtime (Colab's T4) it runs on the runtime's
 CPU. The models have the hub profiles' real shapes (BertConfig() and DistilBertConfig() defaults) with
 random weights, as the offline hub-profile test builds them; the test reviews are the committed sample's
@@ -27,9 +27,9 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification, DistilBertConfig, DistilBertForSequenceClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from helpers import baseline, data, distill, export, models, scoring, test_sets, tokens  # noqa: E402
+from helpers import baseline, data, export, extra_sets, model_comparison, models, scoring, tokens  # noqa: E402
 from helpers.config import resolve_params  # noqa: E402
-from helpers.runs import load_run  # noqa: E402
+from helpers.run_folder import load_run  # noqa: E402
 
 
 def hub_shapes(params):
@@ -39,13 +39,13 @@ def hub_shapes(params):
     trained = {"teacher": BertForSequenceClassification(BertConfig(num_labels=2)).eval(),
                "student": DistilBertForSequenceClassification(DistilBertConfig(num_labels=2)).eval()}
     test = data.load_imdb("sample")["test"]
-    frames = {"test": test.head(params.n_test or len(test)), **test_sets.load_extra_tests(params.extra_test)}
+    frames = {"test": test.head(params.n_test or len(test)), **extra_sets.load_extra_tests(params.extra_test)}
     return trained, frames, tokens.tokenize_splits(frames, tokenizer, params.max_length, params.truncation_head), tokenizer
 
 
 def run_models(run):
     """A finished run's own teacher and student, test split and extra sets."""
-    tokenizer = tokens.load_saved_tokenizer(run.require("tokenized"))
+    tokenizer = tokens.load_saved_tokenizer(run.require("tokenize"))
     trained = {name: models.load_trained(run.require(stage, "model")) for name, stage in
                (("teacher", "train"), ("student", "distill"))}
     frames = scoring.test_frames(run)
@@ -57,7 +57,7 @@ def timed_compare(trained, frames, sets, tokenizer, params, onnx=True):
     sample = data.load_imdb("sample")["train"]
     bag_of_words = baseline.fit_baseline(sample["text"][:800], sample["label"][:800], sample["text"][800:1000],
                                          sample["label"][800:1000], 0)
-    _, timed = distill.cpu_samples(len(sets["test"]), params.n_cpu_test, params.n_speed, params.seed)
+    _, timed = model_comparison.cpu_samples(len(sets["test"]), params.n_cpu_test, params.n_speed, params.seed)
     n_params, size_mb, speed = baseline.footprint(bag_of_words, [frames["test"]["text"].iloc[i] for i in timed])
     probs = {name: {who: np.full(len(ds), 0.5) for who in ("baseline", "teacher", "student")} for name, ds in sets.items()}
     with tempfile.TemporaryDirectory() as folder:
@@ -70,7 +70,7 @@ def timed_compare(trained, frames, sets, tokenizer, params, onnx=True):
             onnx_dir.mkdir()
             export.write_copies(trained["student"], onnx_dir)
             print(f"  the student's ONNX copies written in {time.perf_counter() - started:.1f} s (part of the time below)")
-        comparison = distill.compare({name: (model, Path(folder) / name) for name, model in trained.items()},
+        comparison = model_comparison.compare({name: (model, Path(folder) / name) for name, model in trained.items()},
                                      dict(sets), probs, tokenizer, params,
                                      {"params": n_params, "size_mb": size_mb, "reviews_per_s": speed}, onnx_dir)
         return time.perf_counter() - started, comparison

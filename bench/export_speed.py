@@ -31,9 +31,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from helpers import distill, evaluation, export, models, onnx_runtime, scoring, tokens  # noqa: E402
-from helpers.io import write_json  # noqa: E402
-from helpers.runs import load_run  # noqa: E402
+from helpers import evaluation, export, model_comparison, models, onnx_runtime, scoring, tokens  # noqa: E402
+from helpers.files import write_json  # noqa: E402
+from helpers.run_folder import load_run  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -72,12 +72,12 @@ def timed(function, dataset):
 
 
 def copies_speed(run, args, folder):
-    tokenizer = tokens.load_saved_tokenizer(run.require("tokenized"))
-    test = tokens.load_tokenized(run.require("tokenized"))["test"]
-    _, timed_rows = distill.cpu_samples(len(test), None, args.reviews, run.params.seed)
+    tokenizer = tokens.load_saved_tokenizer(run.require("tokenize"))
+    test = tokens.load_tokenized(run.require("tokenize"))["test"]
+    _, timed_rows = model_comparison.cpu_samples(len(test), None, args.reviews, run.params.seed)
     reviews = test.select(timed_rows)
     student = models.load_trained(run.require("distill", "model")).eval()
-    int8 = distill.quantize_int8(student)
+    int8 = model_comparison.quantize_int8(student)
     files, fusions = onnx_variants(student, folder)
     runners = {"torch fp32": lambda ds: evaluation.predict_logits(student, ds, tokenizer, args.batch_size),
                "torch int8": lambda ds: evaluation.predict_logits(int8, ds, tokenizer, args.batch_size)}

@@ -69,7 +69,7 @@ import torch  # noqa: E402
 
 from bench import gpu_check_loops, gpu_check_stages, gpu_payload, loop_timing  # noqa: E402
 from helpers import data  # noqa: E402
-from helpers.io import read_json, write_json  # noqa: E402
+from helpers.files import read_json, write_json  # noqa: E402
 
 PARTS = {"fp16": gpu_check_stages.fp16_part, "bert-base": gpu_check_loops.bert_base_part,
          "oom": gpu_check_loops.oom_part, "full-data": gpu_check_stages.full_data_part}

@@ -1,6 +1,6 @@
 """bench/gpu_check.py's parts that run the pipeline's stages: fp16 and full-data.
 
-Both call helpers.stages' functions directly on a run folder opened with helpers.runs.open_run, the
+Both call helpers.stages' functions directly on a run folder opened with helpers.run_folder.open_run, the
 way the notebooks call them, without papermill (which the GPU image lacks).
 """
 import contextlib
@@ -11,8 +11,8 @@ from unittest import mock
 import torch
 
 from helpers import baseline, layout, scoring, stages
-from helpers.io import read_json
-from helpers.runs import open_run
+from helpers.files import read_json
+from helpers.run_folder import open_run
 
 ALL_STAGES = tuple(stages.STAGE_FUNCTIONS)
 TEACHER_STAGES = ALL_STAGES[:ALL_STAGES.index("evaluate") + 1]  # what the bf16 comparison run needs
@@ -86,7 +86,7 @@ def losses(run):
 
 
 def teacher_scores(run):
-    metrics = read_json(run.dir / "eval" / "metrics.json")
+    metrics = read_json(run.dir / "evaluate" / "metrics.json")
     return {"accuracy": metrics["accuracy"], "accuracy_ci95": metrics["accuracy_ci95"], "n": metrics["n"]}
 
 
@@ -140,8 +140,8 @@ def full_data_part(check):
     with baseline_fitted_once(FULL_DATA_C_GRID):
         run, figures = run_stages(check, "full-data", {**base, "data": check.imdb}, ALL_STAGES)
     summary = {row["split"]: row["reviews"] for row in read_json(run.dir / "data" / "summary.json")}
-    sets = read_json(run.dir / "eval" / "test_sets.json")[scoring.MAIN]
-    chosen = read_json(run.dir / "eval" / "baseline.json")
+    sets = read_json(run.dir / "evaluate" / "test_sets.json")[scoring.MAIN]
+    chosen = read_json(run.dir / "evaluate" / "baseline.json")
     comparison = read_json(run.dir / "distill" / "comparison.json")["models"]
     figures.update({
         "reviews": summary, "teacher": teacher_scores(run),

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from helpers.io import atomic_dir, atomic_write, read_json, write_json  # noqa: E402
+from helpers.files import atomic_dir, atomic_write, read_json, write_json  # noqa: E402
 
 PAYLOAD = ROOT / "gpu_payload"
 IMDB_SOURCE = ROOT.parent / "shared" / "data" / "imdb"

@@ -23,9 +23,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from helpers import distill, models, tokens  # noqa: E402
-from helpers.io import write_json  # noqa: E402
-from helpers.runs import load_run  # noqa: E402
+from helpers import model_comparison, models, tokens  # noqa: E402
+from helpers.files import write_json  # noqa: E402
+from helpers.run_folder import load_run  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SIZES = {"full": None, "tiny": 64}  # test reviews predicted: all, or the first 64
@@ -38,18 +38,18 @@ def main(argv=None):
     parser.add_argument("--out", default=str(RESULTS / "infer_speed.json"))
     args = parser.parse_args(argv)
     run = load_run(args.run_dir)
-    tokenizer = tokens.load_saved_tokenizer(run.require("tokenized"))
-    test = tokens.load_tokenized(run.require("tokenized"))["test"]
+    tokenizer = tokens.load_saved_tokenizer(run.require("tokenize"))
+    test = tokens.load_tokenized(run.require("tokenize"))["test"]
     if SIZES[args.size]:
         test = test.select(range(min(SIZES[args.size], len(test))))
     student = models.load_trained(run.require("distill", "model"))
     contenders = {"teacher": models.load_trained(run.require("train", "model")), "student": student,
-                  "student_int8": distill.quantize_int8(student)}
+                  "student_int8": model_comparison.quantize_int8(student)}
     labels = np.asarray(test["labels"])
     figures = {}
     for name, model in contenders.items():
         print(f"predicting: {name} ...", flush=True)
-        logits, seconds = distill.timed_cpu_logits(model, test, tokenizer, run.params.eval_batch_size)
+        logits, seconds = model_comparison.timed_cpu_logits(model, test, tokenizer, run.params.eval_batch_size)
         figures[name] = {"reviews_per_s": len(test) / seconds, "seconds": seconds,
                          "accuracy": float((logits.argmax(-1) == labels).mean()),
                          "params": models.count_parameters(model) if name != "student_int8" else None}

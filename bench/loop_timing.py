@@ -35,7 +35,7 @@ from unittest import mock
 import numpy as np
 import torch
 
-from helpers import checkpoints, training
+from helpers import checkpoints, optimization, training
 from helpers.precision import choose_precision
 
 EPOCH_WORK = ("off", "on")
@@ -170,7 +170,7 @@ def train_ours(model, params, tokenized, tokenizer, out_dir, epoch_work):
     work on, checkpoints are due every epoch's worth of steps, so one follows each epoch end but the
     last (where ours saves the model instead), as near the Trainer's save_strategy 'epoch' as ours goes."""
     if epoch_work == "on":
-        steps_per_epoch, _ = training.planned_epochs(math.ceil(len(tokenized["train"]) / params.batch_size),
+        steps_per_epoch, _ = optimization.planned_epochs(math.ceil(len(tokenized["train"]) / params.batch_size),
                                                      training.TrainSettings.from_params(params))
         params = dataclasses.replace(params, checkpoint_every=steps_per_epoch)
     settings = training.TrainSettings.from_params(params)
@@ -210,7 +210,7 @@ def trainer_arguments(params, n_train, out_dir, epoch_work, group_by_length):
     per_epoch = "epoch" if epoch_work == "on" else "no"
     keep_best = dict(save_total_limit=params.keep_checkpoints, load_best_model_at_end=True,
                      metric_for_best_model="accuracy", greater_is_better=True) if epoch_work == "on" else {}
-    steps_per_epoch, epochs = training.planned_epochs(math.ceil(n_train / params.batch_size),
+    steps_per_epoch, epochs = optimization.planned_epochs(math.ceil(n_train / params.batch_size),
                                                       training.TrainSettings.from_params(params))
     return TrainingArguments(
         output_dir=str(out_dir), per_device_train_batch_size=params.batch_size,

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from helpers import baseline, calibration, data, evaluation, models, test_sets, tokens  # noqa: E402
+from helpers import baseline, calibration, data, evaluation, extra_sets, models, tokens  # noqa: E402
 from helpers.config import resolve_params  # noqa: E402
 from helpers.training import TrainSettings, train  # noqa: E402
 
@@ -62,7 +62,7 @@ VARIANTS = {
 def split_for(params):
     """The run's splits, its tokenizer and tokenized splits (test and short sentences included)."""
     splits = data.make_splits(params)
-    splits["short"] = test_sets.load_extra_tests("short")["short"]
+    splits["short"] = extra_sets.load_extra_tests("short")["short"]
     tokenizer = tokens.prepare_tokenizer(params, splits["train"]["text"].tolist())
     tokenized = tokens.tokenize_splits(splits, tokenizer, params.max_length, params.truncation_head)
     return splits, tokenizer, tokenized

@@ -47,7 +47,7 @@ from bench import loop_timing  # noqa: E402
 from bench.loop_timing import loop_precision  # noqa: E402
 from helpers import data, evaluation, models, tokens, training  # noqa: E402
 from helpers.config import PRECISIONS, resolve_params  # noqa: E402
-from helpers.io import write_json  # noqa: E402
+from helpers.files import write_json  # noqa: E402
 from helpers.precision import matmul_seconds  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding
 
-from helpers.checkpoints import CheckpointError
+from helpers.checkpoint_files import CheckpointError
 
 GROUP_BATCHES = 50  # batches per length-sorted group: large enough to find similar lengths, small enough to mix
 PAD_TO_MULTIPLE = 8  # tensor-core and vectorised kernels run fastest on multiples of 8
@@ -87,7 +87,7 @@ def make_loader(dataset, tokenizer, batch_size, sampler=None, extra_columns=()):
     state (which dropout uses): a resumed run then draws exactly the numbers an unbroken one does.
 
     With a GPU the batches are padded into pinned (page-locked) memory, from which the copy to
-    the GPU runs asynchronously (helpers.devices asks Accelerate for non-blocking copies), and
+    the GPU runs asynchronously (helpers.accelerators asks Accelerate for non-blocking copies), and
     Accelerate's loader already fetches one batch ahead, so the next batch is padded and on its way
     while the GPU works through the queued step. No worker processes: padding a batch costs the
     main process little, while a worker would start anew at every epoch and every resume.

@@ -6,8 +6,12 @@ of Modern Neural Networks"); temperature scaling fixes most of it with one numbe
 the validation split: the logits are divided by T, which changes no prediction (the larger
 logit stays the larger) and only their confidence.
 
-    temperature = fit_temperature(val_logits, val_labels)
-    fold_temperature(model, temperature)   # the saved model then gives calibrated logits to every consumer
+    temperature = fit_temperature(val_logits, val_labels)   # the stage writes it to its calibration.json
+    probabilities = positive_probability(logits / temperature)   # where predictions are made
+    fold_temperature(model, temperature)   # an exported copy (helpers.export): calibrated logits for every consumer
+
+The stages keep their saved models as trained and the temperature beside them; only a copy that leaves
+the project (the ONNX export) has it folded into its classifier.
 """
 import math
 
@@ -18,6 +22,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
 from helpers.evaluation import predicted_labels
+from helpers.models import classifier_layer
 
 CALIBRATION_BINS = 15  # Guo et al.'s choice, so the figures compare with the literature
 TEMPERATURE_BOUNDS = (0.01, 100.0)  # the search range of T; beyond it the logits are all but constant or hard 0/1
@@ -87,15 +92,15 @@ def fit_temperature(val_logits, val_labels):
 def fold_temperature(model, temperature):
     """Divide the final classification layer's weights and bias by `temperature`, in place.
 
-    The model's logits become logits / T, so whatever reads the saved model (predictions, the
-    demo, transformers.pipeline) gets the calibrated ones. The temperature is multiplied into
+    The model's logits become logits / T, so whatever reads it (ONNX Runtime, transformers.pipeline on an
+    exported copy) gets the calibrated ones. The temperature is multiplied into
     `model.config.calibration_temperature` (saved with the config), so raw logits stay
     recoverable: raw = calibrated * recorded_temperature(model.config). Fold before quantizing:
     a quantized classifier is no longer a torch.nn.Linear and is refused.
     """
     if not (math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a positive number; got {temperature!r}")
-    classifier = output_layer(model)
+    classifier = classifier_layer(model)
     with torch.no_grad():
         classifier.weight.div_(temperature)
         if classifier.bias is not None:
@@ -104,25 +109,6 @@ def fold_temperature(model, temperature):
     return model
 
 
-def output_layer(model):
-    """The classification layer whose outputs are the logits: `classifier` (BERT, DistilBERT) or
-    `classifier.out_proj` (the 'cls' head, ELECTRA's class); TypeError for anything else."""
-    classifier = getattr(model, "classifier", None)
-    classifier = getattr(classifier, "out_proj", classifier)
-    if not isinstance(classifier, torch.nn.Linear):
-        found = "no classifier" if classifier is None else f"a {type(classifier).__name__} classifier"
-        raise TypeError(f"{type(model).__name__} has {found}; fold_temperature needs a model whose final layer is a "
-                        "torch.nn.Linear `classifier` or `classifier.out_proj` (BertForSequenceClassification, "
-                        "DistilBertForSequenceClassification, ElectraForSequenceClassification)")
-    return classifier
-
-
 def recorded_temperature(config):
     """The temperature folded into a model so far (1.0 for a model never calibrated)."""
     return float(getattr(config, TEMPERATURE_KEY, 1.0))
-
-
-def unfold_temperature(model):
-    """Undo every temperature folded into `model`, in place: its logits become the raw ones again (for
-    distillation, which reads the teacher's raw logits, and a student built from its layers)."""
-    return fold_temperature(model, 1.0 / recorded_temperature(model.config))

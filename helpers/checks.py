@@ -5,13 +5,13 @@ a model that cannot classify text or a `max_length` too long for the model fails
 seconds, not after the data stage or an hour of training. The full row-by-row checks of the
 data follow in the data stage, which also comes before any model.
 """
-from helpers import data, models, precision, test_sets, tokens, unlabelled
+from helpers import data, extra_sets, models, precision, tokens, unlabelled
 from helpers.config import ConfigError
 
 
 def check_inputs(params):
     data.check_source(params.data, {"train": params.n_train, "test": params.n_test})
-    test_sets.extra_test_files(params.extra_test)
+    extra_sets.extra_test_files(params.extra_test)
     models.check_classifier(params.model, "model")
     models.check_classifier(params.student_model, "student_model")
     models.check_head(params.model, params.head)

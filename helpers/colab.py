@@ -10,14 +10,14 @@ runtime's disk, which the next notebook cannot see.
 import sys
 from pathlib import Path
 
-from helpers import io
+from helpers import files
 from helpers.config import resolve_params
 from helpers.data import SAMPLE_DIR, parquet_rows
 from helpers.models import MINILM, TINY
-from helpers.runs import RUNS_ROOT
+from helpers.run_folder import RUNS_ROOT
 
 REPO = "imdb-distil/imdb-distil"  # github.com/<REPO>: the badges and install cells point here (a test checks)
-DRIVE_MOUNT = io.DRIVE_MOUNT  # where google.colab.drive.mount puts Drive (tests point it at tmp_path)
+DRIVE_MOUNT = files.DRIVE_MOUNT  # where google.colab.drive.mount puts Drive (tests point it at tmp_path)
 DRIVE_RUNS = "MyDrive/imdb-distil/runs"  # run folders on Drive, relative to DRIVE_MOUNT
 CPU_PROFILE = "quick"  # the largest profile sized for a CPU
 # what the warning below tells users `quick` takes on a 2-core CPU; measured: docs/results.md, "The quick profile

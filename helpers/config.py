@@ -34,6 +34,11 @@ class ConfigError(ValueError):
     """A parameter, profile or run folder that cannot be used; the message says how to fix it."""
 
 
+class DataError(ValueError):
+    """Input data that cannot be used; the message names the file, the row and the fix (helpers.data,
+    helpers.hub_data and helpers.unlabelled raise it)."""
+
+
 def _p(default, help, min=None, max=None, choices=None):
     return field(default=default, metadata=dict(help=help, min=min, max=max, choices=choices))
 
@@ -79,7 +84,7 @@ class Params:
     unlabelled: str = _p("sample", "unlabelled reviews the teacher labels for the student to learn from too: 'sample' (IMDB's unsupervised split, a slice shipped with the project), a Parquet/CSV file with a text column (relative paths from the project root), or a hub dataset name with an 'unsupervised' split (helpers/unlabelled.py)")
     n_unlabelled: typing.Optional[int] = _p(0, "unlabelled reviews drawn (seeded) for distillation; 0 = none, none = all", min=0)
     # reporting
-    extra_test: str = _p("", "extra labelled test sets scored by every model, comma-separated: 'short' (1,000 single IMDB sentences shipped with the project) or Parquet/CSV files with text and label columns, relative paths from the project root (helpers/test_sets.py)")
+    extra_test: str = _p("", "extra labelled test sets scored by every model, comma-separated: 'short' (1,000 single IMDB sentences shipped with the project) or Parquet/CSV files with text and label columns, relative paths from the project root (helpers/extra_sets.py)")
     n_errors: int = _p(10, "most confidently wrong test reviews shown", min=0)
     n_cpu_test: typing.Optional[int] = _p(2000, "test reviews (a seeded sample; all when fewer; none = all) the int8 student is scored on, on the CPU; the teacher and student are scored on the same ones too, so ratios compare like with like", min=2)
     n_speed: int = _p(256, "reviews of that sample timed on the CPU for each model's throughput", min=1)

@@ -42,6 +42,7 @@ TOKENIZE_TOKENS_PER_S = 400e3  # the fast tokenizer, whole reviews
 BASELINE_SECONDS_PER_REVIEW = 2e-3  # TF-IDF fit and the 7 logistic regressions of the C search, per training review
 SENTENCE_CHECK_SECONDS = 2e-7  # one unlabelled review searched for one extra-test sentence (helpers.unlabelled)
 CHECKPOINT_BYTES_PER_WEIGHT = 12  # fp32 weights and AdamW's two moments
+ONNX_SECONDS_PER_WEIGHT = 1.6e-7  # the student's ONNX export: traced, optimized, quantized (docs/results.md)
 MAX_TIMED_TOKENS = {"cpu": 2048, "gpu": 65536}  # tokens of the timed batch: on a CPU, few enough to time it in a second
 STAND_IN_SIZES = {"train": 2000, "test": 1000, "unlabelled": 3000}  # the committed sample's, when 'none' = all
 HUB_SIZES = {"train": 25000, "test": 25000, "unlabelled": 50000}  # IMDB's, for any other data when 'none'
@@ -143,7 +144,7 @@ def layer_seconds(shape, rows, length, mixed="no", device="cpu", backward=False,
     """Best time of a few passes of one encoder layer of `shape` over `rows` x `length` tokens on `device`, as the
     stages run them: forward only (prediction, inference mode), or forward and backward with dropout (training);
     under autocast in `mixed` precision ('no', 'bf16', 'fp16', as Accelerate names them), or with its linear
-    layers in int8 (`distill.quantize_int8`, on the CPU). The first pass warms up."""
+    layers in int8 (`model_comparison.quantize_int8`, on the CPU). The first pass warms up."""
     from transformers import BertConfig
     from transformers.models.bert.modeling_bert import BertLayer
 
@@ -151,7 +152,7 @@ def layer_seconds(shape, rows, length, mixed="no", device="cpu", backward=False,
                         attention_probs_dropout_prob=0.0, attn_implementation="sdpa")  # as the stages train (config.py)
     layer = BertLayer(config).to(device).train(backward)
     if int8:
-        from helpers.distill import quantize_int8
+        from helpers.model_comparison import quantize_int8
 
         layer = quantize_int8(layer)
     hidden = torch.randn(rows, length, shape.hidden, device=device, requires_grad=backward)
@@ -208,14 +209,14 @@ def review_lengths(run):
 
     Exact once the tokenize stage has run; before, counted from the words of the run's own reviews
     (data stage) or, before that, of the committed sample's, drawn to the sizes the parameters ask."""
-    from helpers import data, test_sets, unlabelled
+    from helpers import data, extra_sets, unlabelled
 
     params = run.params
-    sets = {name: _from_words(frame["text"]) for name, frame in test_sets.load_extra_tests(params.extra_test).items()}
+    sets = {name: _from_words(frame["text"]) for name, frame in extra_sets.load_extra_tests(params.extra_test).items()}
     if (run.dir / layout.DONE_MARKERS["tokenize"]).exists():
         from helpers.tokens import load_tokenized
 
-        sets.update({name: np.asarray(ds["full_length"]) for name, ds in load_tokenized(run.dir / layout.FOLDERS["tokenize"]).items()})
+        sets.update({name: np.asarray(ds["full_length"]) for name, ds in load_tokenized(run.dir / "tokenize").items()})
     elif (run.dir / layout.DONE_MARKERS["data"]).exists():
         sets.update({name: _from_words(frame["text"]) for name, frame in data.load_splits(run.dir / "data").items()})
     else:

@@ -18,17 +18,13 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from helpers.config import project_path
-from helpers.io import write_frame
+from helpers.config import DataError, project_path
+from helpers.files import write_frame
+from helpers.hub_data import SPLITS, hub_frames
 
 SAMPLE_DIR = Path(__file__).parent / "sample_data"
-SPLITS = ("train", "test")
 LABEL_NAMES = {0: "negative", 1: "positive"}
 LABEL_WORDS = {"0": 0, "1": 1, "neg": 0, "pos": 1, "negative": 0, "positive": 1}
-
-
-class DataError(ValueError):
-    """Input data that cannot be used; the message names the file, the row and the fix."""
 
 
 class DataWarning(UserWarning):
@@ -166,8 +162,6 @@ def _load_aclimdb_split(folder):
 
 def _load_hub(name):
     """A hub dataset's train and test splits (helpers.hub_data), checked like every other source."""
-    from helpers.hub_data import hub_frames  # it imports this module's DataError and SPLITS
-
     return {split: _checked(frame, f"{name}[{split}]") for split, frame in hub_frames(name).items()}
 
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from helpers import evaluation, models, tokens
+from helpers import calibration, evaluation, models, tokens
 from helpers.data import LABEL_NAMES
 from helpers.evaluation import DECISION_THRESHOLD, forward
+from helpers.files import read_json
 from helpers.progress import in_batch_run
 
 EXAMPLE_REVIEW = ("The first hour drags and the dialogue is clumsy, but the last act is wonderful: "
@@ -63,15 +64,17 @@ def predict_one(model, ids):
 
 
 def load(run):
-    """The trained teacher and its tokenizer from a run folder; on the GPU when there is one."""
+    """The trained teacher, calibrated, and its tokenizer from a run folder; on the GPU when there is one. The saved
+    model is raw, as trained: the evaluate stage's temperature is folded into this in-memory copy only."""
     model = models.load_trained(run.require("train", "model"))
+    calibration.fold_temperature(model, read_json(run.require("evaluate", "calibration.json"))["temperature"])
     model.to("cuda" if torch.cuda.is_available() else "cpu")
-    return model, tokens.load_saved_tokenizer(run.require("tokenized"))
+    return model, tokens.load_saved_tokenizer(run.require("tokenize"))
 
 
 def wrong_reviews(run):
     """The test reviews the model got wrong, surest mistake first, indexed by test row."""
-    return evaluation.wrong_predictions(pd.read_parquet(run.require("eval", "predictions.parquet")))
+    return evaluation.wrong_predictions(pd.read_parquet(run.require("evaluate", "predictions.parquet")))
 
 
 def describe(explanation, shown=SHOWN_PIECES):

@@ -6,7 +6,7 @@
 A stage's estimate is the time of its notebook (what `timings.json` records) as a sum of parts: its work
 on the device (FLOPs of the reviews it trains on and predicts, over a rate timed here: helpers.costs) and
 fixed costs (the kernel's start, model loads, checkpoints and saved models, tokenizing, the TF-IDF
-baseline, the notebook's own cells). 05's CPU part (`distill.compare`: the int8 student on a sample of
+baseline, the notebook's own cells). 05's CPU part (`model_comparison.compare`: the int8 student on a sample of
 every test set, the fp32 teacher and student timed on `n_speed` reviews) is estimated apart as
 `distill_cpu`, on this CPU's own rates: on a GPU runtime it runs on Colab's 2 vCPUs. It is also a part of
 `distill`. Other work on the machine is seen twice: in the timed rates, and in the load average, which
@@ -20,9 +20,9 @@ from functools import cached_property
 
 import numpy as np
 
-from helpers import costs, layout, precision
+from helpers import costs, layout, onnx_runtime, precision
 from helpers.costs import DISK_BYTES_PER_S, DRIVE_BYTES_PER_S, EFFICIENCY, batches
-from helpers.io import DRIVE_MOUNT, read_json, write_json
+from helpers.files import DRIVE_MOUNT, read_json, write_json
 
 STAGES = (*layout.STAGES, "distill_cpu")  # distill_cpu: the CPU part of 05, also counted in distill
 
@@ -99,7 +99,7 @@ class Work:
 
     def int8(self, lengths):
         """Seconds of the int8 student predicting `lengths` on the CPU (its layers timed quantized: linear layers in
-        int8, attention and GELU in fp32, as `distill.quantize_int8` leaves them)."""
+        int8, attention and GELU in fp32, as `model_comparison.quantize_int8` leaves them)."""
         split = batches(lengths, self.params.eval_batch_size, self.params.max_length)
         return (self.student.forward_flops(split) / (self.int8_rate * EFFICIENCY["cpu", "predict"])
                 + len(split[0]) * costs.BATCH_SECONDS["cpu"])
@@ -107,7 +107,7 @@ class Work:
     def train(self, role, lengths):
         """(seconds training, seconds validating, epochs, steps, checkpoints) of one training run of the
         teacher or the student."""
-        from helpers.training import planned_epochs
+        from helpers.optimization import planned_epochs
 
         shape, settings = getattr(self, role), self.settings[role]
         order = costs.training_order(lengths, settings.batch_size, settings.seed, settings.group_by_length)
@@ -133,7 +133,7 @@ class Work:
         return costs.BASELINE_SECONDS_PER_REVIEW * len(self.lengths["train"])
 
     def one_batch(self, shape, batch_size):
-        """A notebook cell's forward pass over one batch on the CPU (peek: the loss before training)."""
+        """A notebook cell's forward pass over one batch on the CPU (helpers.training_views: the loss before training)."""
         lengths = self.lengths["train"][:batch_size]
         return shape.forward_flops(batches(lengths, batch_size, self.params.max_length)) / (
             self.cpu_rate * EFFICIENCY["cpu", "predict"])
@@ -196,15 +196,19 @@ def _parts(work, stage):
                       "CPU part": sum(cpu_part.values())})
         return parts, _training_words(p, student, learnt, epochs, steps, saves)
     if stage == "distill_cpu":
-        from helpers.distill import cpu_samples
+        from helpers.model_comparison import cpu_samples
 
         sampled = {name: costs.resized(lengths[name], len(cpu_samples(len(lengths[name]), p.n_cpu_test, 0, 0)[0]))
                    for name in ("test", *extra)}
         timed = costs.resized(lengths["test"], min(p.n_speed, len(sampled["test"])))
-        return {"int8 student on the CPU samples": work.load(student) + work.int8(np.concatenate(list(sampled.values()))),
-                "fp32 teacher and student, int8 student timed": work.predict(teacher, timed, on="cpu")
-                + work.predict(student, timed, on="cpu") + work.int8(timed)}, \
-            f"int8 student on {sum(map(len, sampled.values())):,} reviews, 3 models timed on {len(timed):,}"
+        samples = np.concatenate(list(sampled.values()))
+        parts = {"int8 student on the CPU samples": work.load(student) + work.int8(samples), "fp32 teacher and "
+                 "student timed": work.predict(teacher, timed, on="cpu") + work.predict(student, timed, on="cpu")}
+        if onnx_runtime.installed():  # the export extra: the student's ONNX copies and their rows
+            parts["ONNX Runtime copies: export, int8 on the samples, fp32 timed"] = (
+                costs.ONNX_SECONDS_PER_WEIGHT * student.parameters + work.int8(samples)
+                + work.predict(student, timed, on="cpu"))
+        return parts, f"int8 student on {len(samples):,} reviews, the models timed on {len(timed):,}"
     raise ValueError(f"no estimate for stage {stage!r}; stages: {', '.join(STAGES)}")
 
 

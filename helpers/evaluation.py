@@ -12,7 +12,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 from helpers.accuracy import DECISION_THRESHOLD, accuracy_interval, predicted_labels  # noqa: F401 (re-exported)
 from helpers.batching import make_loader, token_lengths
 from helpers.data import LABEL_NAMES
-from helpers.devices import make_accelerator, plain_model
+from helpers.accelerators import make_accelerator, plain_model
 from helpers.progress import progress
 
 

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from helpers import calibration, evaluation, models, onnx_runtime, tokens
-from helpers.io import atomic_dir, read_json, write_json
-from helpers.runs import load_run
+from helpers.files import atomic_dir, read_json, write_json
+from helpers.run_folder import load_run
 
 OPSET = 17
 MAX_LOGIT_DIFF = 1e-3  # largest |ONNX - PyTorch| logit difference accepted
@@ -36,7 +36,7 @@ CHECK_REVIEWS = 64  # test reviews the exported graphs are checked on
 INPUTS = ("input_ids", "attention_mask")
 # where each stage keeps its model and the temperature fitted for it
 SOURCES = {"student": ("distill", "model"), "teacher": ("train", "model")}
-CALIBRATION = {"student": ("distill", "calibration.json"), "teacher": ("eval", "calibration.json")}
+CALIBRATION = {"student": ("distill", "calibration.json"), "teacher": ("evaluate", "calibration.json")}
 STUDENT_COPIES = "onnx"  # in the distill folder: the student's ONNX copies, timed by the comparison, reused here
 COPIES_FILE = "copies.json"  # in such a folder: {"files": {kind: file name}, "fusions": {operator: count}}
 
@@ -53,8 +53,8 @@ class _LogitsOnly(torch.nn.Module):
 
 
 def calibrated_for_export(run, who):
-    """The run's `who` model in fp32 with its calibration temperature folded in (whether or not the stage
-    already folded it: the recorded temperature says)."""
+    """The run's `who` model in fp32 with its calibration temperature folded in: the stages save their models raw
+    and the temperature beside them; a model already holding part of it (its config records it) gets the rest."""
     model = models.load_trained(run.require(*SOURCES[who]))
     temperature = read_json(run.require(*CALIBRATION[who]))["temperature"]
     calibration.fold_temperature(model, temperature / calibration.recorded_temperature(model.config))
@@ -164,8 +164,8 @@ def export_run(run_dir, out=None, teacher=False):
 
     run = load_run(run_dir)
     out = Path(out) if out else run.dir / "export"
-    tokenizer = tokens.load_saved_tokenizer(run.require("tokenized"))
-    check_set = tokens.load_tokenized(run.require("tokenized"))["test"]
+    tokenizer = tokens.load_saved_tokenizer(run.require("tokenize"))
+    check_set = tokens.load_tokenized(run.require("tokenize"))["test"]
     check_set = check_set.select(range(min(CHECK_REVIEWS, len(check_set))))
     serving = {"max_length": run.params.max_length, "truncation_head": run.params.truncation_head,
                "pad_token_id": tokenizer.pad_token_id, "labels": models.PIPELINE_LABELS,

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers.data import SPLITS, DataError
+from helpers.config import DataError
+
+SPLITS = ("train", "test")  # the labelled splits of a dataset, by the hub's IMDB names
 
 # the hub files of the train and test splits (the unlabelled reviews of the "unsupervised" split: hub_unsupervised)
 HUB_PATTERNS = [f"*{split}{tail}" for split in SPLITS for tail in ("-*.parquet", ".parquet")]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from helpers.data import stratified_sample
-from helpers.io import write_frame
+from helpers.files import write_frame
 
 SAMPLE_DIR = Path(__file__).parent / "sample_data"
 SAMPLE_SIZES = {"train": 2000, "test": 1000}
@@ -39,7 +39,7 @@ def main(argv=None):
 def write_unlabelled(source):
     """N_UNLABELLED reviews of unsup.parquet, none equal to a test review of the full test split or
     holding a sentence of the shipped short-sentence set."""
-    from helpers.test_sets import SHIPPED
+    from helpers.extra_sets import SHIPPED
     from helpers.unlabelled import SHIPPED_FILE, draw_unlabelled
 
     test_reviews = pd.read_parquet(source / "test.parquet")["text"]

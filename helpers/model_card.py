@@ -1,12 +1,12 @@
 """The model card of an export folder: README.md with Hugging Face card metadata, from the run's own files.
 
-Every figure is read from what the run wrote (params.json, data/summary.json, eval/ and distill/), so
+Every figure is read from what the run wrote (params.json, data/summary.json, evaluate/ and distill/), so
 the card says what this run measured: its data and their source, the command that made it, test
 accuracy with its 95% interval beside the teacher and the TF-IDF baseline, the calibration, and the
 short sentences as a known limit.
 """
-from helpers.io import atomic_write, read_json
-from helpers.runs import profile_overrides
+from helpers.files import atomic_write, read_json
+from helpers.run_folder import profile_overrides
 
 IMDB = ("the Large Movie Review Dataset (Maas et al. 2011, https://ai.stanford.edu/~amaas/data/sentiment/; "
         "`stanfordnlp/imdb` on the Hugging Face hub)")

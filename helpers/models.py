@@ -28,7 +28,7 @@ from transformers import (
 
 from helpers.config import ConfigError, project_path
 from helpers.data import LABEL_NAMES
-from helpers.io import atomic_dir
+from helpers.files import atomic_dir
 
 MINILM = "minilm-l6"
 TINY = "tiny-random-bert"
@@ -108,6 +108,20 @@ def load_teacher(name, tokenizer, seed, attention_dropout=None, head="pooler"):
     else:
         model = _load_classifier(name, attention_dropout)
     return model if head == "pooler" else cls_head_classifier(model, name)
+
+
+def classifier_layer(model):
+    """The layer whose outputs are the logits, for every classifier this project makes: `classifier` (BERT's
+    pooler head, DistilBERT) or `classifier.out_proj` (the 'cls' head: ELECTRA's class, `cls_head_classifier`).
+    Calibration folds its temperature into it; TypeError for a model without one (a quantized copy included)."""
+    classifier = getattr(model, "classifier", None)
+    classifier = getattr(classifier, "out_proj", classifier)
+    if not isinstance(classifier, torch.nn.Linear):
+        found = "no classifier" if classifier is None else f"a {type(classifier).__name__} classifier"
+        raise TypeError(f"{type(model).__name__} has {found}; a temperature folds only into a final torch.nn.Linear "
+                        "`classifier` or `classifier.out_proj` (BertForSequenceClassification, "
+                        "DistilBertForSequenceClassification, ElectraForSequenceClassification)")
+    return classifier
 
 
 def cls_head_classifier(bert, name="the teacher"):

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from helpers import colab, stages
 from helpers.config import ConfigError, make_params
-from helpers.io import read_json
-from helpers.runs import LAST_RUN, default_run_dir, last_run, open_run, profile_overrides, remember_last_run
+from helpers.files import read_json
+from helpers.run_folder import LAST_RUN, default_run_dir, last_run, open_run, profile_overrides, remember_last_run
 
 DEFAULT_PROFILE = "quick"  # what a notebook with nothing to continue starts, outside Colab
 NOT_GIVEN = ...  # a named parameter left so in the parameters cell keeps the profile's value

@@ -8,7 +8,7 @@ import numpy as np
 
 from helpers import calibration
 from helpers.data import LABEL_NAMES
-from helpers.io import atomic_write
+from helpers.files import atomic_write
 
 
 def label_balance(summary):

@@ -26,7 +26,7 @@ import pandas as pd
 
 from helpers import onnx_runtime
 from helpers.accuracy import accuracy_interval, predicted_labels
-from helpers.io import atomic_write
+from helpers.files import atomic_write
 
 CHUNK_ROWS = 1000  # reviews read, scored and written at a time: memory holds one chunk, not the file
 INPUT_FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".txt": "txt"}

@@ -3,9 +3,11 @@
 A batch run is one nobody can interact with. papermill (through nbclient) executes every cell
 with standard input disallowed, whoever starts it (`python -m helpers.run`, or plain `papermill`
 with or without `-p`), and plain Python (a multi-process launch) has no kernel at all; that is
-the signal, not an environment variable. There, bars are text lines on stdout (a widget saved
-by papermill reads 0%), which `python -m helpers.run` streams to the terminal, and widget cells
-print a static example instead (helpers.demo).
+the signal, not an environment variable: the execute request a kernel answers carries it
+(`allow_stdin`, public in Jupyter's messaging protocol; ipykernel's `get_parent` hands it over).
+There, bars are text lines on stdout (a widget saved by papermill reads 0%), which
+`python -m helpers.run` streams to the terminal, and widget cells print a static example instead
+(helpers.demo).
 """
 import sys
 
@@ -19,7 +21,12 @@ def in_batch_run():
     except ImportError:
         return True
     kernel = getattr(get_ipython(), "kernel", None)
-    return kernel is None or not getattr(kernel, "_allow_stdin", False)
+    if kernel is None:
+        return True
+    # the execute request this kernel is answering says whether its client can answer input(): the Jupyter
+    # messaging protocol's `allow_stdin`, which papermill's client sends as False and a live notebook as True
+    request = kernel.get_parent("shell")
+    return not request.get("content", {}).get("allow_stdin", False)
 
 
 def quiet_library_bars():

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from helpers import layout
-from helpers.io import atomic_write
+from helpers.files import atomic_write
 from helpers.report_sections import (data_section, distillation_section, environment_section, evaluation_section,
                                      html_table, parameters_section, read_run_json, tokens_section, training_section)
 
@@ -137,12 +137,12 @@ def _estimates_note(estimates):
 def _outcome(run_dir):
     """One sentence per result the run has reached so far."""
     lines = []
-    metrics = read_run_json(run_dir, "eval/metrics.json")
+    metrics = read_run_json(run_dir, "evaluate/metrics.json")
     if metrics:
         low, high = metrics.get("accuracy_ci95", [float("nan")] * 2)
         lines.append(f"Teacher: test accuracy <b>{metrics['accuracy']:.4f}</b> (95% interval {low:.3f} to "
                      f"{high:.3f}), F1 {metrics['f1']:.4f} ({metrics['n']:,} test reviews).")
-    sets = read_run_json(run_dir, "eval/test_sets.json")
+    sets = read_run_json(run_dir, "evaluate/test_sets.json")
     if sets:
         lines += [f"On {name} ({by_model['teacher']['n']:,} reviews): teacher {by_model['teacher']['accuracy']:.4f}, "
                   f"TF-IDF baseline {by_model['baseline']['accuracy']:.4f}." for name, by_model in sets.items()]

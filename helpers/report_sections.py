@@ -12,7 +12,7 @@ import json
 
 import pandas as pd
 
-from helpers.io import read_json
+from helpers.files import read_json
 
 N_ERRORS_SHOWN = 5  # confidently wrong reviews quoted in the report
 ERROR_TEXT_CHARS = 300  # each quoted review is cut to this many characters
@@ -88,10 +88,10 @@ def data_section(run_dir):
 
 
 def tokens_section(run_dir):
-    stats = read_run_json(run_dir, "tokenized/length_stats.json")
+    stats = read_run_json(run_dir, "tokenize/length_stats.json")
     if stats is None:
-        return not_run("tokenized/length_stats.json")
-    return html_table(pd.DataFrame(stats)) + figure(run_dir, "tokenized/token_lengths.png", "Review length in tokens")
+        return not_run("tokenize/length_stats.json")
+    return html_table(pd.DataFrame(stats)) + figure(run_dir, "tokenize/token_lengths.png", "Review length in tokens")
 
 
 def _epochs(history):
@@ -109,25 +109,25 @@ def training_section(run_dir):
 
 
 def evaluation_section(run_dir):
-    metrics = read_run_json(run_dir, "eval/metrics.json")
+    metrics = read_run_json(run_dir, "evaluate/metrics.json")
     if metrics is None:
-        return not_run("eval/metrics.json")
+        return not_run("evaluate/metrics.json")
     low, high = metrics.get("accuracy_ci95", [float("nan")] * 2)
     shown = {k: v for k, v in metrics.items() if k != "accuracy_ci95"}
     out = (f"<p>Teacher on the test split; accuracy's 95% interval (Wilson): {low:.4f} to {high:.4f}.</p>\n"
            + key_values(shown, "metric"))
-    sets = read_run_json(run_dir, "eval/test_sets.json")
+    sets = read_run_json(run_dir, "evaluate/test_sets.json")
     if sets is not None:
         out += "<h3>Every test set: the TF-IDF baseline beside the teacher</h3>\n" + html_table(_sets_frame(sets))
-    calibration = read_run_json(run_dir, "eval/calibration.json")
+    calibration = read_run_json(run_dir, "evaluate/calibration.json")
     if calibration is not None:
         out += (f"<h3>Calibration</h3>\n<p>Temperature {calibration['temperature']:.3f}, fitted on the "
-                f"{calibration['val_reviews']:,} validation reviews and folded into the saved teacher; expected "
+                f"{calibration['val_reviews']:,} validation reviews and applied where the teacher predicts (its saved model stays raw); expected "
                 f"calibration error on the test split ({calibration['bins']} equal-width bins): "
                 f"{calibration['ece_uncalibrated']:.4f} before, {calibration['ece']:.4f} after.</p>\n"
-                + figure(run_dir, "eval/reliability.png", "Reliability diagram (test)"))
-    return (out + figure(run_dir, "eval/confusion_matrix.png", "Confusion matrix (test)")
-            + _confident_errors(run_dir / "eval" / "confident_errors.csv"))
+                + figure(run_dir, "evaluate/reliability.png", "Reliability diagram (test)"))
+    return (out + figure(run_dir, "evaluate/confusion_matrix.png", "Confusion matrix (test)")
+            + _confident_errors(run_dir / "evaluate" / "confident_errors.csv"))
 
 
 def _sets_frame(sets):
@@ -150,7 +150,7 @@ def distillation_section(run_dir):
     comparison = read_run_json(run_dir, "distill/comparison.json")
     if comparison is None:
         return not_run("distill/comparison.json")
-    from helpers.distill import comparison_table, extra_sets_table  # import torch: only when there is something to show
+    from helpers.model_comparison import comparison_table, extra_sets_table  # import torch: only when there is something to show
 
     out = ("<p>TF-IDF baseline, teacher, student and int8-quantised student; each column's name says which test "
            "reviews it rests on (the int8 student runs on the CPU, on a seeded sample). The <i>/ teacher</i> rows "

@@ -22,9 +22,9 @@ from helpers import layout
 from helpers.checks import check_inputs
 from helpers.config import PROJECT_ROOT, ConfigError, available_profiles, describe_params, resolve_params
 from helpers.data import DataError
-from helpers.io import write_json
+from helpers.files import write_json
 from helpers.report import write_report
-from helpers.runs import default_run_dir, open_run, read_timings
+from helpers.run_folder import default_run_dir, open_run, read_timings
 from helpers.sweep import collect, collect_grid, parse_sweep, run_dirs, seed_summary, write_grid_results, write_results
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"

@@ -1,4 +1,4 @@
-"""Every model on every test set: the run's test split and the extra sets (helpers.test_sets).
+"""Every model on every test set: the run's test split and the extra sets (helpers.extra_sets).
 
 The evaluate stage scores the calibrated teacher and the bag-of-words baseline on each set;
 the distill stage adds the student and its int8 copy. Scores carry a 95% interval for accuracy
@@ -7,31 +7,25 @@ the distill stage adds the student and its int8 copy. Scores carry a 95% interva
 import numpy as np
 import pandas as pd
 
-from helpers import baseline, calibration, data, evaluation, test_sets, tokens
+from helpers import baseline, data, evaluation, extra_sets, tokens
 
-MAIN = test_sets.MAIN  # the run's own test split
+MAIN = extra_sets.MAIN  # the run's own test split
 
 
 def test_frames(run):
     """{set: frame with text and label}: the run's test split first, then the extra sets."""
     main = data.load_splits(run.require("data"), names=("test",))["test"]
-    return {MAIN: main, **test_sets.load_extra_tests(run.params.extra_test)}
+    return {MAIN: main, **extra_sets.load_extra_tests(run.params.extra_test)}
 
 
 def tokenized_sets(run, frames, tokenizer):
     """{set: tokenized dataset}: the test split as the tokenize stage wrote it, the extra sets tokenized
     here the same way (max_length, truncation_head)."""
-    sets = {MAIN: tokens.load_tokenized(run.require("tokenized"))["test"]}
+    sets = {MAIN: tokens.load_tokenized(run.require("tokenize"))["test"]}
     extras = {name: frame for name, frame in frames.items() if name != MAIN}
     if extras:
         sets.update(tokens.tokenize_splits(extras, tokenizer, run.params.max_length, run.params.truncation_head))
     return sets
-
-
-def raw_logits(model, dataset, tokenizer, settings):
-    """The model's logits before any temperature folded into it (helpers.calibration)."""
-    logits = evaluation.predict_on_device(model, dataset, tokenizer, settings)
-    return logits * calibration.recorded_temperature(model.config)
 
 
 def fit_run_baseline(run):

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 from accelerate import PartialState
 
-from helpers import (baseline, calibration, data, distill, estimates, evaluation, export, layout, models, onnx_runtime,
-                     plots, scoring, test_sets, tokens, unlabelled)
-from helpers.io import read_json, remove_tree, write_frame, write_json
+from helpers import (baseline, calibration, data, distill, estimates, evaluation, export, extra_sets, layout,
+                     model_comparison, models, onnx_runtime, plots, scoring, tokens, unlabelled)
+from helpers.files import read_json, remove_tree, write_frame, write_json
 from helpers.progress import quiet_library_bars
 from helpers.training import TrainSettings, train
 
@@ -45,7 +45,7 @@ def data_stage(run):
     splits = data.make_splits(run.params)
     data.save_splits(splits, run.stage("data"))
     if run.params.n_unlabelled != 0:  # for the distill stage, drawn here so that it is fixed with the splits
-        sentences = [text for frame in test_sets.load_extra_tests(run.params.extra_test).values() for text in frame["text"]]
+        sentences = [text for frame in extra_sets.load_extra_tests(run.params.extra_test).values() for text in frame["text"]]
         drawn = unlabelled.draw_unlabelled(run.params.unlabelled, run.params.n_unlabelled, run.params.seed,
                                            splits["test"]["text"], sentences)
         write_frame(run.stage("data") / "unlabelled.parquet", drawn, index=False)
@@ -64,22 +64,22 @@ def tokenize_stage(run):
     splits = data.load_splits(run.require("data"))
     tokenizer = tokens.prepare_tokenizer(params, splits["train"]["text"].tolist())
     tokenized = tokens.tokenize_splits(splits, tokenizer, params.max_length, params.truncation_head)
-    tokens.save_tokenized(tokenized, tokenizer, run.stage("tokenized"))
+    tokens.save_tokenized(tokenized, tokenizer, run.stage("tokenize"))
     stats = tokens.length_stats(tokenized, params.max_length)
-    write_json(run.stage("tokenized") / "length_stats.json", stats.reset_index().to_dict("records"))
+    write_json(run.stage("tokenize") / "length_stats.json", stats.reset_index().to_dict("records"))
     lengths = {name: ds["full_length"] for name, ds in tokenized.items()}
     result = StageResult(
         tables={"length_stats": stats},
         figures={"token_lengths": plots.length_histogram(lengths, "tokens", cutoff=params.max_length)},
         values={"tokenizer": type(tokenizer).__name__, "vocab_size": len(tokenizer)})
-    return _finish(run, "tokenized", result, started)
+    return _finish(run, "tokenize", result, started)
 
 
 def train_stage(run):
     started = time.perf_counter()
     params = run.params
-    tokenized = tokens.load_tokenized(run.require("tokenized"))
-    tokenizer = tokens.load_saved_tokenizer(run.require("tokenized"))
+    tokenized = tokens.load_tokenized(run.require("tokenize"))
+    tokenizer = tokens.load_saved_tokenizer(run.require("tokenize"))
     model = models.load_teacher(params.model, tokenizer, params.seed, params.attention_dropout, params.head)
     history = train(model, tokenized, tokenizer, TrainSettings.from_params(params), run.stage("train"))
     return _finish(run, "train", _train_result(run, history, models.count_parameters(model)), started)
@@ -117,56 +117,57 @@ def evaluate_stage(run):
     """The teacher on the test split and the extra test sets, calibrated, beside the TF-IDF baseline."""
     started = time.perf_counter()
     params, settings = run.params, TrainSettings.from_params(run.params)
-    model_dir = run.require("train", "model")
-    model, tokenizer = models.load_trained(model_dir), tokens.load_saved_tokenizer(run.require("tokenized"))
-    val = tokens.load_tokenized(run.require("tokenized"))["val"]
+    model = models.load_trained(run.require("train", "model"))  # raw, as trained: calibration is applied, not saved in it
+    tokenizer = tokens.load_saved_tokenizer(run.require("tokenize"))
+    val = tokens.load_tokenized(run.require("tokenize"))["val"]
     frames = scoring.test_frames(run)
     sets = scoring.tokenized_sets(run, frames, tokenizer)
-    raw = {name: scoring.raw_logits(model, ds, tokenizer, settings) for name, ds in {"val": val, **sets}.items()}
+    raw = {name: evaluation.predict_on_device(model, ds, tokenizer, settings)
+           for name, ds in {"val": val, **sets}.items()}
     if not is_main_process():  # every process predicted its share; the first one has them all and reports
         return StageResult()
-    fitted = calibrated_model(model, tokenizer, model_dir, raw, val["labels"], frames[scoring.MAIN]["label"])
+    fitted = fit_calibration(raw, val["labels"], frames[scoring.MAIN]["label"])
     bag_of_words = scoring.fit_run_baseline(run)
     probs = {name: {"baseline": baseline.baseline_proba(bag_of_words, frames[name]["text"]),
                     "teacher": evaluation.positive_probability(raw[name] / fitted["temperature"])} for name in sets}
     scores = scoring.score_sets(frames, probs)
     test, prob_positive = frames[scoring.MAIN], probs[scoring.MAIN]["teacher"]
     predictions = evaluation.prediction_table(test, prob_positive)
-    write_frame(run.stage("eval") / "predictions.parquet", predictions, index=False)
-    write_frame(run.stage("eval") / "probabilities.parquet", scoring.probabilities_frame(probs), index=False)
+    write_frame(run.stage("evaluate") / "predictions.parquet", predictions, index=False)
+    write_frame(run.stage("evaluate") / "probabilities.parquet", scoring.probabilities_frame(probs), index=False)
     matrix = evaluation.confusion(test["label"].to_numpy(), prob_positive)
     errors = evaluation.confident_errors(predictions, params.n_errors)
-    write_frame(run.stage("eval") / "confident_errors.csv", errors)
-    write_json(run.stage("eval") / "test_sets.json", scores)
-    write_json(run.stage("eval") / "baseline.json", {"c": bag_of_words.c, "val_accuracy_by_c": bag_of_words.val_accuracy_by_c,
+    write_frame(run.stage("evaluate") / "confident_errors.csv", errors)
+    write_json(run.stage("evaluate") / "test_sets.json", scores)
+    write_json(run.stage("evaluate") / "baseline.json", {"c": bag_of_words.c, "val_accuracy_by_c": bag_of_words.val_accuracy_by_c,
                                                     "footprint": baseline_footprint(bag_of_words, test["text"], params)})
-    write_json(run.stage("eval") / "calibration.json", {k: v for k, v in fitted.items() if k != "tables"})
+    write_json(run.stage("evaluate") / "calibration.json", {k: v for k, v in fitted.items() if k != "tables"})
     metrics = {**scores[scoring.MAIN]["teacher"], "ece": fitted["ece"], "ece_uncalibrated": fitted["ece_uncalibrated"],
                "temperature": fitted["temperature"]}
-    write_json(run.stage("eval") / "metrics.json", metrics)  # last: it marks the stage done (helpers.layout)
+    write_json(run.stage("evaluate") / "metrics.json", metrics)  # last: it marks the stage done (helpers.layout)
     result = StageResult(
         tables={"metrics": _metrics_table(metrics), "test_sets": scoring.sets_table(scores), "confusion": matrix,
                 "confident_errors": errors},
         figures={"confusion_matrix": plots.confusion_figure(matrix),
                  "reliability": plots.reliability(*fitted["tables"])},
         values={"metrics": metrics, "calibration": fitted})
-    return _finish(run, "eval", result, started)
+    return _finish(run, "evaluate", result, started)
 
 
 def baseline_footprint(bag_of_words, test_texts, params):
     """The baseline's row of the distill stage's comparison (learnt numbers, size, CPU reviews/s on the reviews every
     model is timed on), measured here where it is fitted, so the distill stage need not fit it again."""
-    _, timed = distill.cpu_samples(len(test_texts), params.n_cpu_test, params.n_speed, params.seed)
+    _, timed = model_comparison.cpu_samples(len(test_texts), params.n_cpu_test, params.n_speed, params.seed)
     n_params, size_mb, speed = baseline.footprint(bag_of_words, [test_texts.iloc[i] for i in timed])
     return {"params": n_params, "size_mb": size_mb, "reviews_per_s": speed}
 
 
-def calibrated_model(model, tokenizer, model_dir, raw, val_labels, test_labels):
-    """Fit the temperature on the validation split (never the test split), fold it into the saved model,
-    and say what it changed on the test split: expected calibration error before and after."""
+def fit_calibration(raw, val_labels, test_labels):
+    """Fit the temperature on the validation split (never the test split) and say what it changes on the test
+    split: expected calibration error before and after. The stage writes it to its own calibration.json; the
+    saved model stays as trained, and whatever predicts with it divides its logits by the temperature
+    (helpers.predict, the demo, the export, which folds it into its copy)."""
     temperature = calibration.fit_temperature(raw["val"], np.asarray(val_labels))
-    calibration.fold_temperature(model, temperature / calibration.recorded_temperature(model.config))
-    models.save_classifier(model, tokenizer, model_dir)
     test_labels = np.asarray(test_labels)
     before, after = (evaluation.positive_probability(raw[scoring.MAIN] / t) for t in (1.0, temperature))
     tables = [calibration.reliability_table(p, test_labels) for p in (before, after)]
@@ -180,12 +181,12 @@ def distill_stage(run):
     started = time.perf_counter()
     params, settings = run.params, TrainSettings.from_params(run.params, student=True)
     teacher_dir = run.require("train", "model")
-    earlier = scoring.probabilities_by_set(pd.read_parquet(run.require("eval", "probabilities.parquet")))
-    tokenizer = tokens.load_saved_tokenizer(run.require("tokenized"))
-    tokenized = tokens.load_tokenized(run.require("tokenized"))
-    # raw, as trained: a calibration temperature would soften the soft labels a second time, on top of the
-    # distillation temperature, and a student built from the teacher's layers would inherit a rescaled head
-    teacher = calibration.unfold_temperature(models.load_trained(teacher_dir))
+    earlier = scoring.probabilities_by_set(pd.read_parquet(run.require("evaluate", "probabilities.parquet")))
+    tokenizer = tokens.load_saved_tokenizer(run.require("tokenize"))
+    tokenized = tokens.load_tokenized(run.require("tokenize"))
+    # raw, as trained (the evaluate stage's temperature stays in its folder): a calibration temperature would
+    # soften the soft labels a second time, on top of the distillation temperature
+    teacher = models.load_trained(teacher_dir)
     extra = pd.read_parquet(run.require("data", "unlabelled.parquet")) if params.n_unlabelled != 0 else None
     train_split = distill.add_teacher_logits(teacher, distill.with_unlabelled(tokenized["train"], extra, tokenizer, params),
                                              tokenizer, settings)
@@ -198,10 +199,11 @@ def distill_stage(run):
     frames = scoring.test_frames(run)
     sets = scoring.tokenized_sets(run, frames, tokenizer)
     val = tokenized["val"]
-    raw = {name: scoring.raw_logits(student, ds, tokenizer, settings) for name, ds in {"val": val, **sets}.items()}
+    raw = {name: evaluation.predict_on_device(student, ds, tokenizer, settings)
+           for name, ds in {"val": val, **sets}.items()}
     if not is_main_process():  # the CPU timings and the files are the first process's work
         return StageResult()
-    fitted = calibrated_model(student, tokenizer, student_dir, raw, val["labels"], frames[scoring.MAIN]["label"])
+    fitted = fit_calibration(raw, val["labels"], frames[scoring.MAIN]["label"])
     probs = {name: {**earlier[name], "student": evaluation.positive_probability(raw[name] / fitted["temperature"])}
              for name in sets}
     student_metrics = {**scoring.score_sets(frames, probs)[scoring.MAIN]["student"], "ece": fitted["ece"],
@@ -210,13 +212,13 @@ def distill_stage(run):
     write_json(run.stage("distill") / "calibration.json", {k: v for k, v in fitted.items() if k != "tables"})
     with estimates.measured(run, "distill_cpu"):  # the CPU part, beside its estimate (on Colab: the runtime's CPU)
         onnx_dir = student_onnx_copies(run)
-        comparison = distill.compare({"teacher": (teacher, teacher_dir), "student": (student, student_dir)}, sets,
-                                     probs, tokenizer, params, read_json(run.require("eval", "baseline.json"))["footprint"],
-                                     onnx_dir)
+        baseline_row = read_json(run.require("evaluate", "baseline.json"))["footprint"]
+        comparison = model_comparison.compare({"teacher": (teacher, teacher_dir), "student": (student, student_dir)},
+                                              sets, probs, tokenizer, params, baseline_row, onnx_dir)
     write_json(run.stage("distill") / "comparison.json", comparison)
     result = StageResult(
-        tables={"epochs": _epochs_table(history), "comparison": distill.comparison_table(comparison),
-                "extra_test_sets": distill.extra_sets_table(comparison)},
+        tables={"epochs": _epochs_table(history), "comparison": model_comparison.comparison_table(comparison),
+                "extra_test_sets": model_comparison.extra_sets_table(comparison)},
         figures={"student_loss_curve": plots.loss_curve(history, "Distilling the student")},
         values={"comparison": comparison, "student_metrics": student_metrics,
                 "training_reviews": {"labelled": len(tokenized["train"]), "unlabelled": len(train_split) - len(tokenized["train"])}})

@@ -16,8 +16,8 @@ import pandas as pd
 
 from helpers import plots
 from helpers.config import FIELDS, ConfigError
-from helpers.io import read_json, write_frame
-from helpers.runs import read_timings
+from helpers.files import read_json, write_frame
+from helpers.run_folder import read_timings
 
 TIMINGS = {"train_seconds": "03_train.ipynb", "distill_seconds": "05_distill.ipynb"}
 
@@ -43,7 +43,7 @@ def collect(name, dirs):
     rows = []
     for value, run_dir in dirs.items():
         row = {name: value}
-        for who, path in (("teacher_accuracy", "eval/metrics.json"), ("student_accuracy", "distill/metrics.json")):
+        for who, path in (("teacher_accuracy", "evaluate/metrics.json"), ("student_accuracy", "distill/metrics.json")):
             file = Path(run_dir) / path
             row[who] = read_json(file)["accuracy"] if file.exists() else float("nan")
         timings = read_timings(run_dir)

@@ -10,9 +10,9 @@ import pandas as pd
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from helpers.config import ConfigError
-from helpers.io import atomic_dir
+from helpers.files import atomic_dir
 from helpers.models import TINY, TINY_CONFIG, model_source, position_limit
-from helpers.truncation import cut_span, truncate  # noqa: F401 - here since the demo and views use tokens.truncate
+from helpers.truncation import cut_span, truncate  # noqa: F401 - here since the demo and token_views use tokens.truncate
 
 TINY_VOCAB_SIZE = 2000  # word pieces of the tiny test model's tokenizer
 

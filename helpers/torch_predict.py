@@ -3,7 +3,8 @@
 The texts are tokenized and cut as the run's training reviews were (helpers.tokens, with the run's
 max_length and truncation_head), predicted through the one prediction path
 (helpers.evaluation.predict_logits) and calibrated with the temperature the run fitted for the
-model, whether or not the stage folded it into the saved weights (the recorded temperature says).
+model: the stages save their models raw; one that already holds a temperature (its config records it)
+is scaled by the rest.
 """
 from dataclasses import dataclass
 
@@ -13,9 +14,9 @@ import torch
 
 from helpers import calibration, evaluation, models, tokens
 from helpers.export import CALIBRATION, SOURCES
-from helpers.io import read_json
+from helpers.files import read_json
 from helpers.progress import quiet_library_bars
-from helpers.runs import load_run
+from helpers.run_folder import load_run
 
 
 @dataclass
@@ -31,7 +32,7 @@ class TorchClassifier:
     @classmethod
     def load(cls, run_dir, who="student", threads=None):
         """`who` of a run folder: 'teacher', 'student' or 'int8' (the student quantized as the distill stage does)."""
-        from helpers.distill import quantize_int8
+        from helpers.model_comparison import quantize_int8
 
         quiet_library_bars()
         if threads:
@@ -43,7 +44,7 @@ class TorchClassifier:
         # the saved model gives raw / recorded; raw / temperature is wanted
         scale = calibration.recorded_temperature(model.config) / temperature
         model = quantize_int8(model) if who == "int8" else model.eval()
-        return cls(model, tokens.load_saved_tokenizer(run.require("tokenized")), scale, run.params.max_length,
+        return cls(model, tokens.load_saved_tokenizer(run.require("tokenize")), scale, run.params.max_length,
                    run.params.truncation_head, run.params.eval_batch_size)
 
     def logits(self, texts, batch_size, on_done=None):

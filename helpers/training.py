@@ -1,6 +1,6 @@
 """The training loop shared by teacher and student, written on Hugging Face Accelerate.
 
-Accelerate owns devices, mixed precision and multi-process training (helpers.devices); this
+Accelerate owns devices, mixed precision and multi-process training (helpers.accelerators); this
 module owns the recipe: AdamW without weight decay on biases and LayerNorm, linear warmup then
 decay, gradient clipping and accumulation, validation after each epoch and the best model kept.
 The teacher and the student differ only in the loss function they pass in. Batches come from
@@ -21,14 +21,15 @@ from accelerate.utils import set_seed
 from accelerate.utils.memory import should_reduce_batch_size
 from transformers import get_scheduler
 
+from helpers.accelerators import make_accelerator, plain_model
 from helpers.batching import EpochSampler, make_loader, split_batch, token_lengths
-from helpers.checkpoints import MODEL_FILE, Cadence, Checkpointer, Weights, fingerprint
-from helpers.devices import make_accelerator, plain_model
+from helpers.checkpoint_files import MODEL_FILE, Weights, fingerprint
+from helpers.checkpoints import Cadence, Checkpointer, save_best_model
 from helpers.evaluation import forward, predict_logits, validation_scores
-from helpers.io import atomic_dir, stop_if_disk_full, write_json
+from helpers.files import stop_if_disk_full, write_json
+from helpers.optimization import param_groups, planned_epochs
 from helpers.progress import progress
 
-NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight")
 COMPILE_BACKEND = "inductor"  # torch.compile's default: fused kernels generated for the device
 LOG_EVERY = 10  # optimizer steps between progress-bar loss updates
 
@@ -178,7 +179,7 @@ def _log_loss(state, bar, accelerator):
 def _end_epoch(loop, state, checkpointer, val, tokenizer, settings, out_dir):
     """Validate; save the model when it is the best so far; write a checkpoint when one is due, but never
     after the last epoch (the stage ends there). The weights are serialized once for both, and the
-    checkpoint links the model's file instead of writing the weights again (helpers.checkpoints.Weights)."""
+    checkpoint links the model's file instead of writing the weights again (helpers.checkpoint_files.Weights)."""
     accelerator = loop.accelerator
     state.read_losses()
     logits = predict_logits(loop.model, val, tokenizer, settings.eval_batch_size, accelerator, "validating")
@@ -192,7 +193,7 @@ def _end_epoch(loop, state, checkpointer, val, tokenizer, settings, out_dir):
         weights = Weights.of(accelerator.unwrap_model(loop.model).state_dict())
     if improved:
         state.best_checkpoint = None  # an older checkpoint no longer holds the best weights
-        _save_model(accelerator, loop.model, tokenizer, out_dir / "model", weights, checkpointer.disk_advice)
+        save_best_model(accelerator, loop.model, tokenizer, out_dir / "model", weights, checkpointer.disk_advice)
     accelerator.print(f"epoch {epoch}: val accuracy {scores['accuracy']:.4f}, val loss {scores['loss']:.4f}"
                       + (" (best so far, saved)" if improved else ""))
     if checkpoint:
@@ -232,38 +233,6 @@ def _prepare(model, tokenized, tokenizer, settings, extra_columns, out_dir):
         "linear", optimizer, num_warmup_steps=round(settings.warmup_ratio * total_steps), num_training_steps=total_steps))
     val_labels = tokenized["val"].with_format("arrow")["labels"].to_numpy().copy()  # writable, as torch wants it
     return PreparedLoop(accelerator, model, optimizer, scheduler, loader, sampler, epochs, val_labels)
-
-
-def planned_epochs(n_batches, settings):
-    """(optimizer steps per epoch, epochs): settings.epochs, or more when that many would stay under
-    settings.min_steps, which small training sets need to leave chance at all."""
-    steps_per_epoch = math.ceil(n_batches / settings.grad_accum_steps)
-    return steps_per_epoch, max(settings.epochs, math.ceil(settings.min_steps / steps_per_epoch))
-
-
-def param_groups(model, weight_decay, lr, layer_decay=1.0):
-    """AdamW's parameter groups: no weight decay on biases and LayerNorm weights, and with
-    `layer_decay` < 1 a learning rate that shrinks by that factor per layer below the head
-    (layer-wise decay, Howard and Ruder 2018; Clark et al. 2020): the lower layers hold general
-    features that a small training set should change least."""
-    n_layers = model.config.num_hidden_layers
-    groups = {}
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            group_lr = lr * layer_decay ** (n_layers + 1 - layer_depth(name, n_layers))
-            decay = 0.0 if name.endswith(NO_DECAY) else weight_decay
-            groups.setdefault((group_lr, decay), {"params": [], "weight_decay": decay, "lr": group_lr})["params"].append(param)
-    return [groups[key] for key in sorted(groups, reverse=True)]  # the head's rate first, with decay before without
-
-
-def layer_depth(name, n_layers):
-    """0 for the embeddings, i + 1 for encoder layer i, n_layers + 1 for the rest (pooler and head)."""
-    words = name.split(".")
-    if "embeddings" in words:
-        return 0
-    if "layer" in words and words[words.index("layer") + 1].isdigit():
-        return int(words[words.index("layer") + 1]) + 1
-    return n_layers + 1
 
 
 class Stepper:
@@ -326,19 +295,3 @@ def accumulate_gradients(model, accelerator, batches, loss_fn, parts):
             accelerator.backward(loss * weight)
         total = total + loss.detach().float() * weight
     return total
-
-
-def _save_model(accelerator, model, tokenizer, target, weights, disk_advice):
-    """The best model so far as a transformers folder (what models.save_classifier writes: config,
-    tokenizer, model.safetensors), with the weights already serialized in `weights`; it replaces the
-    previous best whole."""
-    accelerator.wait_for_everyone()
-    if not accelerator.is_main_process:
-        return
-    plain = accelerator.unwrap_model(model)
-    with stop_if_disk_full("saving the best model", target, len(weights.data), disk_advice), atomic_dir(target) as tmp:
-        # the two fields save_pretrained fills in before writing the config (tests compare the folders byte for byte)
-        plain.config.dtype, plain.config.architectures = str(plain.dtype).split(".")[1], [type(plain).__name__]
-        plain.config.save_pretrained(tmp)
-        weights.write(tmp / MODEL_FILE)
-        tokenizer.save_pretrained(tmp)

@@ -81,7 +81,7 @@ def smoke_run_dir(tmp_path_factory):
     """A finished `smoke` run (every stage, run in this process): made once, shared by the tests that read
     a whole run folder (helpers.predict, helpers.export). Read it; never change it."""
     from helpers import stages
-    from helpers.runs import open_run
+    from helpers.run_folder import open_run
 
     run = open_run("smoke", tmp_path_factory.mktemp("smoke") / "run")
     for stage in (stages.data_stage, stages.tokenize_stage, stages.train_stage, stages.evaluate_stage,

@@ -12,7 +12,7 @@ from transformers import BertConfig, ViTConfig
 from helpers import data, models, stages
 from helpers.config import ConfigError
 from helpers.data import DataError, DataWarning
-from helpers.runs import open_run
+from helpers.run_folder import open_run
 
 N_TRAIN, N_TEST = 40, 20
 
@@ -162,7 +162,7 @@ def test_a_review_of_several_megabytes_is_truncated_not_a_crash(tmp_path, frames
     stages.tokenize_stage(run)
     from helpers.tokens import load_tokenized
 
-    tokenized = load_tokenized(run.dir / "tokenized")
+    tokenized = load_tokenized(run.dir / "tokenize")
     lengths = [n for split in ("train", "val") for n in tokenized[split]["full_length"]]
     assert max(lengths) > 500_000
     assert max(len(ids) for split in ("train", "val") for ids in tokenized[split]["input_ids"]) == 64

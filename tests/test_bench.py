@@ -6,7 +6,7 @@ import pytest
 
 from helpers import stages
 from helpers.config import PROJECT_ROOT
-from helpers.runs import open_run
+from helpers.run_folder import open_run
 
 pytestmark = pytest.mark.slow
 

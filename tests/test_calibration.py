@@ -118,12 +118,13 @@ def test_folding_refuses_what_it_cannot_fold(tiny_teacher):
     assert calibration.recorded_temperature(tiny_teacher.config) == 1.0
 
 
-def test_unfolding_gives_back_the_raw_model(tiny_teacher):
+def test_folds_multiply_and_the_inverse_fold_gives_back_the_raw_model(tiny_teacher):
     import copy
 
     raw = copy.deepcopy(tiny_teacher)
     calibration.fold_temperature(tiny_teacher, 2.0)
     calibration.fold_temperature(tiny_teacher, 1.5)
-    calibration.unfold_temperature(tiny_teacher)
+    assert calibration.recorded_temperature(tiny_teacher.config) == pytest.approx(3.0)
+    calibration.fold_temperature(tiny_teacher, 1 / calibration.recorded_temperature(tiny_teacher.config))
     torch.testing.assert_close(tiny_teacher.classifier.weight, raw.classifier.weight)
     assert calibration.recorded_temperature(tiny_teacher.config) == pytest.approx(1.0)

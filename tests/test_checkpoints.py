@@ -16,9 +16,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import batching, checkpoints, models, training
+from helpers import batching, checkpoint_files, checkpoints, models, training
 from helpers.config import resolve_params
-from helpers.io import DiskFullError
+from helpers.files import DiskFullError
 from helpers.training import TrainSettings
 
 
@@ -39,7 +39,7 @@ def _weights(folder):
 
 
 def _names(out_dir):
-    return [p.name for p in checkpoints.list_checkpoints(out_dir / "checkpoints")]
+    return [p.name for p in checkpoint_files.list_checkpoints(out_dir / "checkpoints")]
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +53,13 @@ def finished(tmp_path_factory, synthetic, tiny_tokenizer):
 
 def test_checkpoints_hold_everything_needed_to_resume(finished):
     out_dir, history = finished
-    newest = checkpoints.list_checkpoints(out_dir / "checkpoints")[0]
+    newest = checkpoint_files.list_checkpoints(out_dir / "checkpoints")[0]
     assert newest.name == "step-00000020"  # the last one: none follows the last epoch
     assert sorted(p.name for p in newest.iterdir()) == ["model.safetensors", "progress.json", "trainer_state.pt"]
     progress = json.loads((newest / "progress.json").read_text())
-    assert progress["format"] == checkpoints.FORMAT
+    assert progress["format"] == checkpoint_files.FORMAT
     # the checksums were taken from memory while writing: they match the files as read back
-    assert progress["sha256"] == {name: checkpoints._sha256(newest / name) for name in ("model.safetensors", "trainer_state.pt")}
+    assert progress["sha256"] == {name: checkpoint_files._sha256(newest / name) for name in ("model.safetensors", "trainer_state.pt")}
     loop = progress["state"]  # training.LoopState, whole
     assert set(loop) == {f.name for f in dataclasses.fields(training.LoopState)}
     assert (loop["epoch"], loop["batches_done"], loop["step"]) == (2, 8, 20)
@@ -148,7 +148,7 @@ def _broken_copies(tmp_path, finished, damage):
     out_dir, _ = finished
     copy = tmp_path / "copy"
     os.system(f"cp -r {out_dir} {copy}")
-    damage(checkpoints.list_checkpoints(copy / "checkpoints")[0])
+    damage(checkpoint_files.list_checkpoints(copy / "checkpoints")[0])
     return copy
 
 
@@ -172,16 +172,16 @@ def test_a_checkpoint_that_would_run_code_on_loading_is_refused(tmp_path, finish
         def __reduce__(self):
             return (os.system, (f"touch {tmp_path / 'pwned'}",))
 
-    folder = checkpoints.list_checkpoints(finished[0] / "checkpoints")[0]
+    folder = checkpoint_files.list_checkpoints(finished[0] / "checkpoints")[0]
     copy = tmp_path / folder.name
     os.system(f"cp -r {folder} {copy}")
     (copy / "trainer_state.pt").write_bytes(pickle.dumps({"optimizer": Payload()}, protocol=2))
     progress = json.loads((copy / "progress.json").read_text())
-    progress["sha256"]["trainer_state.pt"] = checkpoints._sha256(copy / "trainer_state.pt")
+    progress["sha256"]["trainer_state.pt"] = checkpoint_files._sha256(copy / "trainer_state.pt")
     (copy / "progress.json").write_text(json.dumps(progress))
     model_state = load_file(copy / "model.safetensors")
-    with pytest.raises(checkpoints.CheckpointError, match="unreadable"):
-        checkpoints.read_checkpoint(copy, progress["fingerprint"], model_state)
+    with pytest.raises(checkpoint_files.CheckpointError, match="unreadable"):
+        checkpoint_files.read_checkpoint(copy, progress["fingerprint"], model_state)
     assert not (tmp_path / "pwned").exists()
 
 
@@ -194,11 +194,11 @@ def test_checkpoints_of_other_settings_or_another_model_are_refused(tmp_path, fi
     assert "made for another run (epochs: 2 -> 1, lr: 0.005 -> 0.001)" in out
     assert "no usable checkpoint" in out and "training from the start" in out
     assert len(history["steps"]) == 12
-    folder = checkpoints.list_checkpoints(out_dir / "checkpoints")[0]
+    folder = checkpoint_files.list_checkpoints(out_dir / "checkpoints")[0]
     other = models.load_teacher(models.TINY, tiny_tokenizer, seed=0)
     other.bert.pooler = None
-    with pytest.raises(checkpoints.CheckpointError, match="another model's weights"):
-        checkpoints.read_checkpoint(folder, json.loads((folder / "progress.json").read_text())["fingerprint"],
+    with pytest.raises(checkpoint_files.CheckpointError, match="another model's weights"):
+        checkpoint_files.read_checkpoint(folder, json.loads((folder / "progress.json").read_text())["fingerprint"],
                                     other.state_dict())
 
 
@@ -206,7 +206,7 @@ def test_a_checkpoint_of_an_earlier_version_is_refused_by_name_not_misread(tmp_p
                                                                           tiny_tokenizer, capsys):
     """Before format 2, progress.json held the loop's fields at its top level and no format number."""
     copy = _broken_copies(tmp_path, finished, lambda c: None)
-    for folder in checkpoints.list_checkpoints(copy / "checkpoints"):
+    for folder in checkpoint_files.list_checkpoints(copy / "checkpoints"):
         progress = json.loads((folder / "progress.json").read_text())
         old = {**progress.pop("state"), **progress}
         del old["format"]
@@ -221,9 +221,9 @@ def test_on_google_drive_rotation_leaves_only_empty_files_to_the_trash(tmp_path,
                                                                        monkeypatch, capsys):
     import shutil
 
-    from helpers import io
+    from helpers import files
 
-    monkeypatch.setattr(io, "DRIVE_MOUNT", tmp_path)  # this folder plays a mounted Google Drive
+    monkeypatch.setattr(files, "DRIVE_MOUNT", tmp_path)  # this folder plays a mounted Google Drive
     removed, real_rmtree = [], shutil.rmtree
 
     def recording_rmtree(path, *args, **kwargs):  # bytes that leave the disk: a file linked elsewhere stays
@@ -265,10 +265,10 @@ def test_random_states_round_trip():
 
     import numpy as np
 
-    state = checkpoints.capture_rng()
+    state = checkpoint_files.capture_rng()
     expected = (random.random(), np.random.rand(), torch.rand(1).item())
     random.random(), np.random.rand(), torch.rand(3)
-    checkpoints.restore_rng(state)
+    checkpoint_files.restore_rng(state)
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
 
 
@@ -370,7 +370,7 @@ class _FullDiskFile:
 
 
 def _fill_the_disk_at(monkeypatch, name, count, folder_prefix=""):
-    """From the `count`-th file `name` that helpers.checkpoints opens for writing (in a folder whose name starts
+    """From the `count`-th file `name` that helpers.checkpoint_files opens for writing (in a folder whose name starts
     with `folder_prefix`), the disk is full."""
     opened = []
 
@@ -382,7 +382,7 @@ def _fill_the_disk_at(monkeypatch, name, count, folder_prefix=""):
             if len(opened) >= count:
                 return _FullDiskFile(file)
         return file
-    monkeypatch.setattr(checkpoints, "open", open_on_a_disk_that_fills, raising=False)
+    monkeypatch.setattr(checkpoint_files, "open", open_on_a_disk_that_fills, raising=False)
 
 
 @pytest.mark.parametrize("name, count, folder_prefix, what, resumes_from", [
@@ -400,7 +400,7 @@ def test_a_full_disk_stops_the_run_by_name_and_a_rerun_after_freeing_space_finis
     assert message.startswith(f"the disk is full: {what} into {tmp_path}") and "needed about" in message
     assert "free" in message and "delete run folders" in message and "keep_checkpoints" in message
     assert "run the same command again" in message and "No space" not in message
-    newest = checkpoints.list_checkpoints(tmp_path / "checkpoints")[0]
+    newest = checkpoint_files.list_checkpoints(tmp_path / "checkpoints")[0]
     assert f"the rerun resumes from checkpoint {newest.name}" in message
     assert not list(tmp_path.rglob(".*.tmp")), "the failed write left nothing behind"
     monkeypatch.undo()  # space freed

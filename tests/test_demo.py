@@ -5,8 +5,8 @@ import pytest
 
 from helpers import demo, evaluation, tokens
 from helpers.config import resolve_params
-from helpers.io import write_frame
-from helpers.runs import Run
+from helpers.files import write_frame, write_json
+from helpers.run_folder import Run
 
 LONG = "the plot drags on " * 60 + "but the ending is excellent"
 
@@ -15,10 +15,11 @@ LONG = "the plot drags on " * 60 + "but the ending is excellent"
 def run(tmp_path, tiny_teacher, tiny_tokenizer):
     """A run folder with what the demo reads: a trained model, a tokenizer, test predictions."""
     tiny_teacher.save_pretrained(tmp_path / "train" / "model")
-    tiny_tokenizer.save_pretrained(tmp_path / "tokenized" / "tokenizer")
+    tiny_tokenizer.save_pretrained(tmp_path / "tokenize" / "tokenizer")
     frame = pd.DataFrame({"text": [f"review number {i} <br />is here" for i in range(6)], "label": [1, 0, 1, 0, 1, 0]})
     probs = np.array([0.2, 0.1, 0.9, 0.95, 0.01, 0.6])  # wrong: 0 (conf .8), 3 (.95), 4 (.99), 5 (.6)
-    write_frame(tmp_path / "eval" / "predictions.parquet", evaluation.prediction_table(frame, probs), index=False)
+    write_frame(tmp_path / "evaluate" / "predictions.parquet", evaluation.prediction_table(frame, probs), index=False)
+    write_json(tmp_path / "evaluate" / "calibration.json", {"temperature": 2.0})  # what the evaluate stage fitted
     return Run(tmp_path, "smoke", resolve_params("smoke", {"max_length": 32, "truncation_head": 0.25}))
 
 
@@ -117,3 +118,15 @@ def test_show_displays_the_panel_in_a_live_session(run, monkeypatch, capsys):
     demo.show(run)
     assert len(shown) == 1 and type(shown[0]).__name__ == "VBox"
     assert capsys.readouterr().out == ""
+
+
+def test_the_demo_predicts_with_the_evaluate_stages_temperature_and_leaves_the_saved_model_raw(run, tiny_teacher,
+                                                                                            tiny_tokenizer):
+    saved = (run.dir / "train" / "model" / "model.safetensors").read_bytes()
+    model, tokenizer = demo.load(run)
+    ids = tokenizer("a fine film")["input_ids"]
+    calibrated = demo.predict_one(model, ids)
+    raw_logits = evaluation.predict_logits(tiny_teacher.eval(), tokens.tokenize_splits(
+        {"t": pd.DataFrame({"text": ["a fine film"], "label": [0]})}, tiny_tokenizer, 32)["t"], tiny_tokenizer, 1)
+    assert calibrated == pytest.approx(float(evaluation.positive_probability(raw_logits / 2.0)[0]), abs=1e-5)
+    assert (run.dir / "train" / "model" / "model.safetensors").read_bytes() == saved

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import devices, distill, evaluation, models, training
+from helpers import accelerators, distill, evaluation, model_comparison, models, training
 
 ONNX = importlib.util.find_spec("onnxruntime") is not None  # the export extra adds the ONNX Runtime rows
 
@@ -94,7 +94,7 @@ def test_comparison_table_adds_each_models_share_of_the_teacher_and_names_the_sa
         "teacher": _row(100_000_000, 4.0, 10.0, _scores(0.9, 0.9), _scores(0.92, 0.9)),
         "student": _row(50_000_000, 2.0, 25.0, _scores(0.855, 0.81), _scores(0.874, 0.85)),
         "student_onnx_int8": _row(50_000_000, 1.0, 50.0, None, _scores(0.828, 0.8, (0.811, 0.844)))}}
-    table = distill.comparison_table(comparison)
+    table = model_comparison.comparison_table(comparison)
     speed = "reviews/s (CPU, 256 reviews, batch 16, 2 threads)"
     assert table.loc["student / teacher", speed] == 2.5 and table.loc["student_onnx_int8 / teacher", speed] == 5.0
     assert table.loc["teacher", "params (M)"] == 100.0 and table.loc["student / teacher", "params (M)"] == 0.5
@@ -110,25 +110,25 @@ def test_a_sample_that_is_the_whole_split_gives_one_pair_of_score_columns():
     scores = _scores(0.8, 0.8)
     comparison = {"reviews": {"test": 40, "cpu_sample": 40, "timed": 40},
                   "models": {name: _row(1e6, 1.0, 10.0, scores, scores) for name in ("teacher", "student")}}
-    assert list(distill.comparison_table(comparison).columns) == [
+    assert list(model_comparison.comparison_table(comparison).columns) == [
         "params (M)", "size (MB)", "reviews/s (CPU, 40 reviews)", "accuracy (40 test)", "95% low (40 test)",
         "95% high (40 test)", "f1 (40 test)"]
 
 
 def test_the_cpu_sample_is_seeded_bounded_and_holds_the_timed_reviews():
-    sample, timed = distill.cpu_samples(25000, 2000, 256, seed=1)
+    sample, timed = model_comparison.cpu_samples(25000, 2000, 256, seed=1)
     assert len(sample) == 2000 and len(set(sample)) == 2000 and len(timed) == 256
     assert set(timed) <= set(sample)
-    again = distill.cpu_samples(25000, 2000, 256, seed=1)
+    again = model_comparison.cpu_samples(25000, 2000, 256, seed=1)
     assert np.array_equal(sample, again[0]) and np.array_equal(timed, again[1])
-    everything, _ = distill.cpu_samples(40, 2000, 256, seed=1)
+    everything, _ = model_comparison.cpu_samples(40, 2000, 256, seed=1)
     assert list(everything) == list(range(40))  # fewer test reviews than the sample: all of them
-    assert list(distill.cpu_samples(40, None, 8, seed=1)[0]) == list(range(40))  # none = all
+    assert list(model_comparison.cpu_samples(40, None, 8, seed=1)[0]) == list(range(40))  # none = all
 
 
 def test_throughput_is_positive(tiny_teacher, tiny_tokenizer):
     ds = datasets.Dataset.from_dict({"input_ids": [[2, 50, 3]] * 10, "attention_mask": [[1] * 3] * 10, "labels": [0] * 10})
-    assert distill.cpu_throughput(tiny_teacher, ds, tiny_tokenizer, batch_size=4) > 0
+    assert model_comparison.cpu_throughput(tiny_teacher, ds, tiny_tokenizer, batch_size=4) > 0
 
 
 def rows_baseline(comparison):
@@ -153,7 +153,7 @@ def test_compare_scores_every_model_on_the_same_sample_of_every_set(tiny_teacher
              for name, ds in sets.items()}
     for name, model in (("teacher", tiny_teacher), ("student", student)):
         model.save_pretrained(tmp_path / name)
-    _, timed = distill.cpu_samples(64, 24, 8, params.seed)
+    _, timed = model_comparison.cpu_samples(64, 24, 8, params.seed)
     n_params, size_mb, speed = baseline.footprint(bag_of_words, [texts["test"][i] for i in timed])
     footprint = {"params": n_params, "size_mb": size_mb, "reviews_per_s": speed}  # as the evaluate stage measures it
     onnx_dir = None
@@ -163,7 +163,7 @@ def test_compare_scores_every_model_on_the_same_sample_of_every_set(tiny_teacher
         onnx_dir = tmp_path / "onnx"
         onnx_dir.mkdir()
         export.write_copies(student, onnx_dir)
-    comparison = distill.compare({"teacher": (tiny_teacher, tmp_path / "teacher"), "student": (student, tmp_path / "student")},
+    comparison = model_comparison.compare({"teacher": (tiny_teacher, tmp_path / "teacher"), "student": (student, tmp_path / "student")},
                                  sets, probs, tiny_tokenizer, params, footprint, onnx_dir)
     assert rows_baseline(comparison) == (n_params, round(size_mb, 2), round(speed, 2))
     assert comparison["reviews"] == {"test": 64, "cpu_sample": 24, "timed": 8}
@@ -171,7 +171,7 @@ def test_compare_scores_every_model_on_the_same_sample_of_every_set(tiny_teacher
     rows = comparison["models"]
     copies = ["student_int8", "student_onnx", "student_onnx_int8"] if ONNX else ["student_int8"]
     assert list(rows) == ["baseline", "teacher", "student", *copies]
-    sample, _ = distill.cpu_samples(64, 24, 8, params.seed)
+    sample, _ = model_comparison.cpu_samples(64, 24, 8, params.seed)
     labels = np.asarray(sets["test"]["labels"])
     for name in ("baseline", "teacher", "student"):
         whole = evaluation.classification_metrics(labels, probs["test"][name])
@@ -186,13 +186,13 @@ def test_compare_scores_every_model_on_the_same_sample_of_every_set(tiny_teacher
     if ONNX:  # the fp32 ONNX copy is the student: the same answers on the same reviews
         assert rows["student_onnx"]["cpu_sample"] is None and rows["student_onnx"]["timed"] == rows["student"]["timed"]
         assert rows["student_onnx_int8"]["size_mb"] < rows["student_onnx"]["size_mb"]
-        table = distill.comparison_table(comparison)
+        table = model_comparison.comparison_table(comparison)
         assert table.loc["student_onnx", "accuracy (timed 8)"] == rows["student_onnx"]["timed"]["accuracy"]
         assert np.isnan(table.loc["student_onnx", "accuracy (CPU sample of 24)"])
     short = comparison["extra_test_sets"]["short"]
     assert short["reviews"] == {"test": 30, "cpu_sample": 24, "timed": 8}
     assert set(short["models"]) == {"baseline", "teacher", "student", *copies}
-    table = distill.extra_sets_table(comparison)
+    table = model_comparison.extra_sets_table(comparison)
     assert table.loc[("short", "student_int8"), "reviews"] == 24 and table.loc[("short", "teacher"), "reviews"] == 30
     if ONNX:
         assert table.loc[("short", "student_onnx"), "reviews"] == 8
@@ -211,7 +211,7 @@ def test_a_model_that_predicted_in_bf16_leaves_plain_and_quantizes(tiny_teacher,
     student.classifier.register_forward_hook(lambda module, args, out: outputs.append(out.dtype))
     fp32 = evaluation.predict_logits(student, synthetic["val"], tiny_tokenizer, 16)
     assert set(outputs) == {torch.float32}  # timed on the CPU, it runs in fp32, not bf16
-    logits, _ = distill.timed_cpu_logits(distill.quantize_int8(student), synthetic["val"], tiny_tokenizer, 16)
+    logits, _ = model_comparison.timed_cpu_logits(model_comparison.quantize_int8(student), synthetic["val"], tiny_tokenizer, 16)
     assert np.abs(logits - fp32).max() < 0.05
 
 
@@ -220,24 +220,24 @@ def test_quantizing_a_model_still_wrapped_in_bf16_autocast_gives_a_plain_int8_co
     from helpers.config import resolve_params
 
     settings = training.TrainSettings.from_params(resolve_params("smoke", {"precision": "bf16"}))
-    wrapped = devices.make_accelerator(settings).prepare(models.distil_from_teacher(tiny_teacher))
+    wrapped = accelerators.make_accelerator(settings).prepare(models.distil_from_teacher(tiny_teacher))
     assert "_original_forward" in wrapped.__dict__
-    int8 = distill.quantize_int8(wrapped)
-    logits, _ = distill.timed_cpu_logits(int8, synthetic["val"], tiny_tokenizer, 16)
+    int8 = model_comparison.quantize_int8(wrapped)
+    logits, _ = model_comparison.timed_cpu_logits(int8, synthetic["val"], tiny_tokenizer, 16)
     assert np.isfinite(logits).all()
 
 
 def test_int8_student_quantizes_every_linear_layer_and_keeps_its_predictions(tiny_teacher, tiny_tokenizer, synthetic):
     student = models.distil_from_teacher(tiny_teacher)
-    int8 = distill.quantize_int8(student)
+    int8 = model_comparison.quantize_int8(student)
     linear = [m for m in student.modules() if isinstance(m, torch.nn.Linear)]
     quantized = [m for m in int8.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
     assert len(quantized) == len(linear) > 0
     assert not any(isinstance(m, torch.nn.Linear) and not isinstance(m, torch.ao.nn.quantized.dynamic.Linear)
                    for m in int8.modules())
-    assert distill.serialized_mb(int8) < distill.serialized_mb(student)
+    assert model_comparison.serialized_mb(int8) < model_comparison.serialized_mb(student)
     fp32 = evaluation.predict_logits(student, synthetic["val"], tiny_tokenizer, 16)
-    logits, seconds = distill.timed_cpu_logits(int8, synthetic["val"], tiny_tokenizer, 16)
+    logits, seconds = model_comparison.timed_cpu_logits(int8, synthetic["val"], tiny_tokenizer, 16)
     assert seconds > 0 and logits.shape == fp32.shape
     assert np.abs(logits - fp32).max() < 0.05  # int8 weights move the logits a little, not the answers
     assert isinstance(next(student.parameters()), torch.nn.Parameter)  # the fp32 student is left as it was

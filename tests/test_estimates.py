@@ -13,7 +13,7 @@ from transformers import BertConfig, DistilBertConfig
 
 from helpers import costs, estimates, layout, precision
 from helpers.config import resolve_params
-from helpers.runs import Run
+from helpers.run_folder import Run
 
 CPU = precision.Device("cpu", "pretend CPU")
 T4 = precision.Device("cuda", "Tesla T4", (7, 5))
@@ -60,7 +60,7 @@ def test_twice_the_reviews_about_twice_the_training(tmp_path, rates):
 def test_twice_the_epochs_twice_the_training_and_min_steps_adds_epochs(tmp_path, rates):
     one = parts(make_run(tmp_path, n_train=400, min_steps=0), "train")["training"]
     assert parts(make_run(tmp_path, n_train=400, min_steps=0, epochs=2), "train")["training"] == pytest.approx(2 * one)
-    # 360 training reviews in batches of 8 are 45 steps an epoch: min_steps 200 asks for 5 epochs (training.planned_epochs)
+    # 360 training reviews in batches of 8 are 45 steps an epoch: min_steps 200 asks for 5 epochs (optimization.planned_epochs)
     assert parts(make_run(tmp_path, n_train=400, min_steps=200), "train")["training"] == pytest.approx(5 * one)
 
 
@@ -106,7 +106,7 @@ def test_checkpoints_follow_the_loops_cadence():
 
 def test_lengths_are_exact_once_the_run_is_tokenized(tmp_path, rates):
     from helpers import stages
-    from helpers.runs import open_run
+    from helpers.run_folder import open_run
 
     run = open_run("smoke", tmp_path / "smoke")
     before = estimates.Work(run, CPU).lengths
@@ -116,7 +116,7 @@ def test_lengths_are_exact_once_the_run_is_tokenized(tmp_path, rates):
     after = estimates.Work(run, CPU).lengths
     from helpers.tokens import load_tokenized
 
-    tokenized = load_tokenized(run.dir / "tokenized")
+    tokenized = load_tokenized(run.dir / "tokenize")
     assert after["train"].tolist() == list(tokenized["train"]["full_length"])
     assert len(after["unlabelled"]) == run.params.n_unlabelled and len(after["short"]) == 1000
 

@@ -68,7 +68,7 @@ def test_the_hub_profile_runs_offline_by_name(profile, cache, tmp_path):
                             env=_offline_env(cache_dir, tmp_path / "hf_home"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     distilled = "distill" in STAGES[profile]
-    for path in ("train/model/model.safetensors", "eval/metrics.json", "report.html",
+    for path in ("train/model/model.safetensors", "evaluate/metrics.json", "report.html",
                  *(("distill/comparison.json", "distill/model/model.safetensors") if distilled else ())):
         assert (run_dir / path).exists(), path
 
@@ -80,7 +80,7 @@ def test_the_hub_profile_runs_offline_by_name(profile, cache, tmp_path):
     assert (params["params"]["data"], params["params"]["model"], params["params"]["student_model"]) == \
         (hub_cache.IMDB, hub_cache.TEACHER, hub_cache.STUDENT)
 
-    assert json.loads((run_dir / "eval" / "metrics.json").read_text())["n"] == N_TEST
+    assert json.loads((run_dir / "evaluate" / "metrics.json").read_text())["n"] == N_TEST
 
     # the data came from the cached dataset: all of its test reviews, training reviews among its own
     assert set(pd.read_parquet(run_dir / "data" / "test.parquet")["text"]) == set(frames["test"]["text"])
@@ -96,7 +96,7 @@ def test_the_hub_profile_runs_offline_by_name(profile, cache, tmp_path):
         assert (student["model_type"], student["dim"], student["n_layers"]) == ("distilbert", 768, 6)
 
     # the long test reviews were cut to max_length
-    stats = {row["split"]: row for row in json.loads((run_dir / "tokenized" / "length_stats.json").read_text())}
+    stats = {row["split"]: row for row in json.loads((run_dir / "tokenize" / "length_stats.json").read_text())}
     assert stats["test"]["max"] > 512 and stats["test"]["truncated_share"] == pytest.approx(2 / N_TEST, abs=1e-3)
-    assert max(len(ids) for ids in load_tokenized(run_dir / "tokenized")["test"]["input_ids"]) == max_length
+    assert max(len(ids) for ids in load_tokenized(run_dir / "tokenize")["test"]["input_ids"]) == max_length
     shutil.rmtree(run_dir)  # gigabytes of bert-base checkpoints; a failed run's folder stays for a look

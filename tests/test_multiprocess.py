@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from helpers import stages
-from helpers.runs import open_run
+from helpers.run_folder import open_run
 
 pytestmark = pytest.mark.slow
 

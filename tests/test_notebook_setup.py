@@ -9,7 +9,7 @@ import pytest
 
 from helpers import colab, notebook
 from helpers.config import ConfigError
-from helpers.runs import LAST_RUN, run_name
+from helpers.run_folder import LAST_RUN, run_name
 
 
 @pytest.fixture
@@ -84,11 +84,11 @@ def test_malformed_overrides_are_refused_by_name_with_the_fix(overrides, message
 def test_a_notebook_whose_run_folder_lacks_earlier_stages_runs_them_first_and_says_so(root, capsys):
     run = notebook.open_stage("evaluate", "smoke", "", {"n_test": 16})
     out = capsys.readouterr().out
-    for stage, marker in (("data", "data/summary.json"), ("tokenize", "tokenized/length_stats.json"),
+    for stage, marker in (("data", "data/summary.json"), ("tokenize", "tokenize/length_stats.json"),
                           ("train", "train/history.json")):
         assert f"has no {marker}: running the {stage} stage here first" in out
         assert (run.dir / marker).exists()
-    assert not (run.dir / "eval").exists()  # its own stage is the notebook's to run
+    assert not (run.dir / "evaluate").exists()  # its own stage is the notebook's to run
     notebook.open_stage("evaluate", "", "", {})
     assert "running the" not in capsys.readouterr().out  # nothing missing any more
 

@@ -11,7 +11,7 @@ import pytest
 from cli import run_cli
 from headless import body_attributes, render
 from helpers.run import NOTEBOOK_DIR, NOTEBOOKS
-from helpers.runs import open_run
+from helpers.run_folder import open_run
 from helpers.stages import STAGE_FUNCTIONS
 
 pytestmark = pytest.mark.slow
@@ -64,11 +64,11 @@ def test_plain_papermill_without_the_runner_is_a_batch_run_too(smoke_run, tmp_pa
 
 def test_batch_run_writes_every_artifact(smoke_run):
     for path in ("params.json", "environment.json", "timings.json", "data/train.parquet", "data/val.parquet",
-                 "data/test.parquet", "data/label_balance.png", "tokenized/tokenizer/tokenizer.json",
-                 "tokenized/token_lengths.png", "train/model/model.safetensors", "train/model/config.json",
-                 "train/loss_curve.png", "train/history.json", "eval/confusion_matrix.png", "eval/predictions.parquet",
-                 "eval/reliability.png", "eval/test_sets.json", "eval/calibration.json", "eval/baseline.json",
-                 "eval/probabilities.parquet", "distill/model/model.safetensors", "distill/calibration.json",
+                 "data/test.parquet", "data/label_balance.png", "tokenize/tokenizer/tokenizer.json",
+                 "tokenize/token_lengths.png", "train/model/model.safetensors", "train/model/config.json",
+                 "train/loss_curve.png", "train/history.json", "evaluate/confusion_matrix.png", "evaluate/predictions.parquet",
+                 "evaluate/reliability.png", "evaluate/test_sets.json", "evaluate/calibration.json", "evaluate/baseline.json",
+                 "evaluate/probabilities.parquet", "distill/model/model.safetensors", "distill/calibration.json",
                  "distill/student_loss_curve.png"):
         assert (smoke_run / path).exists(), path
     if importlib.util.find_spec("onnxruntime"):  # the student exported once: for the comparison, reused by 05's export
@@ -81,7 +81,7 @@ def test_batch_run_writes_every_artifact(smoke_run):
 
 
 def test_metrics_and_comparison_have_the_promised_keys(smoke_run):
-    metrics = json.loads((smoke_run / "eval" / "metrics.json").read_text())
+    metrics = json.loads((smoke_run / "evaluate" / "metrics.json").read_text())
     assert set(metrics) == {"accuracy", "accuracy_ci95", "f1", "precision", "recall", "n", "ece", "ece_uncalibrated",
                             "temperature"}
     low, high = metrics["accuracy_ci95"]
@@ -102,7 +102,7 @@ def test_metrics_and_comparison_have_the_promised_keys(smoke_run):
     assert models["teacher"]["test"]["accuracy"] == metrics["accuracy"]
     short = comparison["extra_test_sets"]["short"]  # smoke scores the shipped short sentences too
     assert short["reviews"] == {"test": 1000, "cpu_sample": 1000, "timed": 40} and set(short["models"]) == set(models)
-    sets = json.loads((smoke_run / "eval" / "test_sets.json").read_text())
+    sets = json.loads((smoke_run / "evaluate" / "test_sets.json").read_text())
     assert sets["short"]["teacher"] == {**short["models"]["teacher"]["test"],
                                         **{k: sets["short"]["teacher"][k] for k in ("precision", "recall", "n")}}
 

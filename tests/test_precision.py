@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import distill, evaluation, models, precision
+from helpers import evaluation, model_comparison, models, precision
 from helpers.config import ConfigError
 from helpers.precision import Device, choose_precision, quantization_engine
 
@@ -94,8 +94,8 @@ def test_the_int8_student_predicts_like_the_fp32_one_on_either_engine(machine, m
     monkeypatch.setattr(precision.platform, "machine", lambda: machine)
     monkeypatch.setattr(torch.backends.quantized, "engine", torch.backends.quantized.engine)  # restored after
     student = models.distil_from_teacher(tiny_teacher)
-    int8 = distill.quantize_int8(student)
+    int8 = model_comparison.quantize_int8(student)
     assert torch.backends.quantized.engine == quantization_engine()
     fp32 = evaluation.predict_logits(student, synthetic["val"], tiny_tokenizer, 16)
-    logits, _ = distill.timed_cpu_logits(int8, synthetic["val"], tiny_tokenizer, 16)
+    logits, _ = model_comparison.timed_cpu_logits(int8, synthetic["val"], tiny_tokenizer, 16)
     assert np.abs(logits - fp32).max() < 0.05

@@ -119,26 +119,24 @@ def test_a_run_folder_and_its_export_score_alike_head_and_tail_cut_the_same(smok
 
 
 def test_probabilities_are_calibrated_whether_or_not_the_model_holds_the_temperature(smoke_run_dir, tmp_path):
-    """The distill stage folds its temperature into distill/model today; a model saved raw (as another issue
-    may make it) must give the same calibrated probabilities, read from distill/calibration.json."""
+    """The distill stage saves its student raw, its temperature in distill/calibration.json; a model holding the
+    temperature in its classifier (as an exported copy does) gives the same calibrated probabilities."""
     from helpers import calibration, models
     from helpers.torch_predict import TorchClassifier
 
-    raw_run = tmp_path / "raw_run"
-    shutil.copytree(smoke_run_dir / "tokenized", raw_run / "tokenized")
-    (raw_run / "distill").mkdir()
+    folded_run = tmp_path / "folded_run"
+    shutil.copytree(smoke_run_dir / "tokenize", folded_run / "tokenize")
+    (folded_run / "distill").mkdir()
     for part in ("params.json", "distill/calibration.json"):
-        shutil.copy(smoke_run_dir / part, raw_run / part)
-    folded = models.load_trained(smoke_run_dir / "distill" / "model")
+        shutil.copy(smoke_run_dir / part, folded_run / part)
+    saved = models.load_trained(smoke_run_dir / "distill" / "model")
     temperature = json.loads((smoke_run_dir / "distill" / "calibration.json").read_text())["temperature"]
-    assert calibration.recorded_temperature(folded.config) == pytest.approx(temperature)  # folded, as things stand
-    folded.save_pretrained(raw_run / "distill" / "model")
-    unfolded = calibration.unfold_temperature(models.load_trained(raw_run / "distill" / "model"))
-    unfolded.save_pretrained(raw_run / "distill" / "model")
+    assert calibration.recorded_temperature(saved.config) == 1.0  # raw, as trained
+    calibration.fold_temperature(saved, temperature).save_pretrained(folded_run / "distill" / "model")
     texts = _reviews()["text"].tolist()
-    as_saved, as_raw = (TorchClassifier.load(folder, "student") for folder in (smoke_run_dir, raw_run))
-    assert as_raw.scale == pytest.approx(1 / temperature) and as_saved.scale == pytest.approx(1.0)
-    np.testing.assert_allclose(as_raw.logits(texts, 4), as_saved.logits(texts, 4), rtol=1e-4, atol=1e-6)
+    as_saved, as_folded = (TorchClassifier.load(folder, "student") for folder in (smoke_run_dir, folded_run))
+    assert as_saved.scale == pytest.approx(1 / temperature) and as_folded.scale == pytest.approx(1.0)
+    np.testing.assert_allclose(as_folded.logits(texts, 4), as_saved.logits(texts, 4), rtol=1e-4, atol=1e-6)
 
 
 def test_a_kill_mid_run_leaves_no_output_file(smoke_export_dir, tmp_path):

@@ -15,8 +15,8 @@ import pytest  # noqa: E402
 from headless import body_attributes, render  # noqa: E402
 from helpers import report  # noqa: E402
 
-FIGURES = ("data/label_balance.png", "data/review_words.png", "tokenized/token_lengths.png", "train/loss_curve.png",
-           "eval/confusion_matrix.png", "distill/student_loss_curve.png")
+FIGURES = ("data/label_balance.png", "data/review_words.png", "tokenize/token_lengths.png", "train/loss_curve.png",
+           "evaluate/confusion_matrix.png", "distill/student_loss_curve.png")
 HEADINGS = ("Summary", "Parameters", "Environment", "Data", "Token lengths", "Training", "Test metrics", "Distillation")
 NASTY = '<script>alert("x")</script> & <b>bold</b>'
 
@@ -47,21 +47,21 @@ def _comparison():
                        "student_int8": {**row, "params": 2e6, "size_mb": 3.0, "reviews_per_s": 300.0}}}
 
 
-def make_run(root, stages=("data", "tokenized", "train", "eval", "distill")):
+def make_run(root, stages=("data", "tokenize", "train", "evaluate", "distill")):
     """A run folder with small stand-ins for every file a real run writes, up to `stages`."""
     _json(root / "params.json", {"profile": "smoke", "params": {"n_train": 80, "lr": 5e-5, "data": NASTY, "n_test": None}})
     _json(root / "environment.json", {"python": "3.11", "device": "cpu", "packages": {"torch": "2.13.0"}})
     _json(root / "timings.json", {"01_data.ipynb": 2.0, "02_tokenize.ipynb": 3.5})
     if "data" in stages:
         _json(root / "data/summary.json", [{"split": "train", "reviews": 80, "negative": 40, "positive": 40}])
-    if "tokenized" in stages:
-        _json(root / "tokenized/length_stats.json", [{"split": "train", "median": 230, "truncated": 0.1}])
+    if "tokenize" in stages:
+        _json(root / "tokenize/length_stats.json", [{"split": "train", "median": 230, "truncated": 0.1}])
     if "train" in stages:
         _json(root / "train/history.json", _history())
-    if "eval" in stages:
-        _json(root / "eval/metrics.json", {"accuracy": 0.75, "f1": 0.7, "precision": 0.8, "recall": 0.6, "n": 32})
+    if "evaluate" in stages:
+        _json(root / "evaluate/metrics.json", {"accuracy": 0.75, "f1": 0.7, "precision": 0.8, "recall": 0.6, "n": 32})
         errors = pd.DataFrame({"text": [NASTY, "x" * 1000], "label": [0, 1], "prob_positive": [0.99, 0.01]})
-        errors.to_csv(root / "eval/confident_errors.csv")
+        errors.to_csv(root / "evaluate/confident_errors.csv")
     if "distill" in stages:
         _json(root / "distill/history.json", _history())
         _json(root / "distill/metrics.json", {"accuracy": 0.75})
@@ -97,7 +97,7 @@ def test_text_from_the_data_is_escaped(tmp_path):
     assert "x" * 1000 not in page and "x" * 300 + " …" in page  # long reviews are cut
 
 
-@pytest.mark.parametrize("stages", [(), ("data",), ("data", "tokenized", "train")])
+@pytest.mark.parametrize("stages", [(), ("data",), ("data", "tokenize", "train")])
 def test_a_run_stopped_early_shows_not_run_yet_for_the_missing_stages(tmp_path, stages):
     run = make_run(tmp_path / "run", stages)
     page = report.write_report(run).read_text()
@@ -116,9 +116,9 @@ def test_an_empty_folder_still_gets_a_page(tmp_path):
 
 def test_a_missing_figure_beside_its_table_is_named(tmp_path):
     run = make_run(tmp_path / "run")
-    (run / "eval/confusion_matrix.png").unlink()
+    (run / "evaluate/confusion_matrix.png").unlink()
     page = report.write_report(run).read_text()
-    assert "figure missing: eval/confusion_matrix.png" in page and page.count("<img ") == len(FIGURES) - 1
+    assert "figure missing: evaluate/confusion_matrix.png" in page and page.count("<img ") == len(FIGURES) - 1
 
 
 def test_the_write_is_atomic_and_leaves_no_temporary_files(tmp_path, monkeypatch):
@@ -213,7 +213,7 @@ def test_a_batch_run_whose_stage_fails_still_writes_its_report(tmp_path, monkeyp
     import papermill
 
     from helpers import run as runner
-    from helpers.runs import open_run
+    from helpers.run_folder import open_run
 
     monkeypatch.delenv("JUPYTER_PATH", raising=False)  # execute_notebooks sets it; restored afterwards
     calls = []

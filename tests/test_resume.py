@@ -1,5 +1,6 @@
 """Exactness: a training run killed with SIGKILL at several points and resumed ends bit for bit where an
 unbroken run ends (weights, history and metrics.json), on the CPU. Also: two runs of one profile agree."""
+import json
 import shutil
 import signal
 import subprocess
@@ -9,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from helpers import stages
-from helpers.runs import open_run
+from helpers.run_folder import open_run
 
 pytestmark = pytest.mark.slow
 CHILD = Path(__file__).parent / "scripts" / "train_until_killed.py"
 # smoke: 60 training reviews in batches of 8 = 8 optimizer steps an epoch, 2 epochs; a checkpoint every 3 steps
 OVERRIDES = {"checkpoint_every": 3}
-OUTPUTS = ("train/model/model.safetensors", "train/history.json", "eval/metrics.json")
+OUTPUTS = ("train/model/model.safetensors", "train/history.json", "evaluate/metrics.json")
 
 
 def _child(run_dir, point=None):
@@ -70,3 +71,33 @@ def test_same_profile_and_seed_give_identical_metrics(tmp_path):
             stage(run)
         results.append([(run.dir / path).read_bytes() for path in OUTPUTS])
     assert results[0] == results[1]
+
+
+def _files(run_dir, folders=("train", "evaluate", "distill")):
+    return {path.relative_to(run_dir): path.read_bytes() for folder in folders
+            for path in sorted((run_dir / folder).rglob("*")) if path.is_file()}
+
+
+def _without_timings(json_bytes):
+    """comparison.json or baseline.json without what a clock measured: each model's CPU reviews/s."""
+    measured = json.loads(json_bytes)
+    for row in [*measured.get("models", {}).values(), measured.get("footprint", {})]:
+        row.pop("reviews_per_s", None)
+    return measured
+
+
+def test_rerunning_evaluate_and_distill_leaves_every_stage_file_byte_identical(tmp_path):
+    """A stage writes only its own folder and computes the same from the same inputs: evaluate and distill run
+    again on a finished run leave train/, evaluate/ and distill/ as they were, to the byte (timings aside: the CPU
+reviews/s of the comparison and of the baseline's row, which the evaluate stage measures)."""
+    run = open_run("smoke", tmp_path / "run", {"tracker": "none"})
+    for stage in stages.STAGE_FUNCTIONS.values():
+        stage(run)
+    before = _files(run.dir)
+    stages.evaluate_stage(run)
+    stages.distill_stage(run)
+    after = _files(run.dir)
+    for timed in (Path("distill") / "comparison.json", Path("evaluate") / "baseline.json"):
+        assert _without_timings(after.pop(timed)) == _without_timings(before.pop(timed))
+    assert sorted(after) == sorted(before)
+    assert [name for name in before if after[name] != before[name]] == []

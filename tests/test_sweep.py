@@ -22,7 +22,7 @@ def test_a_sweep_names_one_known_parameter_and_two_or_more_values():
 
 def _fake_run(folder, teacher=None, student=None, timings=None):
     folder.mkdir(parents=True)
-    for stage, accuracy in (("eval", teacher), ("distill", student)):
+    for stage, accuracy in (("evaluate", teacher), ("distill", student)):
         if accuracy is not None:
             (folder / stage).mkdir()
             (folder / stage / "metrics.json").write_text(json.dumps({"accuracy": accuracy}))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import batching, devices, evaluation, models, training
+from helpers import accelerators, batching, evaluation, models, optimization, training
 from helpers.config import ConfigError, resolve_params
 from helpers.training import TrainSettings
 
@@ -39,7 +39,7 @@ def test_gradient_accumulation_takes_fewer_optimizer_steps(tmp_path, synthetic, 
 
 
 def test_pieces_of_a_batch_give_the_gradients_of_the_whole_batch(synthetic, tiny_teacher, tiny_tokenizer):
-    accelerator = devices.make_accelerator(_settings())
+    accelerator = accelerators.make_accelerator(_settings())
     tiny_teacher.eval()  # no dropout: the pieces must add up exactly
     batches = list(batching.make_loader(synthetic["train"].select(range(32)), tiny_tokenizer, 16))
     grads = {}
@@ -81,7 +81,7 @@ def test_warmup_then_linear_decay(tmp_path, synthetic, tiny_teacher, tiny_tokeni
 
 
 def test_no_weight_decay_on_biases_and_layernorm(tiny_teacher):
-    decay, no_decay = training.param_groups(tiny_teacher, 0.01, 1e-3)
+    decay, no_decay = optimization.param_groups(tiny_teacher, 0.01, 1e-3)
     names = {id(p): n for n, p in tiny_teacher.named_parameters()}
     assert all(not names[id(p)].endswith(("bias", "LayerNorm.weight")) for p in decay["params"])
     assert any(names[id(p)].endswith("LayerNorm.weight") for p in no_decay["params"])
@@ -89,7 +89,7 @@ def test_no_weight_decay_on_biases_and_layernorm(tiny_teacher):
 
 
 def test_layer_decay_lowers_the_rate_layer_by_layer(tiny_teacher):
-    groups = training.param_groups(tiny_teacher, 0.01, 1e-3, layer_decay=0.5)
+    groups = optimization.param_groups(tiny_teacher, 0.01, 1e-3, layer_decay=0.5)
     lr_of = {name: group["lr"] for group in groups for name, p in tiny_teacher.named_parameters()
              if any(p is q for q in group["params"])}
     n = tiny_teacher.config.num_hidden_layers  # 4: embeddings 0.5**5, layer i 0.5**(4 - i), head 1
@@ -98,15 +98,15 @@ def test_layer_decay_lowers_the_rate_layer_by_layer(tiny_teacher):
     assert lr_of["bert.encoder.layer.0.attention.self.query.bias"] == pytest.approx(1e-3 * 0.5 ** n)
     assert lr_of["bert.embeddings.word_embeddings.weight"] == pytest.approx(1e-3 * 0.5 ** (n + 1))
     assert sum(len(g["params"]) for g in groups) == len(list(tiny_teacher.parameters()))
-    assert len(training.param_groups(tiny_teacher, 0.01, 1e-3)) == 2  # no decay: one rate, two groups
+    assert len(optimization.param_groups(tiny_teacher, 0.01, 1e-3)) == 2  # no decay: one rate, two groups
 
 
 def test_min_steps_adds_epochs_to_a_small_set(tmp_path, synthetic, tiny_teacher, tiny_tokenizer):
     settings = _settings(epochs=1, batch_size=16, min_steps=30)  # 12 steps an epoch: 3 epochs
-    assert training.planned_epochs(12, settings) == (12, 3)
+    assert optimization.planned_epochs(12, settings) == (12, 3)
     history = training.train(tiny_teacher, synthetic, tiny_tokenizer, settings, tmp_path)
     assert len(history["epochs"]) == 3 and len(history["steps"]) == 36
-    assert training.planned_epochs(12, _settings(epochs=2, min_steps=5)) == (12, 2)  # enough steps: epochs kept
+    assert optimization.planned_epochs(12, _settings(epochs=2, min_steps=5)) == (12, 2)  # enough steps: epochs kept
 
 
 def test_batches_are_padded_to_a_multiple_of_8(synthetic, tiny_tokenizer):
@@ -192,7 +192,7 @@ def test_batches_are_pinned_for_a_gpu_and_copied_without_blocking(synthetic, tin
     loader = batching.make_loader(synthetic["train"], tiny_tokenizer, 16)
     assert loader.pin_memory and loader.num_workers == 0
     monkeypatch.undo()
-    assert devices.make_accelerator(_settings()).dataloader_config.non_blocking
+    assert accelerators.make_accelerator(_settings()).dataloader_config.non_blocking
 
 
 def test_starting_a_pass_over_the_loader_leaves_the_global_random_state_alone(synthetic, tiny_tokenizer):

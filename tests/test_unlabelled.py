@@ -23,7 +23,7 @@ def test_reviews_holding_a_test_text_are_dropped():
 
 def test_the_shipped_slice_is_clean_of_the_short_sentences_and_the_sample_test_reviews():
     from helpers.data import SAMPLE_DIR
-    from helpers.test_sets import SHIPPED
+    from helpers.extra_sets import SHIPPED
 
     shipped = unlabelled.load_unlabelled("sample")
     assert len(shipped) == 3000 and shipped["text"].is_unique

@@ -13,8 +13,8 @@ import os
 import signal
 import sys
 
-from helpers import checkpoints, stages, training
-from helpers.runs import load_run
+from helpers import checkpoint_files, stages, training
+from helpers.run_folder import load_run
 
 
 def kill_on(module, name, count, only=lambda *args: True):
@@ -34,7 +34,7 @@ def main(run_dir, point=None):
     if point:
         event, count = point.split(":")
         target = {"forward": (training, "forward", lambda model, batch: model.training),
-                  "save": (checkpoints, "_save_trainer_state"),
+                  "save": (checkpoint_files, "_save_trainer_state"),
                   "validate": (training, "validation_scores")}[event]
         kill_on(*target[:2], int(count), *target[2:])
     run = load_run(run_dir)

@@ -4,7 +4,7 @@ import pytest
 
 from cli import run_cli
 from helpers.config import ConfigError
-from helpers.runs import load_run, open_run
+from helpers.run_folder import load_run, open_run
 
 
 def test_a_new_run_folder_records_parameters_and_environment(tmp_path):
@@ -68,7 +68,7 @@ CADENCE = {"checkpoint_minutes": 5, "checkpoint_every": 7, "keep_checkpoints": 1
 
 
 def test_the_checkpoint_cadence_neither_names_nor_refuses_a_run_folder(tmp_path):
-    from helpers.runs import run_name
+    from helpers.run_folder import run_name
 
     assert run_name("smoke", CADENCE) == "smoke"
     assert run_name("smoke", {"n_train": 100, **CADENCE}) == run_name("smoke", {"n_train": 100})
@@ -77,3 +77,14 @@ def test_the_checkpoint_cadence_neither_names_nor_refuses_a_run_folder(tmp_path)
     assert (reopened.params.checkpoint_every, reopened.params.keep_checkpoints_at_end) == (7, True)
     with pytest.raises(ConfigError, match=r"n_train: 100 -> 200"):
         open_run("smoke", tmp_path, {"n_train": 200, **CADENCE})
+
+
+@pytest.mark.parametrize("old", ["tokenized", "eval"])
+def test_a_run_folder_of_the_old_layout_is_refused_by_name_with_the_fix(tmp_path, old):
+    open_run("smoke", tmp_path)
+    (tmp_path / old).mkdir()  # what a run made before the stage folders took the stages' names holds
+    for opening in (lambda: open_run("smoke", tmp_path), lambda: load_run(tmp_path)):
+        with pytest.raises(ConfigError, match=rf"older version of this project \({old}/ is now .*/\).*--overwrite"):
+            opening()
+    assert open_run("smoke", tmp_path, overwrite=True).dir == tmp_path  # starting afresh clears it
+    assert not (tmp_path / old).exists()

@@ -1,16 +1,14 @@
-"""Look inside the pipeline: the real objects the stages work on, small enough to read in a notebook.
+"""03's views (05 shows some too): the model, one batch, the optimizer's groups and the schedule, the loss.
 
-Each function shows one thing a stage does, computed by the code that stage runs (the cut of
-helpers.tokens, the sampler and loader of helpers.batching, the parameter groups and schedule of
-helpers.training, the loss of helpers.distill), and returns a pandas table or Series, so that a
-notebook shows it with one call a student can re-run on another review or other settings.
-Everything runs on the CPU, in seconds, and nothing here trains. The model loaders call
-`set_seed` (models.load_teacher, models.load_student); the functions below that load a model put
-the random generators back as they found them (`random_state_kept`), so looking never changes what
-a run computes afterwards (the stages seed themselves anyway).
+Each function shows one thing the train stage does, computed by the code it runs (the sampler and
+loader of helpers.batching, the parameter groups and schedule of helpers.training), and returns a
+pandas table or Series a notebook shows with one call a student can re-run on other settings.
+Everything runs on the CPU, in seconds, and nothing here trains. The model loaders call `set_seed`
+(models.load_teacher, models.load_student); the functions below that load a model put the random
+generators back as they found them (`random_state_kept`), so looking never changes what a run
+computes afterwards (the stages seed themselves anyway).
 """
 import contextlib
-import copy
 import json
 import math
 import random
@@ -20,63 +18,13 @@ import pandas as pd
 import torch
 from transformers import get_scheduler
 
-from helpers import models, tokens
+from helpers import models
 from helpers.batching import PAD_TO_MULTIPLE, EpochSampler, make_loader, token_lengths
-from helpers.calibration import recorded_temperature, unfold_temperature
 from helpers.data import LABEL_NAMES
-from helpers.distill import TEACHER_LOGITS, distillation_loss, distillation_terms, distillation_weights
 from helpers.evaluation import forward, positive_probability
-from helpers.training import classification_loss, param_groups, planned_epochs
+from helpers.optimization import param_groups, planned_epochs
+from helpers.training import classification_loss
 
-PREVIEW_CHARS = 90  # characters of a review shown in a table
-
-
-# --- 02: one review as the model reads it -----------------------------------------------------
-
-def short_and_long(frame):
-    """The shortest and the longest review (in characters) of a split: one that fits, one that gets cut."""
-    lengths = frame["text"].str.len()
-    return frame.loc[lengths.idxmin(), "text"], frame.loc[lengths.idxmax(), "text"]
-
-
-def encode_one(tokenizer, text, max_length, head_share=1.0):
-    """(ids, attention mask) of one review as the tokenize stage makes them: the tokenizer's ids,
-    [CLS] and [SEP] included, then `tokens.truncate`'s cut, applied to the mask as well."""
-    encoded = tokenizer(text, truncation=False, verbose=False, return_token_type_ids=False)
-    return (tokens.truncate(encoded["input_ids"], max_length, head_share),
-            tokens.truncate(encoded["attention_mask"], max_length, head_share))
-
-
-def word_pieces(tokenizer, text, max_length, head_share=1.0):
-    """One review as the model reads it: each word piece, its id and its attention mask, in order."""
-    ids, mask = encode_one(tokenizer, text, max_length, head_share)
-    return pd.DataFrame({"piece": tokenizer.convert_ids_to_tokens(ids), "id": ids, "mask": mask},
-                        index=pd.RangeIndex(len(ids), name="position"))
-
-
-def cut_counts(tokenizer, text, max_length, head_share=1.0):
-    """How `tokens.truncate` cuts one review: pieces in all, kept from its head and its tail, cut."""
-    length = len(tokens.full_ids(tokenizer, [text])[0])
-    start, stop = tokens.cut_span(length, max_length, head_share)
-    return pd.Series({"pieces in the review": length, "max_length": max_length, "truncation_head": head_share,
-                      "kept from the head ([CLS] included)": start,
-                      "kept from the tail ([SEP] included)": length - stop,
-                      "cut, never read": stop - start}, name="pieces", dtype=object)
-
-
-def around_cut(tokenizer, text, max_length, head_share=1.0, n=4):
-    """The `n` pieces on each side of both edges of the cut, by position in the whole review; empty if it fits."""
-    ids = tokens.full_ids(tokenizer, [text])[0]
-    start, stop = tokens.cut_span(len(ids), max_length, head_share)
-    if start == stop:
-        return pd.DataFrame(columns=["piece", "read"], index=pd.Index([], name="position"))
-    near = sorted({i for edge in (start, stop) for i in range(edge - n, edge + n) if 0 <= i < len(ids)})
-    read = ["yes (head)" if i < start else "yes (tail)" if i >= stop else "no: cut" for i in near]
-    return pd.DataFrame({"piece": tokenizer.convert_ids_to_tokens([ids[i] for i in near]), "read": read},
-                        index=pd.Index(near, name="position"))
-
-
-# --- 03: the model, one batch, the optimizer and the schedule ----------------------------------
 
 @contextlib.contextmanager
 def random_state_kept():
@@ -102,10 +50,9 @@ def untrained_teacher(params, tokenizer):
 
 def student_at_start(params, teacher):
     """The student exactly as the distill stage starts from it, before any distillation: built from the
-    teacher's raw layers (a copy, its calibration temperature unfolded, as the stage does)."""
-    raw_teacher = unfold_temperature(copy.deepcopy(teacher))
+    teacher as the train stage saved it (a copy of its layers, or a pre-trained student)."""
     with random_state_kept():
-        return models.load_student(params.student_model, raw_teacher, params.seed, params.attention_dropout)
+        return models.load_student(params.student_model, teacher, params.seed, params.attention_dropout)
 
 
 def model_facts(**named_models):
@@ -268,7 +215,7 @@ def lr_schedule(n_reviews, settings, shown=4):
 def batch_loss(model, batch):
     """The model's cross-entropy on one batch (evaluation mode, no dropout, no gradients), beside ln 2:
     the loss of a model that says 50/50 to every review."""
-    logits = _logits(model, batch)
+    logits = model_logits(model, batch)
     labels = batch["labels"]
     return pd.Series({"cross-entropy": classification_loss(logits, {"labels": labels}).item(),
                       "ln 2 (a 50/50 guess)": math.log(2),
@@ -276,70 +223,9 @@ def batch_loss(model, batch):
                       "accuracy on this batch": (logits.argmax(-1) == labels).float().mean().item()}, name="batch")
 
 
-def _raw_logits(model, batch):
-    """The logits before calibration: a saved model's are divided by the temperature folded into it."""
-    return _logits(model, batch) * recorded_temperature(model.config)
-
-
-def _logits(model, batch):
+def model_logits(model, batch):
+    """The logits of `model` on one batch: evaluation mode, no gradients, on the model's device, back as fp32 on the CPU."""
     model.eval()
     device = next(model.parameters()).device
     with torch.inference_mode():
         return forward(model, {key: batch[key].to(device) for key in ("input_ids", "attention_mask")}).float().cpu()
-
-
-# --- 05: teacher and student --------------------------------------------------------------------
-
-def side_by_side(named_models, tokenizer, test, texts, n=6):
-    """P(positive) of each model on the first `n` reviews of the tokenized test split (`texts`: their text)."""
-    n = min(n, len(test))
-    batch = next(iter(make_loader(test.select(range(n)), tokenizer, n)))
-    table = pd.DataFrame({"label": [LABEL_NAMES[int(label)] for label in batch["labels"]]},
-                         index=pd.RangeIndex(n, name="test review"))
-    for name, model in named_models.items():
-        table[f"P(positive): {name}"] = positive_probability(_logits(model, batch).numpy()).round(3)
-    table["review"] = [_preview(text) for text in list(texts)[:n]]
-    return table
-
-
-def with_teacher_logits(batch, teacher):
-    """The batch with the teacher's logits added, as the distillation loop's batches carry them: raw,
-    without the calibration temperature folded into the saved teacher (as distill.add_teacher_logits)."""
-    return {**batch, TEACHER_LOGITS: _raw_logits(teacher, batch)}
-
-
-def soft_targets(batch, temperature):
-    """The teacher's P(positive) for each review of a batch, plain and softened at `temperature`: the soft target."""
-    logits = batch[TEACHER_LOGITS].float()
-    plain, soft = (torch.softmax(logits / t, dim=-1)[:, 1].numpy().round(3) for t in (1.0, temperature))
-    return pd.DataFrame({"label": [LABEL_NAMES[int(label)] for label in batch["labels"]],
-                         "teacher P(positive)": plain, f"soft target at T={temperature:g}": soft},
-                        index=pd.RangeIndex(len(logits), name="review"))
-
-
-def loss_parts(logits, batch, temperature, alpha):
-    """The parts of `distill.distillation_loss` on a batch, as batch means: the hard and soft terms, and
-    how alpha mixes them (unlabelled reviews weigh the soft term alone); "total" is that loss."""
-    hard, soft, labelled = distillation_terms(logits, batch, temperature)
-    weight = distillation_weights(labelled, alpha)
-    mixed_hard, mixed_soft = (weight * hard).mean().item(), ((1 - weight) * soft).mean().item()
-    return {"hard: cross-entropy with the labels": hard[labelled].mean().item() if labelled.any() else float("nan"),
-            "soft: T² · KL(teacher_T ‖ student_T)": soft.mean().item(), "labelled reviews": int(labelled.sum()),
-            "alpha · hard": mixed_hard, "(1 - alpha) · soft": mixed_soft, "total": mixed_hard + mixed_soft}
-
-
-def distillation_parts(named_students, batch, temperature, alpha):
-    """`loss_parts` of each student on one batch carrying the teacher's logits, one column per student,
-    with the loop's own loss function (distill.distillation_loss) in the last row as a check. A saved
-    student's logits are taken raw, as the loop saw them (its calibration temperature undone)."""
-    columns = {}
-    for name, student in named_students.items():
-        logits = _raw_logits(student, batch)
-        columns[name] = {**loss_parts(logits, batch, temperature, alpha),
-                         "distill.distillation_loss": distillation_loss(logits, batch, temperature, alpha).item()}
-    return pd.DataFrame(columns).round(4).rename_axis(f"alpha {alpha:g}, T {temperature:g}")
-
-
-def _preview(text, chars=PREVIEW_CHARS):
-    text = text.replace("<br />", " ")
-    return text if len(text) <= chars else text[:chars] + "..."

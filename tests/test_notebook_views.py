@@ -1,4 +1,5 @@
-"""helpers.peek: each view computes what it says, from the code the stages run, and changes nothing."""
+"""helpers.token_views, training_views and distill_views: each view computes what it says, from the code the
+stages run, and changes nothing."""
 import json
 import math
 import random
@@ -11,9 +12,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from helpers import calibration, data, distill, evaluation, models, peek, stages, tokens, training
+from helpers import (data, distill, distill_views, evaluation, models, optimization, stages,
+                     token_views, tokens, training, training_views)
 from helpers.batching import EpochSampler, make_loader, token_lengths
-from helpers.runs import open_run
+from helpers.run_folder import open_run
 from helpers.training import TrainSettings
 
 MAX_LENGTH, HEAD = 32, 0.25
@@ -31,7 +33,7 @@ def _random_states():
 
 @pytest.fixture(scope="module")
 def reviews(sample):
-    short, long = peek.short_and_long(sample["train"])
+    short, long = token_views.short_and_long(sample["train"])
     return short, long
 
 
@@ -44,24 +46,24 @@ def test_word_pieces_are_the_ids_the_tokenize_stage_writes(tiny_tokenizer, revie
     frame = pd.DataFrame({"text": list(reviews), "label": [0, 1]})
     written = tokens.tokenize_splits({"train": frame}, tiny_tokenizer, MAX_LENGTH, HEAD)["train"]
     for i, text in enumerate(reviews):
-        table = peek.word_pieces(tiny_tokenizer, text, MAX_LENGTH, HEAD)
+        table = token_views.word_pieces(tiny_tokenizer, text, MAX_LENGTH, HEAD)
         assert table["id"].tolist() == written[i]["input_ids"]
         assert tiny_tokenizer.convert_tokens_to_ids(table["piece"].tolist()) == table["id"].tolist()  # round trip
         assert table["mask"].tolist() == [1] * len(table)  # one review alone: nothing padded
         assert table["piece"].iloc[0] == "[CLS]" and table["piece"].iloc[-1] == "[SEP]"
-    assert len(peek.word_pieces(tiny_tokenizer, reviews[1], MAX_LENGTH, HEAD)) == MAX_LENGTH
+    assert len(token_views.word_pieces(tiny_tokenizer, reviews[1], MAX_LENGTH, HEAD)) == MAX_LENGTH
 
 
 def test_the_cut_keeps_head_and_tail_and_shows_the_pieces_at_its_edges(tiny_tokenizer, reviews):
     long = reviews[1]
     full = tiny_tokenizer.convert_ids_to_tokens(tokens.full_ids(tiny_tokenizer, [long])[0])
-    counts = peek.cut_counts(tiny_tokenizer, long, MAX_LENGTH, HEAD)
+    counts = token_views.cut_counts(tiny_tokenizer, long, MAX_LENGTH, HEAD)
     head, tail = counts["kept from the head ([CLS] included)"], counts["kept from the tail ([SEP] included)"]
     assert (head, tail) == (8, 24) and counts["pieces in the review"] == len(full)
     assert head + tail + counts["cut, never read"] == len(full)
-    read = peek.word_pieces(tiny_tokenizer, long, MAX_LENGTH, HEAD)["piece"].tolist()
+    read = token_views.word_pieces(tiny_tokenizer, long, MAX_LENGTH, HEAD)["piece"].tolist()
     assert read == full[:head] + full[len(full) - tail:]
-    edges = peek.around_cut(tiny_tokenizer, long, MAX_LENGTH, HEAD, n=3)
+    edges = token_views.around_cut(tiny_tokenizer, long, MAX_LENGTH, HEAD, n=3)
     assert edges.index.tolist() == [5, 6, 7, 8, 9, 10] + list(range(len(full) - tail - 3, len(full) - tail + 3))
     assert edges["piece"].tolist() == [full[i] for i in edges.index]
     assert edges["read"].tolist() == ["yes (head)"] * 3 + ["no: cut"] * 6 + ["yes (tail)"] * 3
@@ -69,17 +71,17 @@ def test_the_cut_keeps_head_and_tail_and_shows_the_pieces_at_its_edges(tiny_toke
 
 def test_a_review_that_fits_is_not_cut(tiny_tokenizer):
     text = "a short review that fits"
-    counts = peek.cut_counts(tiny_tokenizer, text, MAX_LENGTH, HEAD)
+    counts = token_views.cut_counts(tiny_tokenizer, text, MAX_LENGTH, HEAD)
     assert counts["cut, never read"] == 0 and counts["kept from the tail ([SEP] included)"] == 0
-    assert peek.around_cut(tiny_tokenizer, text, MAX_LENGTH, HEAD).empty
+    assert token_views.around_cut(tiny_tokenizer, text, MAX_LENGTH, HEAD).empty
 
 
 def test_loading_a_model_to_look_at_is_the_stages_model_and_leaves_the_random_state(smoke_params, tiny_tokenizer):
     torch.manual_seed(123)
     np.random.seed(123)
     before = _random_states()
-    teacher = peek.untrained_teacher(smoke_params, tiny_tokenizer)
-    student = peek.student_at_start(smoke_params, teacher)
+    teacher = training_views.untrained_teacher(smoke_params, tiny_tokenizer)
+    student = training_views.student_at_start(smoke_params, teacher)
     after = _random_states()
     assert before[:2] == after[:2] and torch.equal(before[2], after[2])
     staged = models.load_teacher(smoke_params.model, tiny_tokenizer, smoke_params.seed, smoke_params.attention_dropout,
@@ -91,9 +93,9 @@ def test_loading_a_model_to_look_at_is_the_stages_model_and_leaves_the_random_st
 
 
 def test_model_facts_and_parts_add_up(tiny_teacher):
-    facts = peek.model_facts(teacher=tiny_teacher)["teacher"]
+    facts = training_views.model_facts(teacher=tiny_teacher)["teacher"]
     assert facts["layers"] == 4 and facts["hidden size"] == 32 and facts["parameters"] == models.count_parameters(tiny_teacher)
-    parts = peek.model_parts(tiny_teacher, models.TINY)
+    parts = training_views.model_parts(tiny_teacher, models.TINY)
     assert parts.index.tolist() == ["embeddings"] + [f"encoder layer {i}" for i in range(4)] + ["pooler", "classifier"]
     assert parts["parameters"].sum() == models.count_parameters(tiny_teacher)
     assert parts["tensors"].sum() == len(list(tiny_teacher.parameters()))
@@ -107,7 +109,7 @@ def test_model_parts_marks_what_the_checkpoint_lacks_as_new(tmp_path, tiny_teach
     weights = {name.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"):
                tensor.contiguous() for name, tensor in tiny_teacher.bert.state_dict().items() if not name.startswith("pooler")}
     save_file(weights, tmp_path / "model.safetensors")
-    parts = peek.model_parts(tiny_teacher, str(tmp_path))
+    parts = training_views.model_parts(tiny_teacher, str(tmp_path))
     assert parts["weights"].to_dict() == {"embeddings": "pre-trained", **{f"encoder layer {i}": "pre-trained" for i in range(4)},
                                           "pooler": "new (random)", "classifier": "new (random)"}
 
@@ -115,35 +117,35 @@ def test_model_parts_marks_what_the_checkpoint_lacks_as_new(tmp_path, tiny_teach
 def test_a_cls_head_model_finds_its_encoder_in_a_bert_checkpoint(tmp_path, tiny_teacher):
     """bert-base-uncased stores its weights as 'bert.*'; the 'cls' head model holds them as 'electra.*'."""
     tiny_teacher.save_pretrained(tmp_path)
-    parts = peek.model_parts(models.cls_head_classifier(tiny_teacher), str(tmp_path))
+    parts = training_views.model_parts(models.cls_head_classifier(tiny_teacher), str(tmp_path))
     assert parts["weights"].to_dict() == {"embeddings": "pre-trained", **{f"encoder layer {i}": "pre-trained" for i in range(4)},
                                           "classifier": "new (random)"}
 
 
 def test_the_first_batch_is_the_loops_first_batch_padded_to_a_multiple_of_8(synthetic, tiny_tokenizer):
     settings = _settings(batch_size=16)
-    batch = peek.first_batch(synthetic["train"], tiny_tokenizer, settings)
+    batch = training_views.first_batch(synthetic["train"], tiny_tokenizer, settings)
     first = EpochSampler(token_lengths(synthetic["train"]), 16, settings.seed, True).order(1)[:16]
     expected = [synthetic["train"][i]["input_ids"] for i in first]
     assert [row[mask.bool()].tolist() for row, mask in zip(batch["input_ids"], batch["attention_mask"])] == expected
     assert batch["labels"].tolist() == [synthetic["train"][i]["labels"] for i in first]
     assert batch["input_ids"].shape[1] % 8 == 0 and batch["input_ids"].shape[1] - max(map(len, expected)) < 8
-    summary = peek.batch_summary(batch)
+    summary = training_views.batch_summary(batch)
     assert summary["input_ids shape"] == tuple(batch["input_ids"].shape) and summary["labels shape"] == (16,)
 
 
 def test_batch_summary_and_rows_of_a_hand_built_batch():
     mask = torch.tensor([[1, 1, 1, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 0, 0, 0]])
     batch = {"input_ids": mask * 7, "attention_mask": mask, "labels": torch.tensor([0, 1])}
-    summary = peek.batch_summary(batch)
+    summary = training_views.batch_summary(batch)
     assert summary["padding share"] == 0.5 and summary["shortest review (tokens)"] == 3
     assert summary["longest review (tokens)"] == 5 and summary["padded to (a multiple of 8)"] == 8
-    rows = peek.batch_rows(batch)
+    rows = training_views.batch_rows(batch)
     assert rows.to_dict("list") == {"tokens": [3, 5], "padding": [5, 3], "label": ["negative", "positive"]}
 
 
 def test_epoch_padding_is_what_the_loaders_batches_hold(synthetic, tiny_tokenizer):
-    shares = peek.epoch_padding(synthetic["train"], _settings(batch_size=16)).tolist()
+    shares = training_views.epoch_padding(synthetic["train"], _settings(batch_size=16)).tolist()
     for share, grouped in zip(shares, (True, False)):
         sampler = EpochSampler(token_lengths(synthetic["train"]), 16, 42, grouped)
         masks = [batch["attention_mask"] for batch in make_loader(synthetic["train"], tiny_tokenizer, 16, sampler)]
@@ -152,30 +154,30 @@ def test_epoch_padding_is_what_the_loaders_batches_hold(synthetic, tiny_tokenize
 
 
 def test_param_groups_table_splits_every_parameter_once(tiny_teacher):
-    table = peek.param_group_table(tiny_teacher, _settings(weight_decay=0.01))
+    table = training_views.param_group_table(tiny_teacher, _settings(weight_decay=0.01))
     assert table["parameters"].sum() == models.count_parameters(tiny_teacher)
     assert table.loc["with weight decay", "weight_decay"] == 0.01 and table.loc["without weight decay", "weight_decay"] == 0.0
-    decay, no_decay = training.param_groups(tiny_teacher, 0.01, 1e-3)
+    decay, no_decay = optimization.param_groups(tiny_teacher, 0.01, 1e-3)
     assert table["tensors"].tolist() == [len(decay["params"]), len(no_decay["params"])]
     examples = {label: table.loc[label, "for example"].split(", ") for label in table.index}
-    assert all(name.endswith(training.NO_DECAY) for name in examples["without weight decay"])
-    assert not any(name.endswith(training.NO_DECAY) for name in examples["with weight decay"])
+    assert all(name.endswith(optimization.NO_DECAY) for name in examples["without weight decay"])
+    assert not any(name.endswith(optimization.NO_DECAY) for name in examples["with weight decay"])
 
 
 def test_param_groups_table_shows_each_layer_rate(tiny_teacher):
-    table = peek.param_group_table(tiny_teacher, _settings(layer_decay=0.5))
+    table = training_views.param_group_table(tiny_teacher, _settings(layer_decay=0.5))
     assert table["parameters"].sum() == models.count_parameters(tiny_teacher)
     assert sorted(set(table["lr"] / table["lr"].max())) == pytest.approx([0.5 ** k for k in range(6)][::-1])
 
 
 def test_the_schedule_is_the_one_the_loop_follows(tmp_path, synthetic, tiny_teacher, tiny_tokenizer):
     settings = _settings(epochs=1, batch_size=16, lr=5e-3, warmup_ratio=0.25)
-    total, warmup = peek.optimizer_steps(len(synthetic["train"]), settings)
+    total, warmup = training_views.optimizer_steps(len(synthetic["train"]), settings)
     assert (total, warmup) == (12, 3)
-    shown = peek.lr_schedule(len(synthetic["train"]), settings)
+    shown = training_views.lr_schedule(len(synthetic["train"]), settings)
     assert shown.loc[1, "lr"] == 0.0 and shown.loc[warmup + 1, "lr"] == pytest.approx(settings.lr)  # the peak is lr
     assert shown["lr"].max() == pytest.approx(settings.lr) and shown.loc[warmup + 1, "phase"] == "peak"
-    every = peek.lr_schedule(len(synthetic["train"]), settings, shown=total)["lr"]
+    every = training_views.lr_schedule(len(synthetic["train"]), settings, shown=total)["lr"]
     assert every.index.tolist() == list(range(1, total + 1))
     history = training.train(tiny_teacher, synthetic, tiny_tokenizer, settings, tmp_path)
     # the loop records each step's lr after its scheduler step: the lr the next step uses
@@ -184,8 +186,8 @@ def test_the_schedule_is_the_one_the_loop_follows(tmp_path, synthetic, tiny_teac
 
 
 def test_the_loss_of_an_untrained_model_is_near_ln2(synthetic, tiny_teacher, tiny_tokenizer):
-    batch = peek.first_batch(synthetic["train"], tiny_tokenizer, _settings(batch_size=16))
-    loss = peek.batch_loss(tiny_teacher, batch)
+    batch = training_views.first_batch(synthetic["train"], tiny_tokenizer, _settings(batch_size=16))
+    loss = training_views.batch_loss(tiny_teacher, batch)
     tiny_teacher.eval()
     with torch.no_grad():
         logits = evaluation.forward(tiny_teacher, batch)
@@ -195,9 +197,9 @@ def test_the_loss_of_an_untrained_model_is_near_ln2(synthetic, tiny_teacher, tin
 
 
 def test_side_by_side_gives_each_models_probabilities(synthetic, tiny_teacher, tiny_tokenizer, smoke_params):
-    student = peek.student_at_start(smoke_params, tiny_teacher)
+    student = training_views.student_at_start(smoke_params, tiny_teacher)
     val = synthetic["val"]
-    table = peek.side_by_side({"teacher": tiny_teacher, "student": student}, tiny_tokenizer, val, [f"review {i}" for i in range(64)], n=5)
+    table = distill_views.side_by_side({"teacher": tiny_teacher, "student": student}, tiny_tokenizer, val, [f"review {i}" for i in range(64)], n=5)
     for name, model in (("teacher", tiny_teacher), ("student", student)):
         expected = evaluation.positive_probability(evaluation.predict_logits(model, val.select(range(5)), tiny_tokenizer, 5))
         assert table[f"P(positive): {name}"].to_numpy() == pytest.approx(expected, abs=1e-3)
@@ -207,7 +209,7 @@ def test_side_by_side_gives_each_models_probabilities(synthetic, tiny_teacher, t
 
 def test_soft_targets_soften_the_teachers_probabilities():
     batch = {"labels": torch.tensor([0, 1, 1]), distill.TEACHER_LOGITS: torch.tensor([[2.0, -2.0], [-3.0, 3.0], [0.0, 0.0]])}
-    table = peek.soft_targets(batch, 2.0)
+    table = distill_views.soft_targets(batch, 2.0)
     assert table["teacher P(positive)"].tolist() == pytest.approx([0.018, 0.998, 0.5], abs=1e-3)
     assert table["soft target at T=2"].tolist() == pytest.approx([0.119, 0.953, 0.5], abs=1e-3)
 
@@ -217,33 +219,33 @@ def test_the_loss_parts_recombine_to_the_distillation_loss():
     logits = torch.randn(6, 2, generator=generator)
     batch = {"labels": torch.tensor([0, 1, 1, 0, 1, 0]), distill.TEACHER_LOGITS: torch.randn(6, 2, generator=generator)}
     for temperature, alpha in ((2.0, 0.5), (4.0, 0.1), (1.0, 1.0)):
-        parts = peek.loss_parts(logits, batch, temperature, alpha)
+        parts = distill_views.loss_parts(logits, batch, temperature, alpha)
         assert parts["total"] == pytest.approx(distill.distillation_loss(logits, batch, temperature, alpha).item(), abs=1e-6)
         assert parts["alpha · hard"] + parts["(1 - alpha) · soft"] == pytest.approx(parts["total"])
         assert parts["hard: cross-entropy with the labels"] == pytest.approx(F.cross_entropy(logits, batch["labels"]).item())
-    same = peek.loss_parts(logits, {**batch, distill.TEACHER_LOGITS: logits}, 2.0, 0.5)
+    same = distill_views.loss_parts(logits, {**batch, distill.TEACHER_LOGITS: logits}, 2.0, 0.5)
     assert same["soft: T² · KL(teacher_T ‖ student_T)"] == pytest.approx(0.0, abs=1e-6)  # a student equal to its teacher
 
 
-def test_the_teachers_logits_are_raw_as_the_loop_reads_them(synthetic, tiny_teacher, tiny_tokenizer):
-    """A teacher saved with a calibration temperature folded in gives the same logits as before calibration."""
-    batch = peek.first_batch(synthetic["train"], tiny_tokenizer, _settings())
-    raw = peek.with_teacher_logits(batch, tiny_teacher)[distill.TEACHER_LOGITS]
-    calibration.fold_temperature(tiny_teacher, 2.5)
-    assert torch.allclose(peek.with_teacher_logits(batch, tiny_teacher)[distill.TEACHER_LOGITS], raw, atol=1e-5)
-    tiny_teacher.eval()
-    with torch.no_grad():
-        assert torch.allclose(evaluation.forward(tiny_teacher, batch) * 2.5, raw, atol=1e-5)
+def test_the_teachers_logits_are_the_ones_the_loop_reads(synthetic, tiny_teacher, tiny_tokenizer):
+    """The view's teacher logits on the loop's first batch are the ones distill.add_teacher_logits puts in the
+    training data: the saved teacher's raw logits, no calibration temperature (it stays in evaluate/)."""
+    settings = _settings()
+    with_logits = distill.add_teacher_logits(tiny_teacher, synthetic["train"], tiny_tokenizer, settings)
+    carried = training_views.first_batch(with_logits, tiny_tokenizer, settings, extra_columns=(distill.TEACHER_LOGITS,))
+    plain = training_views.first_batch(synthetic["train"], tiny_tokenizer, settings)
+    shown = distill_views.with_teacher_logits(plain, tiny_teacher)[distill.TEACHER_LOGITS]
+    assert torch.allclose(shown, carried[distill.TEACHER_LOGITS].float(), atol=1e-5)
 
 
 def test_distillation_parts_of_a_student_on_a_batch_with_the_teachers_logits(synthetic, tiny_teacher, tiny_tokenizer,
                                                                             smoke_params):
-    student = peek.student_at_start(smoke_params, tiny_teacher)
-    batch = peek.with_teacher_logits(peek.first_batch(synthetic["train"], tiny_tokenizer, _settings()), tiny_teacher)
+    student = training_views.student_at_start(smoke_params, tiny_teacher)
+    batch = distill_views.with_teacher_logits(training_views.first_batch(synthetic["train"], tiny_tokenizer, _settings()), tiny_teacher)
     tiny_teacher.eval()
     with torch.no_grad():
         assert torch.equal(batch[distill.TEACHER_LOGITS], evaluation.forward(tiny_teacher, batch))
-    table = peek.distillation_parts({"at start": student}, batch, 2.0, 0.5)
+    table = distill_views.distillation_parts({"at start": student}, batch, 2.0, 0.5)
     assert table.loc["total", "at start"] == table.loc["distill.distillation_loss", "at start"]
     assert table.loc["soft: T² · KL(teacher_T ‖ student_T)", "at start"] >= 0
 
@@ -256,14 +258,14 @@ def test_looking_before_the_train_stage_leaves_its_results_byte_identical(tmp_pa
     stages.data_stage(run)
     stages.tokenize_stage(run)
     shutil.copytree(run.dir, tmp_path / "plain")
-    tokenizer = tokens.load_saved_tokenizer(run.require("tokenized"))
-    tokenized = tokens.load_tokenized(run.require("tokenized"))
+    tokenizer = tokens.load_saved_tokenizer(run.require("tokenize"))
+    tokenized = tokens.load_tokenized(run.require("tokenize"))
     settings = TrainSettings.from_params(run.params)
-    model = peek.untrained_teacher(run.params, tokenizer)
-    batch = peek.first_batch(tokenized["train"], tokenizer, settings)
-    peek.batch_loss(model, batch)
-    peek.lr_schedule(len(tokenized["train"]), settings)
-    peek.epoch_padding(tokenized["train"], settings)
+    model = training_views.untrained_teacher(run.params, tokenizer)
+    batch = training_views.first_batch(tokenized["train"], tokenizer, settings)
+    training_views.batch_loss(model, batch)
+    training_views.lr_schedule(len(tokenized["train"]), settings)
+    training_views.epoch_padding(tokenized["train"], settings)
     stages.launch_train(run)
     stages.launch_train(open_run("smoke", tmp_path / "plain"))
     for name in ("train/model/model.safetensors", "train/history.json"):

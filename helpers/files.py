@@ -6,13 +6,11 @@ a rename within one filesystem is atomic, so a kill mid-write leaves the old ver
 import errno
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 # Google Drive as Colab mounts it: a file deleted there goes to Drive's trash and keeps counting against the
 # quota, so `remove_tree` empties files there before deleting them (helpers.colab mounts it at this path)
 # (IMDB_DISTIL_DRIVE moves it, for the test that walks the notebooks as Colab runs them)
@@ -40,16 +38,23 @@ def remove_tree(path):
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _temporary_name(target):
+    """A name beside `target` that no other writer uses: the temporary file or folder of one write."""
+    return target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+
+
 @contextmanager
 def atomic_write(target):
-    """Yield a temporary path beside `target`; on success rename it to `target`."""
+    """Yield a temporary path beside `target`; on success rename it to `target`.
+
+    The file is created by the operating system with the usual mode (0o666 less the process's umask), so
+    nothing needs to read the umask, and O_EXCL makes sure no other write holds the same name."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    tmp = _temporary_name(target)
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files private; give them the usual mode
+        yield tmp
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -58,13 +63,13 @@ def atomic_write(target):
 
 @contextmanager
 def atomic_dir(target):
-    """Yield a temporary folder beside `target`; on success it replaces `target` whole."""
+    """Yield a temporary folder beside `target` (made with the usual mode); on success it replaces `target` whole."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp = _temporary_name(target)
+    tmp.mkdir()
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes folders private; give them the usual mode
         old = target.with_name(f".{target.name}.old")
         if target.exists():
             os.replace(target, old)  # folders cannot be renamed over, so move the old one aside

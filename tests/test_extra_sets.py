@@ -4,14 +4,14 @@ import os
 import pandas as pd
 import pytest
 
-from helpers import test_sets
+from helpers import extra_sets
 from helpers.config import PROJECT_ROOT, ConfigError, resolve_params
 from helpers.data import DataError
 
 
 def test_short_is_the_shipped_set_of_single_sentences():
-    (name, file), = test_sets.extra_test_files("short").items()
-    frame = test_sets.load_extra_tests("short")["short"]
+    (name, file), = extra_sets.extra_test_files("short").items()
+    frame = extra_sets.load_extra_tests("short")["short"]
     assert name == "short" and file.is_relative_to(PROJECT_ROOT)
     assert len(frame) == 1000 and frame["label"].value_counts().to_dict() == {0: 500, 1: 500}
     assert frame["text"].str.split().str.len().median() < 20  # sentences, not reviews
@@ -26,9 +26,9 @@ def test_a_list_names_each_set_by_its_stem_and_reads_relative_paths_from_the_pro
     monkeypatch.chdir(tmp_path)  # a notebook runs in notebooks/: the working folder must not matter
     pd.DataFrame({"text": ["great", "awful"], "label": [1, 0]}).to_csv(tmp_path / "mine.csv", index=False)
     relative = os.path.relpath(tmp_path / "mine.csv", PROJECT_ROOT)  # ../../tmp/...: relative to the project
-    loaded = test_sets.load_extra_tests(f"short, {relative}")
+    loaded = extra_sets.load_extra_tests(f"short, {relative}")
     assert list(loaded) == ["short", "mine"] and loaded["mine"]["label"].tolist() == [1, 0]
-    assert test_sets.extra_test_files("") == {}
+    assert extra_sets.extra_test_files("") == {}
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -37,16 +37,16 @@ def test_a_list_names_each_set_by_its_stem_and_reads_relative_paths_from_the_pro
 ])
 def test_bad_extra_sets_are_refused_by_name(spec, message):
     with pytest.raises((ConfigError, DataError), match=message):
-        test_sets.extra_test_files(spec)
+        extra_sets.extra_test_files(spec)
 
 
 def test_a_set_named_like_the_test_split_is_refused(tmp_path):
     pd.DataFrame({"text": ["x"], "label": [1]}).to_parquet(tmp_path / "test.parquet")
     with pytest.raises(ConfigError, match="'test' is the run's own test split"):
-        test_sets.extra_test_files(str(tmp_path / "test.parquet"))
+        extra_sets.extra_test_files(str(tmp_path / "test.parquet"))
 
 
 def test_a_file_without_text_and_label_is_refused_with_the_columns_found(tmp_path):
     pd.DataFrame({"review": ["x"], "label": [1]}).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(DataError, match=r"missing column\(s\) \['text'\]"):
-        test_sets.extra_test_files(str(tmp_path / "bad.csv"))
+        extra_sets.extra_test_files(str(tmp_path / "bad.csv"))

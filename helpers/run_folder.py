@@ -3,7 +3,7 @@
     runs/<name>/params.json       profile + resolved parameters (the run's single source of truth)
     runs/<name>/environment.json  library versions, git commit, device
     runs/<name>/notebooks/        executed notebooks (batch runs)
-    runs/<name>/data/ tokenized/ train/ eval/ distill/   one folder per stage
+    runs/<name>/data/ tokenize/ train/ evaluate/ distill/   one folder per stage
 
 <name> is the profile's name, followed by a digest of the overrides when there are any
 (`quick-1a2b3c4d`), so runs with other parameters never share a folder. Any notebook can be
@@ -23,9 +23,8 @@ from pathlib import Path
 from helpers import layout
 from helpers.checks import check_inputs
 from helpers.config import CHECKPOINT_FIELDS, PROJECT_ROOT, ConfigError, Params, make_params, resolve_params
-from helpers.io import read_json, remove_tree, write_json
+from helpers.files import read_json, remove_tree, write_json
 
-STAGES = tuple(layout.FOLDERS.values())  # the stage folders
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class Run:
 
     def stage(self, name):
         """The folder of one stage, created on first use."""
-        assert name in STAGES, name
+        assert name in layout.STAGES, name
         path = self.dir / name
         path.mkdir(parents=True, exist_ok=True)
         return path
@@ -106,6 +105,8 @@ def open_run(profile, run_dir="", overrides=None, overwrite=False, writer=True):
     if overwrite and writer:
         _clear(run_dir)
     params_file = run_dir / "params.json"
+    if not overwrite:
+        refuse_old_layout(run_dir)
     if params_file.exists() and not overwrite:
         _refuse_mismatch(run_dir, read_json(params_file), profile, params)
     elif writer and not params_file.exists():
@@ -132,8 +133,20 @@ def _clear(run_dir):
 
 def load_run(run_dir):
     """Open an existing run folder with the parameters it was made with."""
+    refuse_old_layout(run_dir)
     stored = read_json(Path(run_dir) / "params.json")
     return Run(Path(run_dir), stored["profile"], make_params(stored["params"]))
+
+
+def refuse_old_layout(run_dir):
+    """Refuse a run folder made before each stage's folder took its stage's name (tokenized/, eval/), by name
+    and with the fix: its files are where no stage looks for them now."""
+    old = [name for name in layout.OLD_FOLDERS if (Path(run_dir) / name).is_dir()]
+    if old:
+        renamed = ", ".join(f"{name}/ is now {layout.OLD_FOLDERS[name]}/" for name in old)
+        raise ConfigError(f"run folder {run_dir} was made by an older version of this project ({renamed}); "
+                          f"run it again into a new folder, or start this one afresh with --overwrite (a notebook: "
+                          f"fresh = True)")
 
 
 def _refuse_mismatch(run_dir, stored, profile, params):
@@ -202,6 +215,6 @@ def disk_usage(run_dir):
         return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file()) / 1e6
 
     run_dir = Path(run_dir)
-    rows = [(name, megabytes(run_dir / name), megabytes(run_dir / name / "checkpoints")) for name in STAGES]
+    rows = [(name, megabytes(run_dir / name), megabytes(run_dir / name / "checkpoints")) for name in layout.STAGES]
     rows.append(("whole run folder", megabytes(run_dir), sum(row[2] for row in rows)))
     return pd.DataFrame(rows, columns=["folder", "MB", "of which checkpoints"]).set_index("folder").round(1)

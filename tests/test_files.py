@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.io import atomic_dir, atomic_write, read_json, write_json
+from helpers.files import atomic_dir, atomic_write, read_json, write_json
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -62,16 +62,16 @@ def _sizes_when_removed(monkeypatch):
 
 def test_on_a_mounted_google_drive_files_are_emptied_before_they_are_deleted(tmp_path, monkeypatch):
     """Drive's trash keeps what is deleted (and counts it): it should keep empty files, not checkpoints."""
-    from helpers import io
+    from helpers import files
 
-    monkeypatch.setattr(io, "DRIVE_MOUNT", tmp_path / "drive")
+    monkeypatch.setattr(files, "DRIVE_MOUNT", tmp_path / "drive")
     seen = _sizes_when_removed(monkeypatch)
     for root in (tmp_path / "drive" / "MyDrive", tmp_path / "local"):
         folder = root / "runs" / "step-00000100"
         (folder / "sub").mkdir(parents=True)
         (folder / "model.safetensors").write_bytes(b"w" * 1000)
         (folder / "sub" / "state.pt").write_bytes(b"s" * 10)
-        io.remove_tree(folder)
+        files.remove_tree(folder)
         assert not folder.exists()
     assert seen == [[0, 0], [10, 1000]]  # on Drive emptied first; elsewhere deleted as they are
-    io.remove_tree(tmp_path / "never-there")  # nothing to delete is fine
+    files.remove_tree(tmp_path / "never-there")  # nothing to delete is fine
