@@ -238,9 +238,11 @@ def _prepare(model, tokenized, tokenizer, settings, extra_columns, out_dir):
 class Stepper:
     """One optimizer step on a window of batches: `step(batches)` returns their mean loss.
 
-    Each batch runs in `parts` pieces: 1 until the device runs out of memory, then the step
-    starts again with pieces half the size (twice the accumulation, the same effective batch),
-    and stays so for the rest of training.
+    `step` is the step itself, whole: forward, loss and backward for each piece of each batch, then
+    gradient clipping, the optimizer and the scheduler. Calling the Stepper runs it inside the
+    out-of-memory handling: each batch runs in `parts` pieces, 1 until the device runs out of memory;
+    then the step starts again with pieces half the size (twice the accumulation, the same effective
+    batch), and stays so for the rest of training.
     """
 
     def __init__(self, model, optimizer, scheduler, accelerator, settings, loss_fn):
@@ -251,19 +253,33 @@ class Stepper:
     def __call__(self, batches):
         while True:
             try:
-                loss = accumulate_gradients(self.model, self.accelerator, batches, self.loss_fn, self.parts)
-                break
+                return self.step(batches)
             except RuntimeError as error:
                 if not should_reduce_batch_size(error):
                     raise
-                self.optimizer.zero_grad(set_to_none=True)
+                self.optimizer.zero_grad(set_to_none=True)  # what the failed try accumulated goes
                 self._halve(error)
+
+    def step(self, batches):
+        """The mean over `batches` of each batch's mean loss, backpropagated piece by piece, then one update.
+
+        A piece's loss is weighted by its share of its batch, so the gradients are those of whole
+        batches; processes synchronise gradients only after the last piece."""
+        model, accelerator = self.model, self.accelerator
+        pieces = [(piece, share / len(batches)) for batch in batches for piece, share in split_batch(batch, self.parts)]
+        total = 0.0
+        for i, (piece, weight) in enumerate(pieces):
+            with accelerator.no_sync(model) if i < len(pieces) - 1 else contextlib.nullcontext():
+                logits = forward(model, piece)
+                loss = self.loss_fn(logits, piece)
+                accelerator.backward(loss * weight)
+            total = total + loss.detach().float() * weight
         if self.max_grad_norm > 0:
-            self.accelerator.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+            accelerator.clip_grad_norm_(model.parameters(), self.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad()
-        return loss
+        return total
 
     def _halve(self, error):
         per_device = self.per_device
@@ -279,19 +295,3 @@ class Stepper:
             f"out of memory with {old} reviews per device: halving to {math.ceil(per_device / self.parts)} "
             f"and doubling gradient accumulation ({self.parts} pieces per batch), so the effective batch is "
             f"unchanged; this step starts again")
-
-
-def accumulate_gradients(model, accelerator, batches, loss_fn, parts):
-    """Backpropagate the mean over `batches` of each batch's mean loss, running each in `parts` pieces.
-
-    A piece's loss is weighted by its share of its batch, so the gradients are those of whole
-    batches; processes synchronise gradients only after the last piece.
-    """
-    pieces = [(piece, share / len(batches)) for batch in batches for piece, share in split_batch(batch, parts)]
-    total = 0.0
-    for i, (piece, weight) in enumerate(pieces):
-        with accelerator.no_sync(model) if i < len(pieces) - 1 else contextlib.nullcontext():
-            loss = loss_fn(forward(model, piece), piece)
-            accelerator.backward(loss * weight)
-        total = total + loss.detach().float() * weight
-    return total

@@ -38,17 +38,29 @@ def test_gradient_accumulation_takes_fewer_optimizer_steps(tmp_path, synthetic, 
     assert len(history["steps"]) == math.ceil(192 / 16 / 4)
 
 
-def test_pieces_of_a_batch_give_the_gradients_of_the_whole_batch(synthetic, tiny_teacher, tiny_tokenizer):
-    accelerator = accelerators.make_accelerator(_settings())
+def test_pieces_of_a_batch_give_the_step_of_the_whole_batch(synthetic, tiny_teacher, tiny_tokenizer):
+    """One optimizer step (Stepper.step: forward, loss, backward, clip, update) on two batches, each run whole and
+    each in 4 pieces, from the same weights: the same gradients, so the same weights after the update."""
+    import copy
+
+    settings = _settings()
+    accelerator = accelerators.make_accelerator(settings)
     tiny_teacher.eval()  # no dropout: the pieces must add up exactly
     batches = list(batching.make_loader(synthetic["train"].select(range(32)), tiny_tokenizer, 16))
-    grads = {}
+    after = {}
     for parts in (1, 4):
-        tiny_teacher.zero_grad()
-        training.accumulate_gradients(tiny_teacher, accelerator, batches, training.classification_loss, parts)
-        grads[parts] = [p.grad.clone() for p in tiny_teacher.parameters()]
-    for whole, pieces in zip(grads[1], grads[4]):
+        model = copy.deepcopy(tiny_teacher)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        stepper = training.Stepper(model, optimizer, scheduler, accelerator, settings, training.classification_loss)
+        stepper.parts = parts
+        loss = stepper.step(batches)
+        after[parts] = (loss.item(), [p.detach().clone() for p in model.parameters()])
+    assert after[4][0] == pytest.approx(after[1][0], rel=1e-5)
+    for whole, pieces in zip(after[1][1], after[4][1]):
         torch.testing.assert_close(pieces, whole, atol=1e-6, rtol=1e-5)
+    moved = [not torch.equal(new, old) for new, old in zip(after[1][1], tiny_teacher.parameters())]
+    assert any(moved)  # the step did update the weights: the comparison above compares updates
 
 
 def test_out_of_memory_halves_the_batch_and_doubles_accumulation(tmp_path, synthetic, tiny_teacher, tiny_tokenizer,
