@@ -27,6 +27,12 @@ LABEL_NAMES = {0: "negative", 1: "positive"}
 LABEL_WORDS = {"0": 0, "1": 1, "neg": 0, "pos": 1, "negative": 0, "positive": 1}
 
 
+def preview(text, chars):
+    """A review shortened for a table or a line of output: IMDB's <br /> tags as spaces, at most `chars` characters."""
+    text = text.replace("<br />", " ")
+    return text if len(text) <= chars else text[:chars] + "..."
+
+
 class DataWarning(UserWarning):
     """Input data that can be used but deserves a look (mapped labels, duplicates)."""
 

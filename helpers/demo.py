@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from helpers import calibration, evaluation, models, tokens
-from helpers.data import LABEL_NAMES
+from helpers.data import LABEL_NAMES, preview
 from helpers.evaluation import DECISION_THRESHOLD, forward
 from helpers.files import read_json
 from helpers.progress import in_batch_run
@@ -114,13 +114,8 @@ def print_example(run, model=None, tokenizer=None):
                          f"{LABEL_NAMES[int(row['label'])]}):", row["text"]))
     examples.append(("A typed review:", EXAMPLE_REVIEW))
     for title, text in examples:
-        print(f"\n{title}\n  {_preview(text, 300)}")
+        print(f"\n{title}\n  {preview(text, 300)}")
         print(describe(explain(text, model, tokenizer, params.max_length, params.truncation_head)))
-
-
-def _preview(text, chars):
-    text = text.replace("<br />", " ")
-    return text if len(text) <= chars else text[:chars] + "..."
 
 
 @dataclass
@@ -148,7 +143,7 @@ def panel(run, model=None, tokenizer=None, max_options=MAX_OPTIONS):
     predict = widgets.Button(description="Predict", button_style="primary")
     options = [("(a test review the model got wrong)", None)] + [
         (f"{n}. {LABEL_NAMES[int(r.label)]} read as {LABEL_NAMES[int(r.predicted)]} ({r.confidence:.0%}): "
-         f"{_preview(r.text, 60)}", i) for n, (i, r) in enumerate(wrong.iterrows(), 1)]
+         f"{preview(r.text, 60)}", i) for n, (i, r) in enumerate(wrong.iterrows(), 1)]
     reviews = widgets.Dropdown(options=options, value=None, description="Mistakes:",
                                layout=widgets.Layout(width="100%"))
     bar = widgets.FloatProgress(value=0.5, min=0.0, max=1.0, description="P(positive)",

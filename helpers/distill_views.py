@@ -5,7 +5,7 @@ import pandas as pd
 import torch
 
 from helpers.batching import make_loader
-from helpers.data import LABEL_NAMES
+from helpers.data import LABEL_NAMES, preview
 from helpers.distill import TEACHER_LOGITS, distillation_loss, distillation_terms, distillation_weights
 from helpers.evaluation import positive_probability
 from helpers.training_views import model_logits
@@ -21,7 +21,7 @@ def side_by_side(named_models, tokenizer, test, texts, n=6):
                          index=pd.RangeIndex(n, name="test review"))
     for name, model in named_models.items():
         table[f"P(positive): {name}"] = positive_probability(model_logits(model, batch).numpy()).round(3)
-    table["review"] = [_preview(text) for text in list(texts)[:n]]
+    table["review"] = [preview(text, PREVIEW_CHARS) for text in list(texts)[:n]]
     return table
 
 
@@ -61,8 +61,3 @@ def distillation_parts(named_students, batch, temperature, alpha):
         columns[name] = {**loss_parts(logits, batch, temperature, alpha),
                          "distill.distillation_loss": distillation_loss(logits, batch, temperature, alpha).item()}
     return pd.DataFrame(columns).round(4).rename_axis(f"alpha {alpha:g}, T {temperature:g}")
-
-
-def _preview(text, chars=PREVIEW_CHARS):
-    text = text.replace("<br />", " ")
-    return text if len(text) <= chars else text[:chars] + "..."
