@@ -31,7 +31,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from helpers import evaluation, export, model_comparison, models, onnx_runtime, scoring, tokens  # noqa: E402
+from helpers import export, model_comparison, models, onnx_runtime, prediction, scoring, tokens  # noqa: E402
+from helpers.accuracy import accuracy_interval  # noqa: E402
 from helpers.files import write_json  # noqa: E402
 from helpers.run_folder import load_run  # noqa: E402
 
@@ -79,8 +80,8 @@ def copies_speed(run, args, folder):
     student = models.load_trained(run.require("distill", "model")).eval()
     int8 = model_comparison.quantize_int8(student)
     files, fusions = onnx_variants(student, folder)
-    runners = {"torch fp32": lambda ds: evaluation.predict_logits(student, ds, tokenizer, args.batch_size),
-               "torch int8": lambda ds: evaluation.predict_logits(int8, ds, tokenizer, args.batch_size)}
+    runners = {"torch fp32": lambda ds: prediction.predict_logits(student, ds, tokenizer, args.batch_size),
+               "torch int8": lambda ds: prediction.predict_logits(int8, ds, tokenizer, args.batch_size)}
     for name, path in files.items():
         session = onnx_runtime.make_session(path, args.threads)
         runners[name] = (lambda s: lambda ds: onnx_runtime.session_logits(s, ds["input_ids"], tokenizer.pad_token_id,
@@ -105,7 +106,7 @@ def paired_accuracy(run, runners, tokenizer):
     for name, dataset in sets.items():
         labels = np.asarray(dataset["labels"])
         correct = {who: runners[who](dataset).argmax(-1) == labels for who in ("torch fp32", "torch int8", "optimized int8")}
-        result[name] = {who: {"accuracy": float(c.mean()), "ci95": evaluation.accuracy_interval(float(c.mean()), len(c)),
+        result[name] = {who: {"accuracy": float(c.mean()), "ci95": accuracy_interval(float(c.mean()), len(c)),
                               "minus_fp32_points": float(100 * (c.mean() - correct["torch fp32"].mean()))}
                         for who, c in correct.items()}
         result[name]["reviews"] = len(labels)

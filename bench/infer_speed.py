@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from helpers import model_comparison, models, tokens  # noqa: E402
+from helpers import model_comparison, models, prediction, tokens  # noqa: E402
 from helpers.files import write_json  # noqa: E402
 from helpers.run_folder import load_run  # noqa: E402
 
@@ -49,7 +49,7 @@ def main(argv=None):
     figures = {}
     for name, model in contenders.items():
         print(f"predicting: {name} ...", flush=True)
-        logits, seconds = model_comparison.timed_cpu_logits(model, test, tokenizer, run.params.eval_batch_size)
+        logits, seconds = prediction.timed_cpu_logits(model, test, tokenizer, run.params.eval_batch_size)
         figures[name] = {"reviews_per_s": len(test) / seconds, "seconds": seconds,
                          "accuracy": float((logits.argmax(-1) == labels).mean()),
                          "params": models.count_parameters(model) if name != "student_int8" else None}

@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from helpers import baseline, calibration, data, evaluation, extra_sets, models, tokens  # noqa: E402
+from helpers import baseline, calibration, data, extra_sets, metrics, models, prediction, tokens  # noqa: E402
+from helpers.accelerators import make_accelerator  # noqa: E402
 from helpers.config import resolve_params  # noqa: E402
 from helpers.training import TrainSettings, train  # noqa: E402
 
@@ -76,7 +77,7 @@ def baseline_scores(splits, seed):
 
 
 def _accuracy(labels, prob_positive):
-    return evaluation.classification_metrics(np.asarray(labels), prob_positive)["accuracy"]
+    return metrics.classification_metrics(np.asarray(labels), prob_positive)["accuracy"]
 
 
 def one_run(variant, params, splits, tokenizer, tokenized):
@@ -90,12 +91,12 @@ def one_run(variant, params, splits, tokenizer, tokenized):
         history = train(model, tokenized, tokenizer, settings, out_dir)
         best = models.load_trained(Path(out_dir) / "model")
     train_seconds = time.perf_counter() - started
-    logits = {name: evaluation.predict_on_device(best, tokenized[name], tokenizer, settings)
-              for name in ("val", "test", "short")}
+    logits = prediction.predict_sets(best, {name: tokenized[name] for name in ("val", "test", "short")}, tokenizer,
+                                     settings.eval_batch_size, make_accelerator(settings))
     temperature = calibration.fit_temperature(logits["val"], tokenized["val"]["labels"])
-    test_probs = evaluation.positive_probability(logits["test"] / temperature)
+    test_probs = prediction.positive_probability(logits["test"], temperature)
     return {"test": _accuracy(splits["test"]["label"], test_probs),
-            "short": _accuracy(splits["short"]["label"], evaluation.positive_probability(logits["short"])),
+            "short": _accuracy(splits["short"]["label"], prediction.positive_probability(logits["short"])),
             "val": history["epochs"][-1]["accuracy"], "epochs": len(history["epochs"]),
             "steps": len(history["steps"]), "ece": calibration.expected_calibration_error(test_probs, splits["test"]["label"]),
             "temperature": temperature, "train_seconds": round(train_seconds, 1)}

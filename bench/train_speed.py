@@ -45,7 +45,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 from bench import loop_timing  # noqa: E402
 from bench.loop_timing import loop_precision  # noqa: E402
-from helpers import data, evaluation, models, tokens, training  # noqa: E402
+from helpers import data, models, prediction, tokens, training  # noqa: E402
+from helpers.accelerators import make_accelerator  # noqa: E402
 from helpers.config import PRECISIONS, resolve_params  # noqa: E402
 from helpers.files import write_json  # noqa: E402
 from helpers.precision import matmul_seconds  # noqa: E402
@@ -235,7 +236,9 @@ class PeakMemory:
 
 
 def validation_accuracy(model, params, tokenized, tokenizer):
-    logits = evaluation.predict_on_device(model, tokenized["val"], tokenizer, training.TrainSettings.from_params(params))
+    settings = training.TrainSettings.from_params(params)
+    logits = prediction.predict_sets(model, {"val": tokenized["val"]}, tokenizer, settings.eval_batch_size,
+                                     make_accelerator(settings))["val"]
     return float((logits.argmax(-1) == np.asarray(tokenized["val"]["labels"])).mean())
 
 

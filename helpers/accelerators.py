@@ -3,6 +3,8 @@
 Accelerate owns devices, mixed precision and multi-process training; the precision it is
 given comes from helpers.precision's decision table.
 """
+from pathlib import Path
+
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DataLoaderConfiguration, extract_model_from_parallel
@@ -11,15 +13,16 @@ from helpers.config import ConfigError
 from helpers.precision import choose_precision
 
 
-def make_accelerator(settings, log_dir=None):
+def make_accelerator(settings, out_dir=None):
     """An Accelerator for this process; under `accelerate launch` it joins the other processes.
 
     Batches are split across processes (`split_batches`): `batch_size` is the global batch of one
     step however many processes share it, so 1 and N processes see the same batches in the same
     order and train the same model, up to dropout masks and the order of floating-point sums.
     Gradient accumulation is the training loop's own, so it can cut batches smaller on running
-    out of memory. The precision's reason is kept as `accelerator.precision_reason`. With a
-    `log_dir`, the settings' experiment tracker (if not 'none') writes there.
+    out of memory. The precision's reason is kept as `accelerator.precision_reason`. With an
+    `out_dir` (a training stage's folder), the settings' experiment tracker (if not 'none') writes to
+    its tensorboard/ folder.
     """
     choice = choose_precision(settings.precision)
     _forget_other_precision(choice.mixed_precision)
@@ -27,7 +30,8 @@ def make_accelerator(settings, log_dir=None):
     # non_blocking: batches in pinned memory (helpers.batching) reach the GPU without stalling the loop
     accelerator = Accelerator(mixed_precision=choice.mixed_precision,
                               dataloader_config=DataLoaderConfiguration(split_batches=True, non_blocking=True),
-                              log_with=None if log_dir is None or tracker == "none" else tracker, project_dir=log_dir)
+                              log_with=None if out_dir is None or tracker == "none" else tracker,
+                              project_dir=None if out_dir is None else Path(out_dir) / "tensorboard")
     accelerator.precision_reason = choice.reason
     for name in ("batch_size", "eval_batch_size"):
         if getattr(settings, name) % accelerator.num_processes:

@@ -1,4 +1,4 @@
-"""The decision rule and the accuracy interval, in NumPy alone: helpers.evaluation re-exports them, and
+"""The decision rule and the accuracy interval, in NumPy alone: helpers.metrics scores with them, and
 serving an exported model (helpers.predict on an export folder) uses them without importing torch."""
 import numpy as np
 

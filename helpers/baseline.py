@@ -7,7 +7,7 @@ training reviews only, and the test split is never seen (no function here takes 
 
     baseline = fit_baseline(train.text, train.label, val.text, val.label, seed)
     prob = baseline_proba(baseline, test.text)
-    evaluation.classification_metrics(test.label, prob)   # scored like the transformers
+    metrics.classification_metrics(test.label, prob)   # scored like the transformers
 """
 import pickle
 import re
@@ -21,7 +21,7 @@ from sklearn.metrics import accuracy_score
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from helpers.evaluation import predicted_labels
+from helpers.accuracy import predicted_labels
 
 C_GRID = (0.1, 0.3, 1, 3, 10, 30, 100)  # inverse regularisation strengths tried on validation
 NGRAM_RANGE = (1, 2)  # word unigrams and bigrams
@@ -83,7 +83,7 @@ def fit_baseline(train_texts, train_labels, val_texts, val_labels, seed, c_grid=
 
 
 def baseline_proba(baseline, texts):
-    """P(positive) for each text, as a numpy array: what `evaluation.classification_metrics` scores."""
+    """P(positive) for each text, as a numpy array: what `metrics.classification_metrics` scores."""
     return _positive_column(baseline.pipeline, list(texts))
 
 

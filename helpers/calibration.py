@@ -21,7 +21,7 @@ import torch
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
-from helpers.evaluation import predicted_labels
+from helpers.accuracy import predicted_labels
 from helpers.models import classifier_layer
 
 CALIBRATION_BINS = 15  # Guo et al.'s choice, so the figures compare with the literature

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from helpers import calibration, evaluation, models, tokens
+from helpers import calibration, metrics, models, tokens
+from helpers.accuracy import DECISION_THRESHOLD
 from helpers.data import LABEL_NAMES, preview
-from helpers.evaluation import DECISION_THRESHOLD, forward
 from helpers.files import read_json
+from helpers.prediction import batch_logits, positive_probability
 from helpers.progress import in_batch_run
 
 EXAMPLE_REVIEW = ("The first hour drags and the dialogue is clumsy, but the last act is wonderful: "
@@ -46,21 +47,13 @@ def explain(text, model, tokenizer, max_length, truncation_head=1.0):
     ids = tokens.full_ids(tokenizer, [text])[0]
     start, stop = tokens.cut_span(len(ids), max_length, truncation_head)
     kept = tokens.truncate(ids, max_length, truncation_head)
-    prob = predict_one(model, kept)
+    input_ids = torch.tensor([kept])
+    prob = float(positive_probability(batch_logits(model, {"input_ids": input_ids,
+                                                             "attention_mask": torch.ones_like(input_ids)}).numpy())[0])
     label = int(prob >= DECISION_THRESHOLD)
     cut_from = "" if start == stop else "start" if start == 1 else "end" if stop == len(ids) - 1 else "middle"
     return Explanation(label, LABEL_NAMES[label], prob, tokenizer.convert_ids_to_tokens(kept),
                        tokenizer.convert_ids_to_tokens(ids[start:stop]), start, cut_from)
-
-
-def predict_one(model, ids):
-    """P(positive) for one list of token ids, on whatever device the model is on."""
-    model.eval()
-    device = next(model.parameters()).device
-    with torch.inference_mode():
-        input_ids = torch.tensor([ids], device=device)
-        logits = forward(model, {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)})
-    return float(evaluation.positive_probability(logits.float().cpu().numpy())[0])
 
 
 def load(run):
@@ -74,7 +67,7 @@ def load(run):
 
 def wrong_reviews(run):
     """The test reviews the model got wrong, surest mistake first, indexed by test row."""
-    return evaluation.wrong_predictions(pd.read_parquet(run.require("evaluate", "predictions.parquet")))
+    return metrics.wrong_predictions(pd.read_parquet(run.require("evaluate", "predictions.parquet")))
 
 
 def describe(explanation, shown=SHOWN_PIECES):

@@ -16,7 +16,7 @@ from functools import partial
 import datasets
 import torch.nn.functional as F
 
-from helpers.evaluation import predict_on_device
+from helpers.prediction import predict_sets
 from helpers.tokens import tokenize_splits
 
 TEACHER_LOGITS = "teacher_logits"
@@ -58,7 +58,7 @@ def with_unlabelled(train_split, frame, tokenizer, params):
     return datasets.concatenate_datasets([train_split, extra.cast(train_split.features)])
 
 
-def add_teacher_logits(teacher, dataset, tokenizer, settings):
-    """The dataset with the teacher's logits for each review as an extra column."""
-    logits = predict_on_device(teacher, dataset, tokenizer, settings, desc="teacher logits")
+def add_teacher_logits(teacher, dataset, tokenizer, batch_size, accelerator):
+    """The dataset with the teacher's logits for each review as an extra column, predicted on the stage's accelerator."""
+    logits = predict_sets(teacher, {"train": dataset}, tokenizer, batch_size, accelerator, desc="teacher logits")["train"]
     return dataset.add_column(TEACHER_LOGITS, logits.tolist())

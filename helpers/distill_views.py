@@ -7,8 +7,7 @@ import torch
 from helpers.batching import make_loader
 from helpers.data import LABEL_NAMES, preview
 from helpers.distill import TEACHER_LOGITS, distillation_loss, distillation_terms, distillation_weights
-from helpers.evaluation import positive_probability
-from helpers.training_views import model_logits
+from helpers.prediction import batch_logits, positive_probability
 
 PREVIEW_CHARS = 90  # characters of a review shown in a table
 
@@ -20,7 +19,7 @@ def side_by_side(named_models, tokenizer, test, texts, n=6):
     table = pd.DataFrame({"label": [LABEL_NAMES[int(label)] for label in batch["labels"]]},
                          index=pd.RangeIndex(n, name="test review"))
     for name, model in named_models.items():
-        table[f"P(positive): {name}"] = positive_probability(model_logits(model, batch).numpy()).round(3)
+        table[f"P(positive): {name}"] = positive_probability(batch_logits(model, batch).numpy()).round(3)
     table["review"] = [preview(text, PREVIEW_CHARS) for text in list(texts)[:n]]
     return table
 
@@ -28,7 +27,7 @@ def side_by_side(named_models, tokenizer, test, texts, n=6):
 def with_teacher_logits(batch, teacher):
     """The batch with the teacher's logits added, as the distillation loop's batches carry them: raw, as the
     saved teacher gives them, without the evaluate stage's calibration (as distill.add_teacher_logits)."""
-    return {**batch, TEACHER_LOGITS: model_logits(teacher, batch)}
+    return {**batch, TEACHER_LOGITS: batch_logits(teacher, batch)}
 
 
 def soft_targets(batch, temperature):
@@ -57,7 +56,7 @@ def distillation_parts(named_students, batch, temperature, alpha):
     student's logits are taken raw, as the loop saw them (saved models hold no calibration)."""
     columns = {}
     for name, student in named_students.items():
-        logits = model_logits(student, batch)
+        logits = batch_logits(student, batch)
         columns[name] = {**loss_parts(logits, batch, temperature, alpha),
                          "distill.distillation_loss": distillation_loss(logits, batch, temperature, alpha).item()}
     return pd.DataFrame(columns).round(4).rename_axis(f"alpha {alpha:g}, T {temperature:g}")

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from helpers import calibration, evaluation, models, onnx_runtime, tokens
+from helpers import calibration, models, onnx_runtime, prediction, tokens
 from helpers.files import atomic_dir, read_json, write_json
 from helpers.run_folder import load_run
 
@@ -49,7 +49,7 @@ class _LogitsOnly(torch.nn.Module):
         self.model = model
 
     def forward(self, input_ids, attention_mask):
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return prediction.forward(self.model, {"input_ids": input_ids, "attention_mask": attention_mask})
 
 
 def calibrated_for_export(run, who):
@@ -151,7 +151,7 @@ def _reuse_or_export(run, model, folder, who):
 
 def largest_logit_difference(model, paths, dataset, tokenizer, batch_size):
     """max |ONNX - PyTorch| over the logits of `dataset`'s reviews, for each ONNX file in `paths`."""
-    expected = evaluation.predict_logits(model, dataset, tokenizer, batch_size, desc="checking the export")
+    expected = prediction.predict_logits(model, dataset, tokenizer, batch_size, desc="checking the export")
     ids = dataset["input_ids"]
     return {str(path): float(np.abs(onnx_runtime.session_logits(onnx_runtime.make_session(path), ids,
                                                                 tokenizer.pad_token_id, batch_size) - expected).max())

@@ -17,10 +17,11 @@ import pandas as pd
 import torch
 
 from helpers.accelerators import plain_model
-from helpers.evaluation import classification_metrics, positive_probability, predict_logits
+from helpers.metrics import classification_metrics, sets_table
 from helpers.files import dir_size_mb, read_json
 from helpers.models import count_parameters
 from helpers.precision import quantization_engine
+from helpers.prediction import positive_probability, timed_cpu_logits
 
 
 def quantize_int8(model):
@@ -37,18 +38,6 @@ def quantize_int8(model):
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*deprecated", category=UserWarning)
         return torch.ao.quantization.quantize_dynamic(copy.deepcopy(plain_model(model)).to("cpu").eval(),
                                                       {torch.nn.Linear}, dtype=torch.qint8)
-
-
-def timed_cpu_logits(model, dataset, tokenizer, batch_size):
-    """The logits of `model` predicting `dataset` on the CPU, and the seconds that took.
-
-    The same path as every prediction (length-sorted batches in inference mode), in the
-    model's own precision: fp32, or int8 for a quantized one.
-    """
-    model = plain_model(model).to("cpu")
-    started = time.perf_counter()
-    logits = predict_logits(model, dataset, tokenizer, batch_size, desc="timing on the CPU")
-    return logits, time.perf_counter() - started
 
 
 def cpu_throughput(model, dataset, tokenizer, batch_size):
@@ -212,14 +201,12 @@ def comparison_table(comparison):
 
 
 def extra_sets_table(comparison):
-    """Accuracy (with its 95% interval) of every model on each extra test set: on the whole set, or on
-    its CPU sample where the student's CPU copies read only that (the sample's size is given)."""
-    rows = []
+    """The per-set results table (helpers.metrics.sets_table) of every model on each extra test set: on the
+    whole set, or on its CPU sample where the student's CPU copies read only that (the sample's size is given)."""
+    scores = {}
     for name, result in comparison.get("extra_test_sets", {}).items():
-        for model, scores in result["models"].items():
-            where = next(key for key in ("test", "cpu_sample", "timed") if scores.get(key))  # the most reviews read
-            chosen, reviews = scores[where], result["reviews"][where]
-            rows.append({"test set": name, "model": model, "reviews": reviews, "accuracy": chosen["accuracy"],
-                         "95% low": chosen["accuracy_ci95"][0], "95% high": chosen["accuracy_ci95"][1],
-                         "f1": chosen["f1"]})
-    return pd.DataFrame(rows).set_index(["test set", "model"]).round(4) if rows else pd.DataFrame()
+        scores[name] = {}
+        for model, by_reviews in result["models"].items():
+            where = next(key for key in ("test", "cpu_sample", "timed") if by_reviews.get(key))  # the most reviews read
+            scores[name][model] = {**by_reviews[where], "n": result["reviews"][where]}
+    return sets_table(scores)

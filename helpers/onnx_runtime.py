@@ -80,7 +80,7 @@ def padded_batch(ids_list, pad_id):
 
 def session_logits(session, ids_list, pad_id, batch_size, on_batch=None):
     """Logits for reviews given as token ids, in their order; batches run shortest first (as
-    helpers.evaluation.predict_logits does), `on_batch(n)` told after each batch of n reviews."""
+    helpers.prediction.predict_logits does), `on_batch(n)` told after each batch of n reviews."""
     ids_list = list(ids_list)  # a datasets column (datasets 4, Colab's) refuses numpy integers as indices
     order = np.argsort([len(ids) for ids in ids_list], kind="stable")
     logits = np.empty((len(ids_list), 2), dtype=np.float32)
@@ -93,7 +93,7 @@ def session_logits(session, ids_list, pad_id, batch_size, on_batch=None):
 
 
 def positive_probability(logits):
-    """P(positive) from two-class logits (softmax, as helpers.evaluation computes it with torch)."""
+    """P(positive) from two-class logits (softmax, as helpers.prediction computes it with torch)."""
     from scipy.special import softmax
 
     return softmax(np.asarray(logits, dtype=np.float64), axis=-1)[:, 1]

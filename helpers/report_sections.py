@@ -118,7 +118,9 @@ def evaluation_section(run_dir):
            + key_values(shown, "metric"))
     sets = read_run_json(run_dir, "evaluate/test_sets.json")
     if sets is not None:
-        out += "<h3>Every test set: the TF-IDF baseline beside the teacher</h3>\n" + html_table(_sets_frame(sets))
+        from helpers.metrics import sets_table  # imports torch: only when there is something to show
+
+        out += "<h3>Every test set: the TF-IDF baseline beside the teacher</h3>\n" + html_table(sets_table(sets).reset_index())
     calibration = read_run_json(run_dir, "evaluate/calibration.json")
     if calibration is not None:
         out += (f"<h3>Calibration</h3>\n<p>Temperature {calibration['temperature']:.3f}, fitted on the "
@@ -128,12 +130,6 @@ def evaluation_section(run_dir):
                 + figure(run_dir, "evaluate/reliability.png", "Reliability diagram (test)"))
     return (out + figure(run_dir, "evaluate/confusion_matrix.png", "Confusion matrix (test)")
             + _confident_errors(run_dir / "evaluate" / "confident_errors.csv"))
-
-
-def _sets_frame(sets):
-    return pd.DataFrame([{"test set": name, "model": model, "reviews": m["n"], "accuracy": m["accuracy"],
-                          "95% low": m["accuracy_ci95"][0], "95% high": m["accuracy_ci95"][1], "f1": m["f1"]}
-                         for name, by_model in sets.items() for model, m in by_model.items()])
 
 
 def _confident_errors(path):

@@ -1,13 +1,13 @@
-"""Every model on every test set: the run's test split and the extra sets (helpers.extra_sets).
+"""The test sets every model is scored on: the run's test split and the extra sets (helpers.extra_sets),
+and the probabilities scored on them, which the evaluate stage writes and the distill stage extends.
 
-The evaluate stage scores the calibrated teacher and the bag-of-words baseline on each set;
-the distill stage adds the student and its int8 copy. Scores carry a 95% interval for accuracy
-(evaluation.accuracy_interval), so a table says which differences are larger than chance.
+The evaluate stage scores the calibrated teacher and the bag-of-words baseline on each set; the distill
+stage adds the student and its CPU copies. The scores and their table: helpers.metrics.
 """
 import numpy as np
 import pandas as pd
 
-from helpers import baseline, data, evaluation, extra_sets, tokens
+from helpers import baseline, data, extra_sets, tokens
 
 MAIN = extra_sets.MAIN  # the run's own test split
 
@@ -33,20 +33,6 @@ def fit_run_baseline(run):
     splits = data.load_splits(run.require("data"), names=("train", "val"))
     return baseline.fit_baseline(splits["train"]["text"], splits["train"]["label"], splits["val"]["text"],
                                  splits["val"]["label"], run.params.seed)
-
-
-def score_sets(frames, probs):
-    """{set: {model: metrics}} from {set: {model: P(positive) per review}}."""
-    return {name: {model: evaluation.classification_metrics(frames[name]["label"].to_numpy(), p)
-                   for model, p in probs[name].items()} for name in probs}
-
-
-def sets_table(scores):
-    """One row per test set and model: reviews, accuracy with its 95% interval, F1."""
-    rows = [{"test set": name, "model": model, "reviews": m["n"], "accuracy": m["accuracy"],
-             "95% low": m["accuracy_ci95"][0], "95% high": m["accuracy_ci95"][1], "f1": m["f1"]}
-            for name, by_model in scores.items() for model, m in by_model.items()]
-    return pd.DataFrame(rows).set_index(["test set", "model"]).round(4)
 
 
 def probabilities_frame(probs):

@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 from accelerate import PartialState
 
-from helpers import (baseline, calibration, data, distill, estimates, evaluation, export, extra_sets, layout,
-                     model_comparison, models, onnx_runtime, plots, scoring, tokens, unlabelled)
+from helpers import (baseline, calibration, data, distill, estimates, export, extra_sets, layout, metrics,
+                     model_comparison, models, onnx_runtime, plots, prediction, scoring, tokens, unlabelled)
 from helpers.files import read_json, remove_tree, write_frame, write_json
 from helpers.progress import quiet_library_bars
+from helpers.accelerators import make_accelerator
 from helpers.training import TrainSettings, train
 
 quiet_library_bars()
@@ -122,35 +123,35 @@ def evaluate_stage(run):
     val = tokens.load_tokenized(run.require("tokenize"))["val"]
     frames = scoring.test_frames(run)
     sets = scoring.tokenized_sets(run, frames, tokenizer)
-    raw = {name: evaluation.predict_on_device(model, ds, tokenizer, settings)
-           for name, ds in {"val": val, **sets}.items()}
+    raw = prediction.predict_sets(model, {"val": val, **sets}, tokenizer, settings.eval_batch_size,
+                                  make_accelerator(settings))
     if not is_main_process():  # every process predicted its share; the first one has them all and reports
         return StageResult()
     fitted = fit_calibration(raw, val["labels"], frames[scoring.MAIN]["label"])
     bag_of_words = scoring.fit_run_baseline(run)
     probs = {name: {"baseline": baseline.baseline_proba(bag_of_words, frames[name]["text"]),
-                    "teacher": evaluation.positive_probability(raw[name] / fitted["temperature"])} for name in sets}
-    scores = scoring.score_sets(frames, probs)
+                    "teacher": prediction.positive_probability(raw[name], fitted["temperature"])} for name in sets}
+    scores = metrics.score_sets(frames, probs)
     test, prob_positive = frames[scoring.MAIN], probs[scoring.MAIN]["teacher"]
-    predictions = evaluation.prediction_table(test, prob_positive)
+    predictions = metrics.prediction_table(test, prob_positive)
     write_frame(run.stage("evaluate") / "predictions.parquet", predictions, index=False)
     write_frame(run.stage("evaluate") / "probabilities.parquet", scoring.probabilities_frame(probs), index=False)
-    matrix = evaluation.confusion(test["label"].to_numpy(), prob_positive)
-    errors = evaluation.confident_errors(predictions, params.n_errors)
+    matrix = metrics.confusion(test["label"].to_numpy(), prob_positive)
+    errors = metrics.confident_errors(predictions, params.n_errors)
     write_frame(run.stage("evaluate") / "confident_errors.csv", errors)
     write_json(run.stage("evaluate") / "test_sets.json", scores)
     write_json(run.stage("evaluate") / "baseline.json", {"c": bag_of_words.c, "val_accuracy_by_c": bag_of_words.val_accuracy_by_c,
                                                     "footprint": baseline_footprint(bag_of_words, test["text"], params)})
     write_json(run.stage("evaluate") / "calibration.json", {k: v for k, v in fitted.items() if k != "tables"})
-    metrics = {**scores[scoring.MAIN]["teacher"], "ece": fitted["ece"], "ece_uncalibrated": fitted["ece_uncalibrated"],
-               "temperature": fitted["temperature"]}
-    write_json(run.stage("evaluate") / "metrics.json", metrics)  # last: it marks the stage done (helpers.layout)
+    teacher_metrics = {**scores[scoring.MAIN]["teacher"], "ece": fitted["ece"],
+                       "ece_uncalibrated": fitted["ece_uncalibrated"], "temperature": fitted["temperature"]}
+    write_json(run.stage("evaluate") / "metrics.json", teacher_metrics)  # last: it marks the stage done (helpers.layout)
     result = StageResult(
-        tables={"metrics": _metrics_table(metrics), "test_sets": scoring.sets_table(scores), "confusion": matrix,
+        tables={"metrics": _metrics_table(teacher_metrics), "test_sets": metrics.sets_table(scores), "confusion": matrix,
                 "confident_errors": errors},
         figures={"confusion_matrix": plots.confusion_figure(matrix),
                  "reliability": plots.reliability(*fitted["tables"])},
-        values={"metrics": metrics, "calibration": fitted})
+        values={"metrics": teacher_metrics, "calibration": fitted})
     return _finish(run, "evaluate", result, started)
 
 
@@ -169,7 +170,7 @@ def fit_calibration(raw, val_labels, test_labels):
     (helpers.predict, the demo, the export, which folds it into its copy)."""
     temperature = calibration.fit_temperature(raw["val"], np.asarray(val_labels))
     test_labels = np.asarray(test_labels)
-    before, after = (evaluation.positive_probability(raw[scoring.MAIN] / t) for t in (1.0, temperature))
+    before, after = (prediction.positive_probability(raw[scoring.MAIN], t) for t in (1.0, temperature))
     tables = [calibration.reliability_table(p, test_labels) for p in (before, after)]
     return {"temperature": temperature, "ece_uncalibrated": calibration.table_calibration_error(tables[0]),
             "ece": calibration.table_calibration_error(tables[1]), "bins": calibration.CALIBRATION_BINS,
@@ -188,25 +189,25 @@ def distill_stage(run):
     # soften the soft labels a second time, on top of the distillation temperature
     teacher = models.load_trained(teacher_dir)
     extra = pd.read_parquet(run.require("data", "unlabelled.parquet")) if params.n_unlabelled != 0 else None
+    accelerator = make_accelerator(settings, run.stage("distill"))  # the teacher's logits, training, the predictions
     train_split = distill.add_teacher_logits(teacher, distill.with_unlabelled(tokenized["train"], extra, tokenizer, params),
-                                             tokenizer, settings)
+                                             tokenizer, settings.eval_batch_size, accelerator)
     student = models.load_student(params.student_model, teacher, params.seed, params.attention_dropout)
     history = train(student, datasets.DatasetDict(train=train_split, val=tokenized["val"]), tokenizer, settings,
                     run.stage("distill"), loss_fn=distill.make_distillation_loss(params),
-                    extra_columns=(distill.TEACHER_LOGITS,))
+                    extra_columns=(distill.TEACHER_LOGITS,), accelerator=accelerator)
     student_dir = run.stage("distill") / "model"
     student = models.load_trained(student_dir)
     frames = scoring.test_frames(run)
     sets = scoring.tokenized_sets(run, frames, tokenizer)
     val = tokenized["val"]
-    raw = {name: evaluation.predict_on_device(student, ds, tokenizer, settings)
-           for name, ds in {"val": val, **sets}.items()}
+    raw = prediction.predict_sets(student, {"val": val, **sets}, tokenizer, settings.eval_batch_size, accelerator)
     if not is_main_process():  # the CPU timings and the files are the first process's work
         return StageResult()
     fitted = fit_calibration(raw, val["labels"], frames[scoring.MAIN]["label"])
-    probs = {name: {**earlier[name], "student": evaluation.positive_probability(raw[name] / fitted["temperature"])}
+    probs = {name: {**earlier[name], "student": prediction.positive_probability(raw[name], fitted["temperature"])}
              for name in sets}
-    student_metrics = {**scoring.score_sets(frames, probs)[scoring.MAIN]["student"], "ece": fitted["ece"],
+    student_metrics = {**metrics.score_sets(frames, probs)[scoring.MAIN]["student"], "ece": fitted["ece"],
                        "ece_uncalibrated": fitted["ece_uncalibrated"], "temperature": fitted["temperature"]}
     write_json(run.stage("distill") / "metrics.json", student_metrics)
     write_json(run.stage("distill") / "calibration.json", {k: v for k, v in fitted.items() if k != "tables"})
@@ -238,9 +239,9 @@ def _epochs_table(history):
     return pd.DataFrame(history["epochs"]).set_index("epoch").round(4)
 
 
-def _metrics_table(metrics):
-    low, high = metrics["accuracy_ci95"]
-    flat = {**{k: v for k, v in metrics.items() if k != "accuracy_ci95"}, "accuracy 95% low": low, "accuracy 95% high": high}
+def _metrics_table(scores):
+    low, high = scores["accuracy_ci95"]
+    flat = {**{k: v for k, v in scores.items() if k != "accuracy_ci95"}, "accuracy 95% low": low, "accuracy 95% high": high}
     return pd.Series(flat, name="test").to_frame().round(4)
 
 

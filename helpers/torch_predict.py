@@ -2,7 +2,7 @@
 
 The texts are tokenized and cut as the run's training reviews were (helpers.tokens, with the run's
 max_length and truncation_head), predicted through the one prediction path
-(helpers.evaluation.predict_logits) and calibrated with the temperature the run fitted for the
+(helpers.prediction.predict_logits) and calibrated with the temperature the run fitted for the
 model: the stages save their models raw; one that already holds a temperature (its config records it)
 is scaled by the rest.
 """
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from helpers import calibration, evaluation, models, tokens
+from helpers import calibration, models, prediction, tokens
 from helpers.export import CALIBRATION, SOURCES
 from helpers.files import read_json
 from helpers.progress import quiet_library_bars
@@ -54,9 +54,9 @@ class TorchClassifier:
         frame = pd.DataFrame({"text": texts, "label": 0})
         dataset = tokens.tokenize_splits({"reviews": frame}, self.tokenizer, self.max_length,
                                          self.truncation_head)["reviews"]
-        logits = evaluation.predict_logits(self.model, dataset, self.tokenizer, batch_size)
+        logits = prediction.predict_logits(self.model, dataset, self.tokenizer, batch_size)
         if on_done:
             on_done(len(texts))
         return logits * self.scale
 
-    positive_probability = staticmethod(evaluation.positive_probability)
+    positive_probability = staticmethod(prediction.positive_probability)

@@ -4,7 +4,7 @@ Accelerate owns devices, mixed precision and multi-process training (helpers.acc
 module owns the recipe: AdamW without weight decay on biases and LayerNorm, linear warmup then
 decay, gradient clipping and accumulation, validation after each epoch and the best model kept.
 The teacher and the student differ only in the loss function they pass in. Batches come from
-helpers.batching, checkpoints from helpers.checkpoints, predictions from helpers.evaluation.
+helpers.batching, checkpoints from helpers.checkpoints, predictions from helpers.prediction.
 """
 import contextlib
 import dataclasses
@@ -25,9 +25,10 @@ from helpers.accelerators import make_accelerator, plain_model
 from helpers.batching import EpochSampler, make_loader, split_batch, token_lengths
 from helpers.checkpoint_files import MODEL_FILE, Weights, fingerprint
 from helpers.checkpoints import Cadence, Checkpointer, save_best_model
-from helpers.evaluation import forward, predict_logits, validation_scores
+from helpers.metrics import validation_scores
 from helpers.files import stop_if_disk_full, write_json
 from helpers.optimization import param_groups, planned_epochs
+from helpers.prediction import forward, predict_logits
 from helpers.progress import progress
 
 COMPILE_BACKEND = "inductor"  # torch.compile's default: fused kernels generated for the device
@@ -109,7 +110,7 @@ def classification_loss(logits, batch):
     return F.cross_entropy(logits, batch["labels"])
 
 
-def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification_loss, extra_columns=()):
+def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification_loss, extra_columns=(), accelerator=None):
     """Fine-tune `model` on tokenized["train"], validating on tokenized["val"] after each epoch.
 
     Checkpoints go to `out_dir/checkpoints` when helpers.checkpoints.Cadence says so (every
@@ -118,10 +119,11 @@ def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification
     The best model by validation accuracy is saved with its tokenizer to `out_dir/model`
     (safetensors); the per-step and per-epoch history goes to `out_dir/history.json`. Once that is
     written the stage is done, and its checkpoints are deleted unless `settings.keep_checkpoints_at_end`.
+    Training runs on `accelerator`, the stage's, or on one made here (make_accelerator, tracking to `out_dir`).
     Returns the history; `model` comes back plain (no Accelerate wrappers).
     """
     out_dir = Path(out_dir)
-    loop = _prepare(model, tokenized, tokenizer, settings, extra_columns, out_dir)
+    loop = _prepare(model, tokenized, tokenizer, settings, extra_columns, accelerator or make_accelerator(settings, out_dir))
     accelerator, prepared = loop.accelerator, loop.model
     checkpointer = Checkpointer(out_dir / "checkpoints", fingerprint(prepared, tokenized["train"], settings, accelerator),
                                 accelerator, prepared, loop.optimizer, loop.scheduler, loop.sampler,
@@ -213,10 +215,9 @@ class PreparedLoop:
     val_labels: np.ndarray  # read once from Arrow: a datasets column read row by row costs ms at every epoch end
 
 
-def _prepare(model, tokenized, tokenizer, settings, extra_columns, out_dir):
-    """The accelerator, and the model, optimizer, schedule and batches it has prepared."""
+def _prepare(model, tokenized, tokenizer, settings, extra_columns, accelerator):
+    """The model, optimizer, schedule and batches, prepared on `accelerator`."""
     set_seed(settings.seed)
-    accelerator = make_accelerator(settings, log_dir=out_dir / "tensorboard")
     sampler = EpochSampler(token_lengths(tokenized["train"]), settings.batch_size, settings.seed, settings.group_by_length)
     loader = make_loader(tokenized["train"], tokenizer, settings.batch_size, sampler, extra_columns)
     model.to(accelerator.device)  # before the optimizer, which on a GPU checks where its parameters live

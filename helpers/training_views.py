@@ -21,8 +21,8 @@ from transformers import get_scheduler
 from helpers import models
 from helpers.batching import PAD_TO_MULTIPLE, EpochSampler, make_loader, token_lengths
 from helpers.data import LABEL_NAMES
-from helpers.evaluation import forward, positive_probability
 from helpers.optimization import param_groups, planned_epochs
+from helpers.prediction import batch_logits, positive_probability
 from helpers.training import classification_loss
 
 
@@ -215,17 +215,9 @@ def lr_schedule(n_reviews, settings, shown=4):
 def batch_loss(model, batch):
     """The model's cross-entropy on one batch (evaluation mode, no dropout, no gradients), beside ln 2:
     the loss of a model that says 50/50 to every review."""
-    logits = model_logits(model, batch)
+    logits = batch_logits(model, batch)
     labels = batch["labels"]
     return pd.Series({"cross-entropy": classification_loss(logits, {"labels": labels}).item(),
                       "ln 2 (a 50/50 guess)": math.log(2),
                       "mean P(positive)": positive_probability(logits.numpy()).mean().item(),
                       "accuracy on this batch": (logits.argmax(-1) == labels).float().mean().item()}, name="batch")
-
-
-def model_logits(model, batch):
-    """The logits of `model` on one batch: evaluation mode, no gradients, on the model's device, back as fp32 on the CPU."""
-    model.eval()
-    device = next(model.parameters()).device
-    with torch.inference_mode():
-        return forward(model, {key: batch[key].to(device) for key in ("input_ids", "attention_mask")}).float().cpu()

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import demo, evaluation, tokens
+from helpers import demo, metrics, prediction, tokens
 from helpers.config import resolve_params
 from helpers.files import write_frame, write_json
 from helpers.run_folder import Run
@@ -18,7 +18,7 @@ def run(tmp_path, tiny_teacher, tiny_tokenizer):
     tiny_tokenizer.save_pretrained(tmp_path / "tokenize" / "tokenizer")
     frame = pd.DataFrame({"text": [f"review number {i} <br />is here" for i in range(6)], "label": [1, 0, 1, 0, 1, 0]})
     probs = np.array([0.2, 0.1, 0.9, 0.95, 0.01, 0.6])  # wrong: 0 (conf .8), 3 (.95), 4 (.99), 5 (.6)
-    write_frame(tmp_path / "evaluate" / "predictions.parquet", evaluation.prediction_table(frame, probs), index=False)
+    write_frame(tmp_path / "evaluate" / "predictions.parquet", metrics.prediction_table(frame, probs), index=False)
     write_json(tmp_path / "evaluate" / "calibration.json", {"temperature": 2.0})  # what the evaluate stage fitted
     return Run(tmp_path, "smoke", resolve_params("smoke", {"max_length": 32, "truncation_head": 0.25}))
 
@@ -45,11 +45,14 @@ def test_a_short_review_loses_nothing_and_the_label_follows_the_probability(tiny
 
 
 def test_the_probability_is_the_one_batch_prediction_gives(tiny_teacher, tiny_tokenizer):
+    from helpers.accelerators import make_accelerator
     from helpers.training import TrainSettings
 
     frame = pd.DataFrame({"text": [LONG, "a fine film"], "label": [1, 1]})
     ds = tokens.tokenize_splits({"t": frame}, tiny_tokenizer, 32, 0.25)["t"]
-    batch = evaluation.predict_proba(tiny_teacher, ds, tiny_tokenizer, TrainSettings.from_params(resolve_params("smoke")))
+    settings = TrainSettings.from_params(resolve_params("smoke"))
+    logits = prediction.predict_sets(tiny_teacher, {"t": ds}, tiny_tokenizer, 2, make_accelerator(settings))["t"]
+    batch = prediction.positive_probability(logits)
     one = [demo.explain(t, tiny_teacher, tiny_tokenizer, 32, 0.25).prob_positive for t in frame["text"]]
     np.testing.assert_allclose(one, batch, atol=1e-5)
 
@@ -124,9 +127,8 @@ def test_the_demo_predicts_with_the_evaluate_stages_temperature_and_leaves_the_s
                                                                                             tiny_tokenizer):
     saved = (run.dir / "train" / "model" / "model.safetensors").read_bytes()
     model, tokenizer = demo.load(run)
-    ids = tokenizer("a fine film")["input_ids"]
-    calibrated = demo.predict_one(model, ids)
-    raw_logits = evaluation.predict_logits(tiny_teacher.eval(), tokens.tokenize_splits(
+    calibrated = demo.explain("a fine film", model, tokenizer, 32).prob_positive
+    raw_logits = prediction.predict_logits(tiny_teacher.eval(), tokens.tokenize_splits(
         {"t": pd.DataFrame({"text": ["a fine film"], "label": [0]})}, tiny_tokenizer, 32)["t"], tiny_tokenizer, 1)
-    assert calibrated == pytest.approx(float(evaluation.positive_probability(raw_logits / 2.0)[0]), abs=1e-5)
+    assert calibrated == pytest.approx(float(prediction.positive_probability(raw_logits, 2.0)[0]), abs=1e-5)
     assert (run.dir / "train" / "model" / "model.safetensors").read_bytes() == saved

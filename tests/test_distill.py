@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import accelerators, distill, evaluation, model_comparison, models, training
+from helpers import accelerators, distill, metrics, model_comparison, models, prediction, training
 
 ONNX = importlib.util.find_spec("onnxruntime") is not None  # the export extra adds the ONNX Runtime rows
 
@@ -73,9 +73,11 @@ def test_teacher_logits_travel_with_the_training_reviews(tiny_teacher, tiny_toke
 
     ds = datasets.Dataset.from_dict({"input_ids": [[2, 50, 60, 3], [2, 70, 3]], "attention_mask": [[1] * 4, [1] * 3],
                                      "labels": [1, 0]})
-    with_logits = distill.add_teacher_logits(tiny_teacher, ds, tiny_tokenizer,
-                                             TrainSettings.from_params(resolve_params("smoke")))
+    accelerator = accelerators.make_accelerator(TrainSettings.from_params(resolve_params("smoke")))
+    with_logits = distill.add_teacher_logits(tiny_teacher, ds, tiny_tokenizer, 2, accelerator)
     assert len(with_logits[distill.TEACHER_LOGITS]) == 2 and len(with_logits[distill.TEACHER_LOGITS][0]) == 2
+    np.testing.assert_allclose(with_logits[distill.TEACHER_LOGITS], prediction.predict_logits(tiny_teacher, ds, tiny_tokenizer, 2),
+                               atol=1e-6)  # the teacher's own logits, raw, in the reviews' order
     batch = next(iter(make_loader(with_logits, tiny_tokenizer, 2, extra_columns=(distill.TEACHER_LOGITS,))))
     assert batch[distill.TEACHER_LOGITS].shape == (2, 2)
 
@@ -148,7 +150,7 @@ def test_compare_scores_every_model_on_the_same_sample_of_every_set(tiny_teacher
     bag_of_words = baseline.fit_baseline(texts["test"][:40], sets["test"]["labels"][:40], texts["test"][40:],
                                          sets["test"]["labels"][40:], seed=0)
     probs = {name: {"baseline": baseline.baseline_proba(bag_of_words, texts[name]),
-                    **{who: evaluation.positive_probability(evaluation.predict_logits(model, ds, tiny_tokenizer, 16))
+                    **{who: prediction.positive_probability(prediction.predict_logits(model, ds, tiny_tokenizer, 16))
                        for who, model in (("teacher", tiny_teacher), ("student", student))}}
              for name, ds in sets.items()}
     for name, model in (("teacher", tiny_teacher), ("student", student)):
@@ -174,9 +176,9 @@ def test_compare_scores_every_model_on_the_same_sample_of_every_set(tiny_teacher
     sample, _ = model_comparison.cpu_samples(64, 24, 8, params.seed)
     labels = np.asarray(sets["test"]["labels"])
     for name in ("baseline", "teacher", "student"):
-        whole = evaluation.classification_metrics(labels, probs["test"][name])
+        whole = metrics.classification_metrics(labels, probs["test"][name])
         assert rows[name]["test"] == {k: whole[k] for k in ("accuracy", "accuracy_ci95", "f1")}
-        expected = evaluation.classification_metrics(labels[sample], probs["test"][name][sample])["accuracy"]
+        expected = metrics.classification_metrics(labels[sample], probs["test"][name][sample])["accuracy"]
         assert rows[name]["cpu_sample"]["accuracy"] == expected
         assert rows[name]["reviews_per_s"] > 0 and rows[name]["size_mb"] > 0 and rows[name]["params"] > 0
     for name in copies:  # the CPU copies: scored on the sample (the fp32 ONNX copy on the timed reviews), timed alike
@@ -205,13 +207,13 @@ def test_a_model_that_predicted_in_bf16_leaves_plain_and_quantizes(tiny_teacher,
 
     student = models.distil_from_teacher(tiny_teacher)
     settings = training.TrainSettings.from_params(resolve_params("smoke", {"precision": "bf16"}))
-    evaluation.predict_proba(student, synthetic["val"], tiny_tokenizer, settings)
+    prediction.predict_sets(student, {"val": synthetic["val"]}, tiny_tokenizer, 16, accelerators.make_accelerator(settings))
     assert "_original_forward" not in student.__dict__  # Accelerate's autocast wrapper is gone
     outputs = []
     student.classifier.register_forward_hook(lambda module, args, out: outputs.append(out.dtype))
-    fp32 = evaluation.predict_logits(student, synthetic["val"], tiny_tokenizer, 16)
+    fp32 = prediction.predict_logits(student, synthetic["val"], tiny_tokenizer, 16)
     assert set(outputs) == {torch.float32}  # timed on the CPU, it runs in fp32, not bf16
-    logits, _ = model_comparison.timed_cpu_logits(model_comparison.quantize_int8(student), synthetic["val"], tiny_tokenizer, 16)
+    logits, _ = prediction.timed_cpu_logits(model_comparison.quantize_int8(student), synthetic["val"], tiny_tokenizer, 16)
     assert np.abs(logits - fp32).max() < 0.05
 
 
@@ -223,7 +225,7 @@ def test_quantizing_a_model_still_wrapped_in_bf16_autocast_gives_a_plain_int8_co
     wrapped = accelerators.make_accelerator(settings).prepare(models.distil_from_teacher(tiny_teacher))
     assert "_original_forward" in wrapped.__dict__
     int8 = model_comparison.quantize_int8(wrapped)
-    logits, _ = model_comparison.timed_cpu_logits(int8, synthetic["val"], tiny_tokenizer, 16)
+    logits, _ = prediction.timed_cpu_logits(int8, synthetic["val"], tiny_tokenizer, 16)
     assert np.isfinite(logits).all()
 
 
@@ -236,8 +238,8 @@ def test_int8_student_quantizes_every_linear_layer_and_keeps_its_predictions(tin
     assert not any(isinstance(m, torch.nn.Linear) and not isinstance(m, torch.ao.nn.quantized.dynamic.Linear)
                    for m in int8.modules())
     assert model_comparison.serialized_mb(int8) < model_comparison.serialized_mb(student)
-    fp32 = evaluation.predict_logits(student, synthetic["val"], tiny_tokenizer, 16)
-    logits, seconds = model_comparison.timed_cpu_logits(int8, synthetic["val"], tiny_tokenizer, 16)
+    fp32 = prediction.predict_logits(student, synthetic["val"], tiny_tokenizer, 16)
+    logits, seconds = prediction.timed_cpu_logits(int8, synthetic["val"], tiny_tokenizer, 16)
     assert seconds > 0 and logits.shape == fp32.shape
     assert np.abs(logits - fp32).max() < 0.05  # int8 weights move the logits a little, not the answers
     assert isinstance(next(student.parameters()), torch.nn.Parameter)  # the fp32 student is left as it was

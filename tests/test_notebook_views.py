@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from helpers import (data, distill, distill_views, evaluation, models, optimization, stages,
+from helpers import (data, distill, distill_views, models, optimization, prediction, stages,
                      token_views, tokens, training, training_views)
+from helpers.accelerators import make_accelerator
 from helpers.batching import EpochSampler, make_loader, token_lengths
 from helpers.run_folder import open_run
 from helpers.training import TrainSettings
@@ -190,7 +191,7 @@ def test_the_loss_of_an_untrained_model_is_near_ln2(synthetic, tiny_teacher, tin
     loss = training_views.batch_loss(tiny_teacher, batch)
     tiny_teacher.eval()
     with torch.no_grad():
-        logits = evaluation.forward(tiny_teacher, batch)
+        logits = prediction.forward(tiny_teacher, batch)
     assert loss["cross-entropy"] == pytest.approx(F.cross_entropy(logits, batch["labels"]).item(), abs=1e-6)
     assert loss["ln 2 (a 50/50 guess)"] == pytest.approx(0.6931, abs=1e-4)
     assert abs(loss["cross-entropy"] - math.log(2)) < 0.05
@@ -201,7 +202,7 @@ def test_side_by_side_gives_each_models_probabilities(synthetic, tiny_teacher, t
     val = synthetic["val"]
     table = distill_views.side_by_side({"teacher": tiny_teacher, "student": student}, tiny_tokenizer, val, [f"review {i}" for i in range(64)], n=5)
     for name, model in (("teacher", tiny_teacher), ("student", student)):
-        expected = evaluation.positive_probability(evaluation.predict_logits(model, val.select(range(5)), tiny_tokenizer, 5))
+        expected = prediction.positive_probability(prediction.predict_logits(model, val.select(range(5)), tiny_tokenizer, 5))
         assert table[f"P(positive): {name}"].to_numpy() == pytest.approx(expected, abs=1e-3)
     assert table["review"].tolist() == [f"review {i}" for i in range(5)]
     assert table["label"].tolist() == [data.LABEL_NAMES[label] for label in val["labels"][:5]]
@@ -231,7 +232,8 @@ def test_the_teachers_logits_are_the_ones_the_loop_reads(synthetic, tiny_teacher
     """The view's teacher logits on the loop's first batch are the ones distill.add_teacher_logits puts in the
     training data: the saved teacher's raw logits, no calibration temperature (it stays in evaluate/)."""
     settings = _settings()
-    with_logits = distill.add_teacher_logits(tiny_teacher, synthetic["train"], tiny_tokenizer, settings)
+    with_logits = distill.add_teacher_logits(tiny_teacher, synthetic["train"], tiny_tokenizer, settings.eval_batch_size,
+                                             make_accelerator(settings))
     carried = training_views.first_batch(with_logits, tiny_tokenizer, settings, extra_columns=(distill.TEACHER_LOGITS,))
     plain = training_views.first_batch(synthetic["train"], tiny_tokenizer, settings)
     shown = distill_views.with_teacher_logits(plain, tiny_teacher)[distill.TEACHER_LOGITS]
@@ -244,7 +246,7 @@ def test_distillation_parts_of_a_student_on_a_batch_with_the_teachers_logits(syn
     batch = distill_views.with_teacher_logits(training_views.first_batch(synthetic["train"], tiny_tokenizer, _settings()), tiny_teacher)
     tiny_teacher.eval()
     with torch.no_grad():
-        assert torch.equal(batch[distill.TEACHER_LOGITS], evaluation.forward(tiny_teacher, batch))
+        assert torch.equal(batch[distill.TEACHER_LOGITS], prediction.forward(tiny_teacher, batch))
     table = distill_views.distillation_parts({"at start": student}, batch, 2.0, 0.5)
     assert table.loc["total", "at start"] == table.loc["distill.distillation_loss", "at start"]
     assert table.loc["soft: T² · KL(teacher_T ‖ student_T)", "at start"] >= 0

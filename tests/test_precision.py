@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import evaluation, model_comparison, models, precision
+from helpers import model_comparison, models, precision, prediction
 from helpers.config import ConfigError
 from helpers.precision import Device, choose_precision, quantization_engine
 
@@ -96,6 +96,6 @@ def test_the_int8_student_predicts_like_the_fp32_one_on_either_engine(machine, m
     student = models.distil_from_teacher(tiny_teacher)
     int8 = model_comparison.quantize_int8(student)
     assert torch.backends.quantized.engine == quantization_engine()
-    fp32 = evaluation.predict_logits(student, synthetic["val"], tiny_tokenizer, 16)
-    logits, _ = model_comparison.timed_cpu_logits(int8, synthetic["val"], tiny_tokenizer, 16)
+    fp32 = prediction.predict_logits(student, synthetic["val"], tiny_tokenizer, 16)
+    logits, _ = prediction.timed_cpu_logits(int8, synthetic["val"], tiny_tokenizer, 16)
     assert np.abs(logits - fp32).max() < 0.05

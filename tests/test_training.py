@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import accelerators, batching, evaluation, models, optimization, training
+from helpers import accelerators, batching, models, optimization, prediction, training
 from helpers.config import ConfigError, resolve_params
 from helpers.training import TrainSettings
 
@@ -144,7 +144,7 @@ def test_the_loop_trains_in_bf16_on_the_cpu_when_auto_picks_it(tmp_path, synthet
     assert next(tiny_teacher.parameters()).dtype == torch.float32  # autocast: the weights stay fp32
     assert "_original_forward" not in tiny_teacher.__dict__  # the model leaves the loop plain
     linear_dtypes.clear()
-    evaluation.predict_logits(tiny_teacher, synthetic["val"], tiny_tokenizer, 16)
+    prediction.predict_logits(tiny_teacher, synthetic["val"], tiny_tokenizer, 16)
     assert linear_dtypes == {torch.float32}
     fp32 = training.train(models.load_teacher(models.TINY, tiny_tokenizer, seed=0), synthetic, tiny_tokenizer,
                           _settings(epochs=1, precision="fp32"), tmp_path / "fp32")

@@ -1,0 +1,90 @@
+"""One prediction path (helpers.prediction): every prediction of a PyTorch model goes through one function."""
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import helpers
+from helpers import prediction, tokens
+from helpers.accelerators import make_accelerator
+from helpers.batching import make_loader
+from helpers.config import resolve_params
+from helpers.training import TrainSettings
+
+MODULES = {path.stem: path for path in Path(helpers.__file__).parent.glob("*.py")}
+MODEL_NAMES = {"model", "teacher", "student", "prepared", "int8", "wrapped"}  # what the package calls a model it holds
+
+
+def model_calls(modules):
+    """{(module, function): [what it calls]} for every call of a model (a name in MODEL_NAMES or an attribute
+    `model` called, or anything called with input_ids) and every call of prediction.forward, by the function
+    (or method) around it."""
+    found = {}
+    for name, path in modules.items():
+        def visit(node, where):
+            for child in ast.iter_child_nodes(node):
+                inner = where
+                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    inner = f"{where}.{child.name}" if where else child.name
+                if isinstance(child, ast.Call):
+                    func = child.func
+                    called = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+                    a_model = (isinstance(func, ast.Name) and called in MODEL_NAMES) or called == "model"  # model(...), self.model(...)
+                    if called == "forward" or a_model or any(k.arg == "input_ids" for k in child.keywords):
+                        found.setdefault((name, where), []).append("forward" if called == "forward" else "the model")
+                visit(child, inner)
+        visit(ast.parse(path.read_text()), "")
+    return found
+
+
+def test_one_function_calls_the_models_forward_pass_to_predict():
+    calls = model_calls(MODULES)
+    assert calls == {("prediction", "forward"): ["the model"],  # the one call of the model itself
+                     ("prediction", "batches_logits"): ["forward", "forward"],  # every prediction
+                     ("training", "Stepper.step"): ["forward"],  # training's loss
+                     ("export", "_LogitsOnly.forward"): ["forward"]}  # the graph ONNX traces, not a prediction
+
+
+def test_the_callers_check_finds_a_model_called_its_own_way(tmp_path):
+    """The check above can fail: a view that calls the model directly is caught."""
+    (tmp_path / "views.py").write_text("def logits(model, batch):\n    return model(input_ids=batch['input_ids']).logits\n"
+                                       "def other(model, batch):\n    return prediction.forward(model, batch)\n")
+    assert model_calls({"views": tmp_path / "views.py"}) == {("views", "logits"): ["the model"],
+                                                             ("views", "other"): ["forward"]}
+
+
+@pytest.fixture
+def reviews(tiny_tokenizer, sample):
+    return tokens.tokenize_splits({"test": sample["test"].head(24)}, tiny_tokenizer, 128)["test"]
+
+
+def test_predictions_come_back_in_input_order(tiny_teacher, tiny_tokenizer, reviews):
+    accelerator = make_accelerator(TrainSettings.from_params(resolve_params("smoke", {"eval_batch_size": 5})))
+    batched = prediction.predict_sets(tiny_teacher, {"all": reviews}, tiny_tokenizer, 5, accelerator)["all"]
+    one_by_one = [prediction.predict_sets(tiny_teacher, {"one": reviews.select([i])}, tiny_tokenizer, 5, accelerator)["one"][0]
+                  for i in (0, 7, 23)]
+    np.testing.assert_allclose(batched[[0, 7, 23]], one_by_one, atol=1e-5)
+    assert batched.shape == (24, 2)
+    assert "_original_forward" not in tiny_teacher.__dict__  # the model comes back plain
+
+
+def test_one_batch_and_a_whole_dataset_give_the_same_logits(tiny_teacher, tiny_tokenizer, reviews):
+    whole = prediction.predict_logits(tiny_teacher, reviews, tiny_tokenizer, 8)
+    batch = next(iter(make_loader(reviews, tiny_tokenizer, len(reviews))))
+    one_batch = prediction.batch_logits(tiny_teacher, batch)
+    assert one_batch.dtype == torch.float32 and one_batch.device.type == "cpu"
+    np.testing.assert_allclose(one_batch.numpy(), whole, atol=1e-5)
+
+
+def test_the_timed_cpu_logits_are_the_logits_and_take_time(tiny_teacher, tiny_tokenizer, reviews):
+    logits, seconds = prediction.timed_cpu_logits(tiny_teacher, reviews, tiny_tokenizer, 8)
+    assert seconds > 0
+    np.testing.assert_allclose(logits, prediction.predict_logits(tiny_teacher, reviews, tiny_tokenizer, 8), atol=1e-6)
+
+
+def test_a_temperature_divides_the_logits_before_the_softmax():
+    logits = np.array([[0.0, 2.0], [1.0, -1.0]], dtype=np.float32)
+    assert prediction.positive_probability(logits, 2.0) == pytest.approx(prediction.positive_probability(logits / 2.0))
+    assert prediction.positive_probability(logits) == pytest.approx([1 / (1 + np.exp(-2.0)), 1 / (1 + np.exp(2.0))])
