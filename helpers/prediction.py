@@ -5,7 +5,7 @@
 
 - `predict_logits`: a whole tokenized dataset, batched shortest first behind a progress bar, on the
   stage's Accelerator (its devices and precision) or, without one, where the model is;
-- `predict_sets`: several datasets with one model, prepared once on the stage's Accelerator;
+- `predict_sets`: several datasets with one model, on the stage's Accelerator;
 - `timed_cpu_logits`: a model on the CPU in its own precision (fp32, or int8 for a quantized copy), timed;
 - `batch_logits`: one batch the notebooks show (helpers.training_views, helpers.distill_views, the demo);
 - `positive_probability`: P(positive) from logits, divided by a calibration temperature if given.
@@ -32,9 +32,10 @@ def forward(model, batch):
 
 def batches_logits(model, batches, accelerator=None):
     """fp32 logits on the CPU for each review of `batches`, in order, the model in evaluation mode without
-    gradients. With an accelerator, its prepared batches are on its devices already and gathering across
-    processes drops the duplicates that even batching adds, so every review is counted once; without
-    one, each batch goes to the model's device."""
+    gradients. With an accelerator, the model runs in its precision (its autocast), its prepared batches
+    are on its device already, and gathering across processes drops the duplicates that even batching
+    adds, so every review is counted once; without one, each batch goes to the model's device and the
+    model runs in its own precision."""
     model.eval()
     device = next(model.parameters()).device
     chunks = []
@@ -43,7 +44,8 @@ def batches_logits(model, batches, accelerator=None):
             if accelerator is None:
                 logits = forward(model, {key: batch[key].to(device) for key in MODEL_INPUTS}).float()
             else:
-                logits = accelerator.gather_for_metrics(forward(model, batch).float())
+                with accelerator.autocast():
+                    logits = accelerator.gather_for_metrics(forward(model, batch).float())
             chunks.append(logits.cpu())
     return torch.cat(chunks)
 
@@ -53,7 +55,7 @@ def predict_logits(model, dataset, tokenizer, batch_size, accelerator=None, desc
 
     Reviews are predicted shortest first, so each batch pads to a length close to its own
     reviews' instead of to the longest review in a random batch; the logits are put back
-    in order at the end. `model` is the one `accelerator` prepared, when there is one.
+    in order at the end. With an accelerator, `model` is on its device.
     """
     order = np.argsort(token_lengths(dataset), kind="stable")
     loader = make_loader(dataset.select(order), tokenizer, batch_size)
@@ -67,15 +69,15 @@ def predict_logits(model, dataset, tokenizer, batch_size, accelerator=None, desc
 
 
 def predict_sets(model, sets, tokenizer, batch_size, accelerator, desc="predicting"):
-    """{name: logits} for each tokenized dataset of `sets`, `model` prepared once on the stage's Accelerator
-    (every process of a multi-process launch predicts its share and gets them all). `model` comes back
-    plain (`plain_model`), ready to be timed, quantized or saved."""
-    prepared = accelerator.prepare(model)
-    try:
-        return {name: predict_logits(prepared, dataset, tokenizer, batch_size, accelerator, desc)
-                for name, dataset in sets.items()}
-    finally:
-        plain_model(model)
+    """{name: logits} for each tokenized dataset of `sets`, on the stage's Accelerator: its device and
+    precision, every process of a multi-process launch predicting its share and getting them all.
+
+    The model is moved to the device, not prepared: prediction needs no process wrapper, and Accelerate
+    hands a model it has prepared once back unchanged, without its autocast, once it has left a loop
+    (`plain_model`), so a second prepare would have predicted in fp32. `model` stays a plain module."""
+    model.to(accelerator.device)
+    return {name: predict_logits(model, dataset, tokenizer, batch_size, accelerator, desc)
+            for name, dataset in sets.items()}
 
 
 def timed_cpu_logits(model, dataset, tokenizer, batch_size):

@@ -1,4 +1,4 @@
-"""The train stage on 2 CPU processes (gloo), launched the way the README tells GPU users to."""
+"""The train and evaluate stages on 2 CPU processes (gloo), launched the way the README tells GPU users to."""
 import json
 import os
 import re
@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import stages
-from helpers.run_folder import open_run
+from helpers import models, prediction, stages, tokens
+from helpers.run_folder import load_run, open_run
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(prepared):
     params = [arg for name, value in overrides.items() for arg in ("-p", name, str(value))]
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "-m", "helpers.run", "smoke", "--run-dir", str(root / "two"), "--stages", "train", *params]
+               "-m", "helpers.run", "smoke", "--run-dir", str(root / "two"), "--stages", "train,evaluate", *params]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "MASTER_PORT": "29531"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     output = result.stdout + result.stderr
@@ -85,6 +85,15 @@ def test_two_processes_train_like_one_with_the_same_global_batch(prepared):
     accuracy_two = history_two["epochs"][-1]["accuracy"]
     assert accuracy_one > 0.8, "the 1-process run must learn, or the comparison says nothing"
     assert abs(accuracy_two - accuracy_one) <= 0.01, (accuracy_one, accuracy_two)
+
+    # the evaluate stage: both processes predict their share of each set, the first gathers every review once
+    run_two = load_run(root / "two")
+    test = tokens.load_tokenized(run_two.require("tokenize"))["test"]
+    logits = prediction.predict_logits(models.load_trained(run_two.require("train", "model")), test,
+                                       tokens.load_saved_tokenizer(run_two.require("tokenize")), 16)
+    temperature = json.loads((root / "two" / "evaluate" / "calibration.json").read_text())["temperature"]
+    predicted = pd.read_parquet(root / "two" / "evaluate" / "predictions.parquet")["prob_positive"].to_numpy()
+    np.testing.assert_allclose(predicted, prediction.positive_probability(logits, temperature), atol=1e-5)
 
 
 def test_the_train_notebook_hands_several_gpus_to_notebook_launcher(prepared, monkeypatch):

@@ -8,7 +8,7 @@ import torch
 
 import helpers
 from helpers import prediction, tokens
-from helpers.accelerators import make_accelerator
+from helpers.accelerators import make_accelerator, plain_model
 from helpers.batching import make_loader
 from helpers.config import resolve_params
 from helpers.training import TrainSettings
@@ -88,3 +88,22 @@ def test_a_temperature_divides_the_logits_before_the_softmax():
     logits = np.array([[0.0, 2.0], [1.0, -1.0]], dtype=np.float32)
     assert prediction.positive_probability(logits, 2.0) == pytest.approx(prediction.positive_probability(logits / 2.0))
     assert prediction.positive_probability(logits) == pytest.approx([1 / (1 + np.exp(-2.0)), 1 / (1 + np.exp(2.0))])
+
+
+def test_every_prediction_on_a_bf16_accelerator_runs_in_bf16_even_after_the_model_left_a_loop(tiny_teacher,
+                                                                                             tiny_tokenizer, reviews):
+    """Accelerate hands back a model it prepared once unchanged, without autocast, once the model has left a
+    loop (plain_model): predicting by preparing the model ran every set after the first in fp32."""
+    settings = TrainSettings.from_params(resolve_params("smoke", {"precision": "bf16"}))
+    accelerator = make_accelerator(settings)
+    dtypes = []
+    tiny_teacher.classifier.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    plain_model(accelerator.prepare(tiny_teacher))  # as a training loop leaves it
+    first = prediction.predict_sets(tiny_teacher, {"a": reviews, "b": reviews}, tiny_tokenizer, 8, accelerator)
+    again = prediction.predict_sets(tiny_teacher, {"a": reviews}, tiny_tokenizer, 8, accelerator)
+    assert set(dtypes) == {torch.bfloat16} and len(dtypes) == 3 * 3  # 24 reviews in 3 batches, three times
+    np.testing.assert_array_equal(first["a"], first["b"])
+    np.testing.assert_array_equal(first["a"], again["a"])
+    fp32 = prediction.predict_logits(tiny_teacher, reviews, tiny_tokenizer, 8)  # no accelerator: the model's own
+    assert dtypes[-1] == torch.float32 and np.abs(fp32 - first["a"]).max() > 0
+    assert "_original_forward" not in tiny_teacher.__dict__  # the model is never left wrapped
