@@ -54,5 +54,8 @@ def plain_model(model):
     `accelerator.prepare` wraps the model's forward in bf16/fp16 autocast; a model that leaves a
     loop (saved, timed on the CPU, quantized, copied) must not carry that wrapper along: an int8
     copy would be handed bf16 activations, and a CPU timing would time bf16 instead of fp32.
+    Accelerate marks a model it has prepared and hands it back unchanged, without autocast, if asked
+    again: only a training loop prepares a model; predictions use the Accelerator's autocast
+    (helpers.prediction), and another loop starts from a model loaded afresh.
     """
     return extract_model_from_parallel(model, keep_fp32_wrapper=False)
