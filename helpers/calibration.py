@@ -21,8 +21,10 @@ import torch
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
+from helpers import layout
 from helpers.accuracy import predicted_labels
-from helpers.models import classifier_layer
+from helpers.files import read_json
+from helpers.models import classifier_layer, load_trained
 
 CALIBRATION_BINS = 15  # Guo et al.'s choice, so the figures compare with the literature
 TEMPERATURE_BOUNDS = (0.01, 100.0)  # the search range of T; beyond it the logits are all but constant or hard 0/1
@@ -112,3 +114,12 @@ def fold_temperature(model, temperature):
 def recorded_temperature(config):
     """The temperature folded into a model so far (1.0 for a model never calibrated)."""
     return float(getattr(config, TEMPERATURE_KEY, 1.0))
+
+
+def load_with_temperature(run, who):
+    """A run's `who` ('teacher' or 'student') as its stage saved it, and the temperature its logits still need
+    dividing by to be calibrated: the one its stage fitted, less any the model already holds (its config records
+    it; the stages save their models raw, so normally all of it). The demo, helpers.predict and the export use it."""
+    model = load_trained(run.require(*layout.MODEL_FOLDERS[who]))
+    fitted = read_json(run.require(*layout.CALIBRATION_FILES[who]))["temperature"]
+    return model, fitted / recorded_temperature(model.config)

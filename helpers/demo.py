@@ -15,10 +15,9 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from helpers import calibration, metrics, models, tokens
+from helpers import calibration, metrics, tokens
 from helpers.accuracy import DECISION_THRESHOLD
 from helpers.data import LABEL_NAMES, preview
-from helpers.files import read_json
 from helpers.prediction import batch_logits, positive_probability
 from helpers.progress import in_batch_run
 
@@ -59,8 +58,8 @@ def explain(text, model, tokenizer, max_length, truncation_head=1.0):
 def load(run):
     """The trained teacher, calibrated, and its tokenizer from a run folder; on the GPU when there is one. The saved
     model is raw, as trained: the evaluate stage's temperature is folded into this in-memory copy only."""
-    model = models.load_trained(run.require("train", "model"))
-    calibration.fold_temperature(model, read_json(run.require("evaluate", "calibration.json"))["temperature"])
+    model, temperature = calibration.load_with_temperature(run, "teacher")
+    calibration.fold_temperature(model, temperature)
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     return model, tokens.load_saved_tokenizer(run.require("tokenize"))
 

@@ -34,9 +34,6 @@ OPSET = 17
 MAX_LOGIT_DIFF = 1e-3  # largest |ONNX - PyTorch| logit difference accepted
 CHECK_REVIEWS = 64  # test reviews the exported graphs are checked on
 INPUTS = ("input_ids", "attention_mask")
-# where each stage keeps its model and the temperature fitted for it
-SOURCES = {"student": ("distill", "model"), "teacher": ("train", "model")}
-CALIBRATION = {"student": ("distill", "calibration.json"), "teacher": ("evaluate", "calibration.json")}
 STUDENT_COPIES = "onnx"  # in the distill folder: the student's ONNX copies, timed by the comparison, reused here
 COPIES_FILE = "copies.json"  # in such a folder: {"files": {kind: file name}, "fusions": {operator: count}}
 
@@ -53,11 +50,9 @@ class _LogitsOnly(torch.nn.Module):
 
 
 def calibrated_for_export(run, who):
-    """The run's `who` model in fp32 with its calibration temperature folded in: the stages save their models raw
-    and the temperature beside them; a model already holding part of it (its config records it) gets the rest."""
-    model = models.load_trained(run.require(*SOURCES[who]))
-    temperature = read_json(run.require(*CALIBRATION[who]))["temperature"]
-    calibration.fold_temperature(model, temperature / calibration.recorded_temperature(model.config))
+    """The run's `who` model in fp32 with its calibration temperature folded in (calibration.load_with_temperature)."""
+    model, temperature = calibration.load_with_temperature(run, who)
+    calibration.fold_temperature(model, temperature)
     return model.eval()
 
 

@@ -13,6 +13,9 @@ STAGES = {
     "evaluate": ("04_evaluate.ipynb", "evaluate/metrics.json"),
     "distill": ("05_distill.ipynb", "distill/comparison.json"),
 }
+# where the stage that makes each model saves it (raw, as trained) and the calibration temperature it fitted
+MODEL_FOLDERS = {"teacher": ("train", "model"), "student": ("distill", "model")}
+CALIBRATION_FILES = {"teacher": ("evaluate", "calibration.json"), "student": ("distill", "calibration.json")}
 NOTEBOOKS = {stage: notebook for stage, (notebook, _) in STAGES.items()}
 DONE_MARKERS = {stage: marker for stage, (_, marker) in STAGES.items()}
 # the folders of run folders made before the stages' folders took the stages' names: such a run is refused

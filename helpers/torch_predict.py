@@ -13,8 +13,6 @@ import pandas as pd
 import torch
 
 from helpers import calibration, models, prediction, tokens
-from helpers.export import CALIBRATION, SOURCES
-from helpers.files import read_json
 from helpers.progress import quiet_library_bars
 from helpers.run_folder import load_run
 
@@ -39,10 +37,8 @@ class TorchClassifier:
             torch.set_num_threads(threads)
         run = load_run(run_dir)
         trained = "student" if who == "int8" else who
-        model = models.load_trained(run.require(*SOURCES[trained]))
-        temperature = read_json(run.require(*CALIBRATION[trained]))["temperature"]
-        # the saved model gives raw / recorded; raw / temperature is wanted
-        scale = calibration.recorded_temperature(model.config) / temperature
+        model, temperature = calibration.load_with_temperature(run, trained)
+        scale = 1 / temperature
         model = quantize_int8(model) if who == "int8" else model.eval()
         return cls(model, tokens.load_saved_tokenizer(run.require("tokenize")), scale, run.params.max_length,
                    run.params.truncation_head, run.params.eval_batch_size)
