@@ -4,7 +4,7 @@
     python bench/cpu_part.py --profile full
     python bench/cpu_part.py --run runs/quick --compare-onnx   # a real run's models; with and without the ONNX rows
 
-The CPU part is the student's ONNX export (helpers.export.student_copies, with onnxruntime installed)
+The CPU part is the student's ONNX export (helpers.serve.export.student_copies, with onnxruntime installed)
 and `model_comparison.compare`: the student quantized to int8, the fp32 teacher and student and every CPU copy timed on `n_speed` test reviews, the CPU copies
 scored on `n_cpu_test` reviews of each test set. On a GPU runtime (Colab's T4) it runs on the runtime's
 CPU. The models have the hub profiles' real shapes (BertConfig() and DistilBertConfig() defaults) with
@@ -24,12 +24,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import BertConfig, BertForSequenceClassification, DistilBertConfig, DistilBertForSequenceClassification
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from helpers import baseline, data, export, extra_sets, model_comparison, models, scoring, tokens  # noqa: E402
-from helpers.config import resolve_params  # noqa: E402
-from helpers.run_folder import load_run  # noqa: E402
+from helpers.core import models
+from helpers.data import extra_sets, imdb
+from helpers.distill import model_comparison
+from helpers.evaluate import baseline, scored_sets
+from helpers.runs.config import resolve_params  # noqa: E402
+from helpers.runs.run_folder import load_run  # noqa: E402
+from helpers.serve import export
+from helpers.tokens import tokens
 
 
 def hub_shapes(params):
@@ -38,7 +48,7 @@ def hub_shapes(params):
     torch.manual_seed(0)
     trained = {"teacher": BertForSequenceClassification(BertConfig(num_labels=2)).eval(),
                "student": DistilBertForSequenceClassification(DistilBertConfig(num_labels=2)).eval()}
-    test = data.load_imdb("sample")["test"]
+    test = imdb.load_imdb("sample")["test"]
     frames = {"test": test.head(params.n_test or len(test)), **extra_sets.load_extra_tests(params.extra_test)}
     return trained, frames, tokens.tokenize_splits(frames, tokenizer, params.max_length, params.truncation_head), tokenizer
 
@@ -48,13 +58,13 @@ def run_models(run):
     tokenizer = tokens.load_saved_tokenizer(run.require("tokenize"))
     trained = {name: models.load_trained(run.require(stage, "model")) for name, stage in
                (("teacher", "train"), ("student", "distill"))}
-    frames = scoring.test_frames(run)
-    return trained, frames, scoring.tokenized_sets(run, frames, tokenizer), tokenizer
+    frames = scored_sets.test_frames(run)
+    return trained, frames, scored_sets.tokenized_sets(run, frames, tokenizer), tokenizer
 
 
 def timed_compare(trained, frames, sets, tokenizer, params, onnx=True):
     """Seconds of the CPU part (with `onnx`, the student's ONNX export and its rows too), and the comparison."""
-    sample = data.load_imdb("sample")["train"]
+    sample = imdb.load_imdb("sample")["train"]
     bag_of_words = baseline.fit_baseline(sample["text"][:800], sample["label"][:800], sample["text"][800:1000],
                                          sample["label"][800:1000], 0)
     _, timed = model_comparison.cpu_samples(len(sets["test"]), params.n_cpu_test, params.n_speed, params.seed)

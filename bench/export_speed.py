@@ -31,10 +31,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from helpers import export, model_comparison, models, onnx_runtime, prediction, scoring, tokens  # noqa: E402
-from helpers.accuracy import accuracy_interval  # noqa: E402
-from helpers.files import write_json  # noqa: E402
-from helpers.run_folder import load_run  # noqa: E402
+from helpers.core import models
+from helpers.core.files import write_json  # noqa: E402
+from helpers.core.int8 import quantize_int8
+from helpers.core.sentiment import accuracy_interval  # noqa: E402
+from helpers.distill import model_comparison
+from helpers.evaluate import scored_sets
+from helpers.runs.run_folder import load_run  # noqa: E402
+from helpers.serve import export, onnx_backend
+from helpers.tokens import tokens
+from helpers.train import prediction
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -78,13 +84,13 @@ def copies_speed(run, args, folder):
     _, timed_rows = model_comparison.cpu_samples(len(test), None, args.reviews, run.params.seed)
     reviews = test.select(timed_rows)
     student = models.load_trained(run.require("distill", "model")).eval()
-    int8 = model_comparison.quantize_int8(student)
+    int8 = quantize_int8(student)
     files, fusions = onnx_variants(student, folder)
     runners = {"torch fp32": lambda ds: prediction.predict_logits(student, ds, tokenizer, args.batch_size),
                "torch int8": lambda ds: prediction.predict_logits(int8, ds, tokenizer, args.batch_size)}
     for name, path in files.items():
-        session = onnx_runtime.make_session(path, args.threads)
-        runners[name] = (lambda s: lambda ds: onnx_runtime.session_logits(s, ds["input_ids"], tokenizer.pad_token_id,
+        session = onnx_backend.make_session(path, args.threads)
+        runners[name] = (lambda s: lambda ds: onnx_backend.session_logits(s, ds["input_ids"], tokenizer.pad_token_id,
                                                                          args.batch_size))(session)
     speeds = {name: [] for name in runners}
     for _ in range(args.rounds):
@@ -100,8 +106,8 @@ def copies_speed(run, args, folder):
 
 def paired_accuracy(run, runners, tokenizer):
     """Accuracy of the fp32 student, PyTorch int8 and the shipped int8 copy on every review of each test set."""
-    frames = scoring.test_frames(run)
-    sets = scoring.tokenized_sets(run, frames, tokenizer)
+    frames = scored_sets.test_frames(run)
+    sets = scored_sets.tokenized_sets(run, frames, tokenizer)
     result = {}
     for name, dataset in sets.items():
         labels = np.asarray(dataset["labels"])

@@ -6,7 +6,7 @@ r"""The GPU check: the pipeline's GPU path verified in one prepared run, in part
 Parts, in order (`--part NAME[,NAME]`, default all); each writes DIR/<part>.json as soon as it
 ends, checks and figures together, so a part that failed can run again alone while the GPU is there:
 
-- fp16:      quick's stages called directly (helpers.stages, no papermill) with precision fp16, then
+- fp16:      quick's stages called directly (helpers.pipeline.stages, no papermill) with precision fp16, then
              a bf16 run of the same seed through evaluate; all stages finish, losses are finite, the
              loss scale stays above 0, skipped steps are counted, and the fp16 teacher's test
              accuracy lies inside the bf16 teacher's 95% interval (bench/gpu_check_stages.py);
@@ -68,8 +68,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from bench import gpu_check_loops, gpu_check_stages, gpu_payload, loop_timing  # noqa: E402
-from helpers import data  # noqa: E402
-from helpers.files import read_json, write_json  # noqa: E402
+from helpers.core.files import read_json, write_json  # noqa: E402
+from helpers.data import imdb
 
 PARTS = {"fp16": gpu_check_stages.fp16_part, "bert-base": gpu_check_loops.bert_base_part,
          "oom": gpu_check_loops.oom_part, "full-data": gpu_check_stages.full_data_part}
@@ -101,10 +101,10 @@ def dry_run_check(work):
     """The dry run's setting: the tiny model and a small data folder written as the payload writes IMDB."""
     # it checks code, not speed: one thread keeps a busy CPU from stalling torch's parallel regions
     torch.set_num_threads(1)
-    sample = data.load_imdb("sample")
+    sample = imdb.load_imdb("sample")
     folder = Path(work) / "imdb"
     for split, n in DRY_RUN_REVIEWS.items():
-        gpu_payload.write_reviews(data.stratified_sample(sample[split], n, seed=0), folder / f"{split}.parquet")
+        gpu_payload.write_reviews(imdb.stratified_sample(sample[split], n, seed=0), folder / f"{split}.parquet")
     return Check(dry_run=True, work=Path(work), minilm="tiny-random-bert", imdb=str(folder))
 
 

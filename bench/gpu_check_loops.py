@@ -1,6 +1,6 @@
 """bench/gpu_check.py's parts that time and stress the training loop: bert-base and oom.
 
-bert-base: ours (helpers.training.train) against the Trainer, both with saving and evaluation off
+bert-base: ours (helpers.train.trainer.train) against the Trainer, both with saving and evaluation off
 (bench/loop_timing.py), on bert-base shapes with random weights built by tests/hub_cache.py. Each
 run loads a fresh model, trains one epoch on the same reviews and is timed apart from its setup;
 rates are over the steps after the first (which pays one-time costs: compiling, with `compile`).
@@ -8,7 +8,7 @@ FLOPs are counted on real tokens and MFU is against the best of 5 products of tw
 matrices in the run's precision, measured in this process (bench/train_speed.py). Ours trains with
 the project's attention dropout (0), the Trainer with the model's own (0.1), as each is run.
 
-oom: one step of full's batch (32 reviews of 512 tokens) through helpers.training.train, uncapped,
+oom: one step of full's batch (32 reviews of 512 tokens) through helpers.train.trainer.train, uncapped,
 then with this process capped at 60% of that step's peak memory, hidden dropout off in both so
 that the whole batch and its pieces compute the same loss.
 """
@@ -26,9 +26,12 @@ from unittest import mock
 import torch
 
 from bench import loop_timing
-from bench.train_speed import PeakMemory, TokenCounter, matmul_peak, prepare, warm_up
-from helpers import data, models, tokens
-from helpers.config import resolve_params
+from bench.loop_timing import prepare
+from bench.train_speed import PeakMemory, TokenCounter, matmul_peak, warm_up
+from helpers.core import models
+from helpers.data import imdb
+from helpers.runs.config import resolve_params
+from helpers.tokens import tokens
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 BERT_BASE = dict(n_train=2000, n_val=64, max_length=512, batch_size=32, lr=2e-5)  # full's tokens, batch and lr
@@ -118,10 +121,10 @@ def compile_backend(check):
     if check.cuda:
         yield
         return
-    from helpers import training
+    from helpers.train import trainer
 
     check.note("compile uses the eager backend on the CPU: inductor's kernel generation is for the GPU run")
-    with mock.patch.object(training, "COMPILE_BACKEND", "eager"):
+    with mock.patch.object(trainer, "COMPILE_BACKEND", "eager"):
         yield
 
 
@@ -153,7 +156,7 @@ def long_reviews(train, tokenizer, max_length, n, chunk=256):
 
 
 def one_step(params, tokenized, tokenizer, cap):
-    """helpers.training.train on one batch (one optimizer step), hidden dropout off, under `cap(model)`."""
+    """helpers.train.trainer.train on one batch (one optimizer step), hidden dropout off, under `cap(model)`."""
     model = models.load_teacher(params.model, tokenizer, params.seed, attention_dropout=0.0)
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
@@ -238,7 +241,7 @@ def oom_part(check):
                  "min_steps": 0, "epochs": 1, "checkpoint_every": 0, "tracker": "none",
                  "precision": "auto" if check.cuda else "fp32"}  # auto: what full trains in on this GPU
     params = resolve_params("full", overrides)
-    train = data.load_imdb(check.imdb)["train"]
+    train = imdb.load_imdb(check.imdb)["train"]
     tokenizer = tokens.prepare_tokenizer(params, train["text"].tolist())  # the tiny model learns its vocabulary
     tokenized = long_reviews(train, tokenizer, max_length, OOM_BATCH)
     print("oom: one step, uncapped ...", flush=True)

@@ -1,6 +1,6 @@
 """bench/gpu_check.py's parts that run the pipeline's stages: fp16 and full-data.
 
-Both call helpers.stages' functions directly on a run folder opened with helpers.run_folder.open_run, the
+Both call helpers.pipeline.stages' functions directly on a run folder opened with helpers.runs.run_folder.open_run, the
 way the notebooks call them, without papermill (which the GPU image lacks).
 """
 import contextlib
@@ -10,9 +10,11 @@ from unittest import mock
 
 import torch
 
-from helpers import baseline, layout, scoring, stages
-from helpers.files import read_json
-from helpers.run_folder import open_run
+from helpers.core.files import read_json
+from helpers.evaluate import baseline, scored_sets
+from helpers.pipeline import stages
+from helpers.pipeline.checks import open_run
+from helpers.runs import layout
 
 ALL_STAGES = tuple(stages.STAGE_FUNCTIONS)
 TEACHER_STAGES = ALL_STAGES[:ALL_STAGES.index("evaluate") + 1]  # what the bf16 comparison run needs
@@ -25,7 +27,7 @@ DRY_RUN_QUICK = dict(model="tiny-random-bert", n_train=80, n_test=40, val_fracti
 # the distill stage's CPU sample as the full profile sizes it
 FULL_DATA = dict(n_train=None, batch_size=32, eval_batch_size=256, n_cpu_test=500, n_speed=64)
 DRY_RUN_FULL_DATA = dict(DRY_RUN_QUICK, n_train=None, n_test=None, batch_size=8)
-# 3 fits instead of the 7 of helpers.baseline.C_GRID: on 22,500 reviews each fit takes long on one core,
+# 3 fits instead of the 7 of helpers.evaluate.baseline.C_GRID: on 22,500 reviews each fit takes long on one core,
 # and with this much data the regularisation that wins is weak (a large C)
 FULL_DATA_C_GRID = (10, 30, 100)
 
@@ -116,11 +118,11 @@ def fp16_part(check):
 
 @contextlib.contextmanager
 def baseline_fitted_once(c_grid):
-    """The evaluate and distill stages each fit the TF-IDF baseline (helpers.scoring.fit_run_baseline) with
-    helpers.baseline.C_GRID; here it is fitted once per run folder, choosing C from `c_grid`."""
+    """The evaluate and distill stages each fit the TF-IDF baseline (helpers.evaluate.scored_sets.fit_run_baseline) with
+    helpers.evaluate.baseline.C_GRID; here it is fitted once per run folder, choosing C from `c_grid`."""
     if list(inspect.signature(baseline.fit_baseline).parameters)[-1] != "c_grid":
-        raise RuntimeError("helpers.baseline.fit_baseline no longer ends with c_grid: update baseline_fitted_once")
-    original, fitted = scoring.fit_run_baseline, {}
+        raise RuntimeError("helpers.evaluate.baseline.fit_baseline no longer ends with c_grid: update baseline_fitted_once")
+    original, fitted = scored_sets.fit_run_baseline, {}
 
     def fit_once(run):
         if run.dir not in fitted:
@@ -128,19 +130,19 @@ def baseline_fitted_once(c_grid):
         return fitted[run.dir]
 
     with mock.patch.object(baseline.fit_baseline, "__defaults__", (tuple(c_grid),)), \
-            mock.patch.object(scoring, "fit_run_baseline", fit_once):
+            mock.patch.object(scored_sets, "fit_run_baseline", fit_once):
         yield
 
 
 def full_data_part(check):
     """Every stage on all of the payload's reviews, stage times, the teacher beside the TF-IDF baseline."""
     base = DRY_RUN_FULL_DATA if check.dry_run else {**FULL_DATA, "model": check.minilm, "n_test": check.full_test}
-    check.note(f"the TF-IDF baseline's C is chosen from {list(FULL_DATA_C_GRID)} (not helpers.baseline.C_GRID) "
+    check.note(f"the TF-IDF baseline's C is chosen from {list(FULL_DATA_C_GRID)} (not helpers.evaluate.baseline.C_GRID) "
                "and fitted once for both stages that use it")
     with baseline_fitted_once(FULL_DATA_C_GRID):
         run, figures = run_stages(check, "full-data", {**base, "data": check.imdb}, ALL_STAGES)
     summary = {row["split"]: row["reviews"] for row in read_json(run.dir / "data" / "summary.json")}
-    sets = read_json(run.dir / "evaluate" / "test_sets.json")[scoring.MAIN]
+    sets = read_json(run.dir / "evaluate" / "test_sets.json")[scored_sets.MAIN]
     chosen = read_json(run.dir / "evaluate" / "baseline.json")
     comparison = read_json(run.dir / "distill" / "comparison.json")["models"]
     figures.update({

@@ -11,7 +11,7 @@ its image lacks `datasets`. The payload holds:
   (sign, exponent) repeat a few values and compress far better alone. `unpack_model` restores
   float32 safetensors on the GPU side and checks them against the checksum taken here;
 - imdb/{train,test}.parquet: IMDB's 25,000 training and 25,000 test reviews (../shared/data/imdb),
-  recompressed with zstd at level 19; a data folder as helpers.data reads it;
+  recompressed with zstd at level 19; a data folder as helpers.data.imdb reads it;
 - wheels/: `datasets` and the packages it needs that the GPU image lacks, at this environment's versions.
 
 The total printed counts what else travels too (the tracked and untracked, not ignored, files of
@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from helpers.files import atomic_dir, atomic_write, read_json, write_json  # noqa: E402
+from helpers.core.files import atomic_dir, atomic_write, read_json, write_json  # noqa: E402
 
 PAYLOAD = ROOT / "gpu_payload"
 IMDB_SOURCE = ROOT.parent / "shared" / "data" / "imdb"
@@ -118,8 +118,8 @@ def write_reviews(frame, target):
 
 def pack_reviews(source, target, n_test=None, seed=42):
     """IMDB's train and test splits from `source`, recompressed; `n_test` test reviews drawn
-    (stratified, seeded, as helpers.data draws them) when not all of them fit."""
-    from helpers.data import stratified_sample
+    (stratified, seeded, as helpers.data.imdb draws them) when not all of them fit."""
+    from helpers.data.imdb import stratified_sample
 
     with atomic_dir(target) as tmp:  # whole or not at all: a half-built folder would pass for a built one
         for split in ("train", "test"):

@@ -23,9 +23,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from helpers import model_comparison, models, prediction, tokens  # noqa: E402
-from helpers.files import write_json  # noqa: E402
-from helpers.run_folder import load_run  # noqa: E402
+from helpers.core import models
+from helpers.core.files import write_json  # noqa: E402
+from helpers.core.int8 import quantize_int8
+from helpers.runs.run_folder import load_run  # noqa: E402
+from helpers.tokens import tokens
+from helpers.train import prediction
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SIZES = {"full": None, "tiny": 64}  # test reviews predicted: all, or the first 64
@@ -44,7 +47,7 @@ def main(argv=None):
         test = test.select(range(min(SIZES[args.size], len(test))))
     student = models.load_trained(run.require("distill", "model"))
     contenders = {"teacher": models.load_trained(run.require("train", "model")), "student": student,
-                  "student_int8": model_comparison.quantize_int8(student)}
+                  "student_int8": quantize_int8(student)}
     labels = np.asarray(test["labels"])
     figures = {}
     for name, model in contenders.items():

@@ -23,9 +23,9 @@ import pandas as pd
 import torch
 
 from bench import loop_timing
-from bench.train_speed import RESULTS, prepare
-from helpers import models
-from helpers.files import write_json
+from bench.loop_timing import RESULTS, prepare
+from helpers.core import models
+from helpers.core.files import write_json
 
 SIZE = dict(model="tiny-random-bert", n_train=512, n_val=128, max_length=128, batch_size=8, lr=1e-3, epochs=3)
 LOOPS = {  # name -> how it trains (model, params, tokenized, tokenizer, out_dir, epoch_work)

@@ -22,7 +22,7 @@ reviews after every epoch, save checkpoints and keep the best model: ours as the
 it, with a checkpoint due every epoch's worth of steps (`train_ours`), the Trainer with
 eval_strategy and save_strategy "epoch", save_total_limit = keep_checkpoints and
 load_best_model_at_end on validation accuracy. Both log the training loss every
-training.LOG_EVERY steps and show a progress bar.
+trainer.LOG_EVERY steps and show a progress bar.
 """
 import contextlib
 import dataclasses
@@ -35,11 +35,35 @@ from unittest import mock
 import numpy as np
 import torch
 
-from helpers import checkpoints, optimization, training
-from helpers.precision import choose_precision
+from helpers.core.precision import choose_precision
+from helpers.data import imdb
+from helpers.runs.config import resolve_params
+from helpers.tokens import tokens
+from helpers.train import checkpoints, optimization, trainer
 
 EPOCH_WORK = ("off", "on")
 TRAIN_COLUMNS = ["input_ids", "attention_mask", "labels"]
+
+
+RESULTS = Path(__file__).resolve().parent / "results"  # git-ignored
+
+
+def prepare(size):
+    """Params, training texts, tokenized train/val splits and tokenizer for the benchmark's reviews
+    (drawn, stratified and seeded, from `size`'s data: the committed sample unless it names another
+    folder); plain truncation, as the seed recipe. One epoch unless `size` names more."""
+    n_total = size["n_train"] + size["n_val"]
+    params = resolve_params("quick", {"model": size["model"], "n_train": n_total, "val_fraction": size["n_val"] / n_total,
+                                      "max_length": size["max_length"], "batch_size": size["batch_size"],
+                                      "lr": size["lr"], "precision": size["precision"], "checkpoint_every": 0,
+                                      "truncation_head": 1.0, "min_steps": 0, "tracker": "none",
+                                      "data": size.get("data", "sample"), "epochs": size.get("epochs", 1),
+                                      "n_test": 2})  # the test split is not used: the fewest reviews that hold both labels
+    splits = imdb.make_splits(params)
+    splits.pop("test")
+    tokenizer = tokens.prepare_tokenizer(params, splits["train"]["text"].tolist())
+    tokenized = tokens.tokenize_splits(splits, tokenizer, params.max_length)
+    return params, splits["train"]["text"].tolist(), tokenized, tokenizer
 
 
 def loop_precision(params):
@@ -141,9 +165,9 @@ def _never_due(*args, **kwargs):
     return False
 
 
-# ours' epoch-end work, by the names helpers.training reaches it through: (owner, attribute, stand-in, required)
-EPOCH_END_WORK = ((training, "predict_logits", lambda original: _logits_of_a_skipped_validation, True),
-                  (training.LoopState, "end_epoch", _never_improved, True),
+# ours' epoch-end work, by the names helpers.train.trainer reaches it through: (owner, attribute, stand-in, required)
+EPOCH_END_WORK = ((trainer, "predict_logits", lambda original: _logits_of_a_skipped_validation, True),
+                  (trainer.LoopState, "end_epoch", _never_improved, True),
                   (checkpoints.Checkpointer, "save", lambda original: _do_nothing, True),
                   (checkpoints.Checkpointer, "due", lambda original: _never_due, False))  # where checkpoints have a cadence
 
@@ -157,7 +181,7 @@ def epoch_end_work_off():
                if required and not hasattr(owner, name)]
     if missing:
         raise RuntimeError(f"bench/loop_timing.py turns ours' epoch-end work off by replacing {', '.join(missing)}, "
-                           "which helpers.training no longer has: update EPOCH_END_WORK")
+                           "which helpers.train.trainer no longer has: update EPOCH_END_WORK")
     with contextlib.ExitStack() as stack:
         for owner, name, stand_in, _ in EPOCH_END_WORK:
             if hasattr(owner, name):
@@ -166,19 +190,19 @@ def epoch_end_work_off():
 
 
 def train_ours(model, params, tokenized, tokenizer, out_dir, epoch_work):
-    """helpers.training.train as the train stage calls it; (precision, logged losses). With epoch-end
+    """helpers.train.trainer.train as the train stage calls it; (precision, logged losses). With epoch-end
     work on, checkpoints are due every epoch's worth of steps, so one follows each epoch end but the
     last (where ours saves the model instead), as near the Trainer's save_strategy 'epoch' as ours goes."""
     if epoch_work == "on":
         steps_per_epoch, _ = optimization.planned_epochs(math.ceil(len(tokenized["train"]) / params.batch_size),
-                                                     training.TrainSettings.from_params(params))
+                                                     trainer.TrainSettings.from_params(params))
         params = dataclasses.replace(params, checkpoint_every=steps_per_epoch)
-    settings = training.TrainSettings.from_params(params)
+    settings = trainer.TrainSettings.from_params(params)
     with epoch_end_work_off() if epoch_work == "off" else contextlib.nullcontext():
-        history = training.train(model, tokenized, tokenizer, settings, out_dir)
+        history = trainer.train(model, tokenized, tokenizer, settings, out_dir)
     written = [p.name for p in Path(out_dir).glob("*") if p.name in ("model", "checkpoints") and any(p.iterdir())]
     if epoch_work == "off" and written:
-        raise RuntimeError(f"ours wrote {written} with its epoch-end work off: helpers.training saves through "
+        raise RuntimeError(f"ours wrote {written} with its epoch-end work off: helpers.train.trainer saves through "
                            "another path now; update EPOCH_END_WORK in bench/loop_timing.py")
     return loop_precision(params), [step["loss"] for step in history["steps"]]
 
@@ -211,14 +235,14 @@ def trainer_arguments(params, n_train, out_dir, epoch_work, group_by_length):
     keep_best = dict(save_total_limit=params.keep_checkpoints, load_best_model_at_end=True,
                      metric_for_best_model="accuracy", greater_is_better=True) if epoch_work == "on" else {}
     steps_per_epoch, epochs = optimization.planned_epochs(math.ceil(n_train / params.batch_size),
-                                                      training.TrainSettings.from_params(params))
+                                                      trainer.TrainSettings.from_params(params))
     return TrainingArguments(
         output_dir=str(out_dir), per_device_train_batch_size=params.batch_size,
         per_device_eval_batch_size=params.eval_batch_size, num_train_epochs=epochs, learning_rate=params.lr,
         weight_decay=params.weight_decay, lr_scheduler_type="linear",
         warmup_steps=round(params.warmup_ratio * steps_per_epoch * epochs), max_grad_norm=params.max_grad_norm,
         bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=not torch.cuda.is_available(),
-        eval_strategy=per_epoch, save_strategy=per_epoch, logging_strategy="steps", logging_steps=training.LOG_EVERY,
+        eval_strategy=per_epoch, save_strategy=per_epoch, logging_strategy="steps", logging_steps=trainer.LOG_EVERY,
         report_to=[], seed=params.seed, dataloader_num_workers=0, **grouping_arguments(group_by_length), **keep_best)
 
 

@@ -5,7 +5,7 @@
     python bench/recipe.py --variants base,cls --sizes 2000 --seeds 1      # a quick look
     python bench/recipe.py --model /path/to/minilm --sizes 250,500         # weights from a folder
 
-Each run is one teacher trained exactly as the train stage trains it (helpers.training.train,
+Each run is one teacher trained exactly as the train stage trains it (helpers.train.trainer.train,
 the `quick` profile's parameters with the variant's overrides and `n_train` = size), on the
 split `quick` draws with that seed, then scored on the 1,000 committed test reviews and the
 short sentences, beside the TF-IDF baseline fitted on the same split (C on validation).
@@ -31,10 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from helpers import baseline, calibration, data, extra_sets, metrics, models, prediction, tokens  # noqa: E402
-from helpers.accelerators import make_accelerator  # noqa: E402
-from helpers.config import resolve_params  # noqa: E402
-from helpers.training import TrainSettings, train  # noqa: E402
+from helpers.core import models, sentiment
+from helpers.core.accelerators import make_accelerator  # noqa: E402
+from helpers.data import extra_sets, imdb
+from helpers.evaluate import baseline, calibration, metrics
+from helpers.runs.config import resolve_params  # noqa: E402
+from helpers.tokens import tokens
+from helpers.train import prediction
+from helpers.train.trainer import TrainSettings, train  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "recipe.jsonl"
 QUIET = {"checkpoint_every": 0, "tracker": "none", "extra_test": ""}
@@ -62,7 +66,7 @@ VARIANTS = {
 
 def split_for(params):
     """The run's splits, its tokenizer and tokenized splits (test and short sentences included)."""
-    splits = data.make_splits(params)
+    splits = imdb.make_splits(params)
     splits["short"] = extra_sets.load_extra_tests("short")["short"]
     tokenizer = tokens.prepare_tokenizer(params, splits["train"]["text"].tolist())
     tokenized = tokens.tokenize_splits(splits, tokenizer, params.max_length, params.truncation_head)
@@ -94,9 +98,9 @@ def one_run(variant, params, splits, tokenizer, tokenized):
     logits = prediction.predict_sets(best, {name: tokenized[name] for name in ("val", "test", "short")}, tokenizer,
                                      settings.eval_batch_size, make_accelerator(settings))
     temperature = calibration.fit_temperature(logits["val"], tokenized["val"]["labels"])
-    test_probs = prediction.positive_probability(logits["test"], temperature)
+    test_probs = sentiment.positive_probability(logits["test"], temperature)
     return {"test": _accuracy(splits["test"]["label"], test_probs),
-            "short": _accuracy(splits["short"]["label"], prediction.positive_probability(logits["short"])),
+            "short": _accuracy(splits["short"]["label"], sentiment.positive_probability(logits["short"])),
             "val": history["epochs"][-1]["accuracy"], "epochs": len(history["epochs"]),
             "steps": len(history["steps"]), "ece": calibration.expected_calibration_error(test_probs, splits["test"]["label"]),
             "temperature": temperature, "train_seconds": round(train_seconds, 1)}

@@ -8,7 +8,7 @@
 The three variants train one epoch on the same reviews, one after the other in this process,
 each from the same freshly loaded model and seed:
 
-- ours:    helpers.training.train, exactly as the train stage runs it (length-grouped batches
+- ours:    helpers.train.trainer.train, exactly as the train stage runs it (length-grouped batches
            padded to a multiple of 8, attention dropout off, the precision `auto` picks,
            validation and an epoch-end checkpoint included in its time);
 - naive:   the seed report's recipe: every review padded to max_length up front, a plain
@@ -44,14 +44,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 from bench import loop_timing  # noqa: E402
-from bench.loop_timing import loop_precision  # noqa: E402
-from helpers import data, models, prediction, tokens, training  # noqa: E402
-from helpers.accelerators import make_accelerator  # noqa: E402
-from helpers.config import PRECISIONS, resolve_params  # noqa: E402
-from helpers.files import write_json  # noqa: E402
-from helpers.precision import matmul_seconds  # noqa: E402
+from bench.loop_timing import RESULTS, loop_precision, prepare  # noqa: E402
+from helpers.core import models
+from helpers.core.accelerators import make_accelerator  # noqa: E402
+from helpers.core.files import write_json  # noqa: E402
+from helpers.core.precision import matmul_seconds  # noqa: E402
+from helpers.runs.config import PRECISIONS, resolve_params  # noqa: E402
+from helpers.train import prediction, trainer
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SIZES = {
     "full": dict(model="minilm-l6", n_train=512, n_val=256, max_length=256, batch_size=16, lr=1e-4),
     "tiny": dict(model="tiny-random-bert", n_train=32, n_val=16, max_length=64, batch_size=8, lr=1e-3),
@@ -89,24 +89,6 @@ def summarize(seeded_runs, peaks):
             "val_accuracy_max": max(accuracies), "val_accuracy_runs": accuracies}
 
 
-def prepare(size):
-    """Params, training texts, tokenized train/val splits and tokenizer for the benchmark's reviews
-    (drawn, stratified and seeded, from `size`'s data: the committed sample unless it names another
-    folder); plain truncation, as the seed recipe. One epoch unless `size` names more."""
-    n_total = size["n_train"] + size["n_val"]
-    params = resolve_params("quick", {"model": size["model"], "n_train": n_total, "val_fraction": size["n_val"] / n_total,
-                                      "max_length": size["max_length"], "batch_size": size["batch_size"],
-                                      "lr": size["lr"], "precision": size["precision"], "checkpoint_every": 0,
-                                      "truncation_head": 1.0, "min_steps": 0, "tracker": "none",
-                                      "data": size.get("data", "sample"), "epochs": size.get("epochs", 1),
-                                      "n_test": 2})  # the test split is not used: the fewest reviews that hold both labels
-    splits = data.make_splits(params)
-    splits.pop("test")
-    tokenizer = tokens.prepare_tokenizer(params, splits["train"]["text"].tolist())
-    tokenized = tokens.tokenize_splits(splits, tokenizer, params.max_length)
-    return params, splits["train"]["text"].tolist(), tokenized, tokenizer
-
-
 def measure(run, params, tokenized, tokenizer, device, attention_dropout, texts):
     """Train one variant from a fresh model; its time, tokens, FLOPs, memory and validation accuracy."""
     model = models.load_teacher(params.model, tokenizer, params.seed, attention_dropout)
@@ -123,10 +105,10 @@ def measure(run, params, tokenized, tokenizer, device, attention_dropout, texts)
 
 
 def run_ours(model, params, tokenized, tokenizer, texts):
-    settings = training.TrainSettings.from_params(params)
+    settings = trainer.TrainSettings.from_params(params)
     small_val = tokenized["val"].select(range(8))  # the loop validates each epoch; scoring happens outside
     with tempfile.TemporaryDirectory() as out_dir:
-        training.train(model, {"train": tokenized["train"], "val": small_val}, tokenizer, settings, out_dir)
+        trainer.train(model, {"train": tokenized["train"], "val": small_val}, tokenizer, settings, out_dir)
     return loop_precision(params)
 
 
@@ -236,7 +218,7 @@ class PeakMemory:
 
 
 def validation_accuracy(model, params, tokenized, tokenizer):
-    settings = training.TrainSettings.from_params(params)
+    settings = trainer.TrainSettings.from_params(params)
     logits = prediction.predict_sets(model, {"val": tokenized["val"]}, tokenizer, settings.eval_batch_size,
                                      make_accelerator(settings))["val"]
     return float((logits.argmax(-1) == np.asarray(tokenized["val"]["labels"])).mean())

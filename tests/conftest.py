@@ -10,14 +10,16 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from helpers import data, models, tokens  # noqa: E402
-from helpers.config import resolve_params  # noqa: E402
+from helpers.core import models
+from helpers.data import imdb
+from helpers.runs.config import resolve_params  # noqa: E402
+from helpers.tokens import tokens
 
 
 @pytest.fixture(scope="session")
 def sample():
     """The committed IMDB sample: {'train': frame, 'test': frame}."""
-    return data.load_imdb("sample")
+    return imdb.load_imdb("sample")
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +62,7 @@ def synthetic(tiny_tokenizer):
 def cpu_with(monkeypatch):
     """Pretend this CPU has (or lacks) bf16 instructions and that bf16 products take `bf16_seconds`
     (fp32: 1 s); the real timing is uncached around the test."""
-    from helpers import precision
+    from helpers.core import precision
 
     def pretend(bf16_flag, bf16_seconds=None):
         for flag in precision.BF16_CPU_FLAGS:
@@ -80,8 +82,8 @@ def cpu_with(monkeypatch):
 def smoke_run_dir(tmp_path_factory):
     """A finished `smoke` run (every stage, run in this process): made once, shared by the tests that read
     a whole run folder (helpers.predict, helpers.export). Read it; never change it."""
-    from helpers import stages
-    from helpers.run_folder import open_run
+    from helpers.pipeline import stages
+    from helpers.pipeline.checks import open_run
 
     run = open_run("smoke", tmp_path_factory.mktemp("smoke") / "run")
     for stage in (stages.data_stage, stages.tokenize_stage, stages.train_stage, stages.evaluate_stage,
@@ -94,7 +96,7 @@ def smoke_run_dir(tmp_path_factory):
 def smoke_export_dir(smoke_run_dir, tmp_path_factory):
     """helpers.export's folder for the smoke run, the teacher exported too."""
     pytest.importorskip("onnxruntime", reason="the export extra: pip install -e .[export]")
-    from helpers import export
+    from helpers.serve import export
 
     out = tmp_path_factory.mktemp("export") / "export"
     export.export_run(smoke_run_dir, out, teacher=True)

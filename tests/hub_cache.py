@@ -62,7 +62,7 @@ def imdb_slice(sample, tokenizer, n_train, n_short_test, n_long_test):
 
 def unlabelled_slice(n):
     """The `n` shortest reviews of the shipped unlabelled slice, labelled -1 as the hub's unsupervised split is."""
-    from helpers.unlabelled import load_unlabelled
+    from helpers.data.unlabelled import load_unlabelled
 
     frame = load_unlabelled("sample")
     return frame.loc[frame["text"].str.len().nsmallest(n).index].assign(label=-1).reset_index(drop=True)
@@ -71,8 +71,12 @@ def unlabelled_slice(n):
 def write_models(cache, tokenizer):
     """bert-base-uncased and distilbert-base-uncased at their real sizes, random weights, saved as safetensors."""
     import torch
-    from transformers import (BertConfig, BertForSequenceClassification, DistilBertConfig,
-                              DistilBertForSequenceClassification)
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+    )
 
     torch.manual_seed(0)
     for name, model in ((TEACHER, BertForSequenceClassification(BertConfig())),

@@ -9,10 +9,12 @@ from papermill.translators import translate_parameters
 from safetensors.torch import save_file
 from transformers import BertConfig, ViTConfig
 
-from helpers import data, models, stages
-from helpers.config import ConfigError
-from helpers.data import DataError, DataWarning
-from helpers.run_folder import open_run
+from helpers.core import models
+from helpers.core.errors import ConfigError, DataError
+from helpers.data import imdb
+from helpers.data.imdb import DataWarning
+from helpers.pipeline import stages
+from helpers.pipeline.checks import open_run
 
 N_TRAIN, N_TEST = 40, 20
 
@@ -40,8 +42,8 @@ def _write(folder, frames, kind="parquet"):
 
 @pytest.fixture
 def frames(sample):
-    return {"train": data.stratified_sample(sample["train"], N_TRAIN, 0).reset_index(drop=True),
-            "test": data.stratified_sample(sample["test"], N_TEST, 0).reset_index(drop=True)}
+    return {"train": imdb.stratified_sample(sample["train"], N_TRAIN, 0).reset_index(drop=True),
+            "test": imdb.stratified_sample(sample["test"], N_TEST, 0).reset_index(drop=True)}
 
 
 def _overrides(folder, **more):
@@ -131,7 +133,7 @@ def test_pos_neg_labels_are_mapped_and_said_so(tmp_path, frames):
     train = frames["train"].assign(label=frames["train"]["label"].map({0: "neg", 1: "POS"}))
     _write(tmp_path, {"train": train, "test": frames["test"]}, "csv")
     with pytest.warns(DataWarning, match=r"train.csv: text labels mapped to numbers: 'neg' -> 0, 'POS' -> 1"):
-        loaded = data.load_imdb(str(tmp_path))
+        loaded = imdb.load_imdb(str(tmp_path))
     assert loaded["train"]["label"].tolist() == frames["train"]["label"].tolist()
     assert loaded["train"]["label"].dtype == "int64"
 
@@ -160,7 +162,7 @@ def test_a_review_of_several_megabytes_is_truncated_not_a_crash(tmp_path, frames
     run = open_run("smoke", tmp_path / "run", _overrides(tmp_path, val_fraction=0.1))
     stages.data_stage(run)
     stages.tokenize_stage(run)
-    from helpers.tokens import load_tokenized
+    from helpers.tokens.tokens import load_tokenized
 
     tokenized = load_tokenized(run.dir / "tokenize")
     lengths = [n for split in ("train", "val") for n in tokenized[split]["full_length"]]
@@ -254,7 +256,7 @@ def test_nothing_loads_weights_unsafely():
 
     import helpers
 
-    lines = [(path.name, line) for path in Path(helpers.__file__).parent.glob("*.py") for line in path.read_text().splitlines()]
+    lines = [(path.name, line) for path in Path(helpers.__file__).parent.rglob("*.py") for line in path.read_text().splitlines()]
     assert not [line for _, line in lines if "trust_remote_code" in line]
     loads = [(name, line) for name, line in lines if "torch.load(" in line]
     weights = [(name, line) for name, line in lines if "ForSequenceClassification.from_pretrained(" in line]

@@ -3,8 +3,9 @@ import inspect
 import numpy as np
 import pytest
 
-from helpers import baseline, data, metrics
-from helpers.config import resolve_params
+from helpers.data import imdb
+from helpers.evaluate import baseline, metrics
+from helpers.runs.config import resolve_params
 
 FILLER = "the film story actor scene plot music camera ending script".split()
 
@@ -86,7 +87,7 @@ def test_the_same_seed_gives_the_same_model():
 @pytest.fixture(scope="module")
 def quick_splits():
     """The `quick` profile's split of the committed sample: 1,800 train, 200 validation, 1,000 test reviews."""
-    return data.make_splits(resolve_params("quick"))
+    return imdb.make_splits(resolve_params("quick"))
 
 
 def test_on_the_committed_sample_it_is_well_above_chance(quick_splits):

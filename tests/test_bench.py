@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from helpers import stages
-from helpers.config import PROJECT_ROOT
-from helpers.run_folder import open_run
+from helpers.core.files import PROJECT_ROOT
+from helpers.pipeline import stages
+from helpers.pipeline.checks import open_run
 
 pytestmark = pytest.mark.slow
 

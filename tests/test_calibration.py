@@ -4,7 +4,8 @@ import torch
 from matplotlib.figure import Figure
 from scipy.special import softmax
 
-from helpers import calibration, models, plots
+from helpers.core import models
+from helpers.evaluate import calibration, plots
 
 
 def test_ece_matches_a_hand_count():

@@ -16,10 +16,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import batching, checkpoint_files, checkpoints, models, training
-from helpers.config import resolve_params
-from helpers.files import DiskFullError
-from helpers.training import TrainSettings
+from helpers.core import models
+from helpers.core.files import DiskFullError
+from helpers.runs.config import resolve_params
+from helpers.train import batching, checkpoint_files, checkpoints, trainer
+from helpers.train.trainer import TrainSettings
 
 
 def _settings(**changes):
@@ -30,7 +31,7 @@ def _settings(**changes):
 
 def _train(out_dir, synthetic, tokenizer, **changes):
     model = models.load_teacher(models.TINY, tokenizer, seed=0)
-    history = training.train(model, synthetic, tokenizer, _settings(**changes), out_dir)
+    history = trainer.train(model, synthetic, tokenizer, _settings(**changes), out_dir)
     return model, history
 
 
@@ -60,8 +61,8 @@ def test_checkpoints_hold_everything_needed_to_resume(finished):
     assert progress["format"] == checkpoint_files.FORMAT
     # the checksums were taken from memory while writing: they match the files as read back
     assert progress["sha256"] == {name: checkpoint_files._sha256(newest / name) for name in ("model.safetensors", "trainer_state.pt")}
-    loop = progress["state"]  # training.LoopState, whole
-    assert set(loop) == {f.name for f in dataclasses.fields(training.LoopState)}
+    loop = progress["state"]  # trainer.LoopState, whole
+    assert set(loop) == {f.name for f in dataclasses.fields(trainer.LoopState)}
     assert (loop["epoch"], loop["batches_done"], loop["step"]) == (2, 8, 20)
     expected = json.loads(json.dumps(history))
     assert loop["history"]["steps"] == expected["steps"][:20] and loop["history"]["epochs"] == expected["epochs"][:1]
@@ -84,7 +85,7 @@ def test_the_best_model_and_its_epoch_end_checkpoint_share_one_weights_file(tmp_
                                                                             monkeypatch):
     """Written once: the checkpoint after epoch 1 links the best model's model.safetensors. The folder is
     still what transformers writes (save_pretrained, byte for byte) and loads."""
-    real_scores = training.validation_scores
+    real_scores = trainer.validation_scores
     epochs_seen = []
 
     def epoch_1_best(logits, labels):  # epoch 2 scores lower, so epoch 1's model stays the best
@@ -92,7 +93,7 @@ def test_the_best_model_and_its_epoch_end_checkpoint_share_one_weights_file(tmp_
         scores = real_scores(logits, labels)
         return {**scores, "accuracy": 1.0 if len(epochs_seen) == 1 else 0.0}
 
-    monkeypatch.setattr(training, "validation_scores", epoch_1_best)
+    monkeypatch.setattr(trainer, "validation_scores", epoch_1_best)
     _train(tmp_path, synthetic, tiny_tokenizer, checkpoint_every=100)
     model_file, checkpoint_file = tmp_path / "model" / "model.safetensors", tmp_path / "checkpoints" / "step-00000012" / "model.safetensors"
     assert os.path.samefile(model_file, checkpoint_file) and model_file.stat().st_nlink == 2
@@ -126,7 +127,7 @@ def test_a_run_broken_off_mid_epoch_resumes_to_the_same_weights(tmp_path, finish
                                                                 monkeypatch, capsys):
     out_dir, history = finished
     calls = {"n": 0}
-    real_forward = training.forward
+    real_forward = trainer.forward
 
     def failing_forward(model, batch):
         calls["n"] += model.training
@@ -134,10 +135,10 @@ def test_a_run_broken_off_mid_epoch_resumes_to_the_same_weights(tmp_path, finish
             raise KeyboardInterrupt
         return real_forward(model, batch)
 
-    monkeypatch.setattr(training, "forward", failing_forward)
+    monkeypatch.setattr(trainer, "forward", failing_forward)
     with pytest.raises(KeyboardInterrupt):
         _train(tmp_path, synthetic, tiny_tokenizer)
-    monkeypatch.setattr(training, "forward", real_forward)
+    monkeypatch.setattr(trainer, "forward", real_forward)
     _, resumed = _train(tmp_path, synthetic, tiny_tokenizer)
     assert "resuming from checkpoint step-00000015: epoch 2, 3 batch(es)" in capsys.readouterr().out
     assert _weights(tmp_path) == _weights(out_dir)
@@ -221,7 +222,7 @@ def test_on_google_drive_rotation_leaves_only_empty_files_to_the_trash(tmp_path,
                                                                        monkeypatch, capsys):
     import shutil
 
-    from helpers import files
+    from helpers.core import files
 
     monkeypatch.setattr(files, "DRIVE_MOUNT", tmp_path)  # this folder plays a mounted Google Drive
     removed, real_rmtree = [], shutil.rmtree
@@ -315,11 +316,11 @@ def _reviews(n, seed):
 
 def _saved_steps(tmp_path, tiny_tokenizer, monkeypatch, capsys, stage, seconds_per_step, **changes):
     clock = FakeClock()
-    monkeypatch.setattr(training, "Cadence", functools.partial(checkpoints.Cadence, clock=clock))
-    monkeypatch.setattr(training, "Stepper", _free_steps(clock, seconds_per_step))
+    monkeypatch.setattr(trainer, "Cadence", functools.partial(checkpoints.Cadence, clock=clock))
+    monkeypatch.setattr(trainer, "Stepper", _free_steps(clock, seconds_per_step))
     data = {"train": _reviews(SUBSET_REVIEWS[stage], 0), "val": _reviews(100, 1)}
     settings = _settings(epochs=3, checkpoint_every=0, keep_checkpoints=10, **changes)
-    history = training.train(models.load_teacher(models.TINY, tiny_tokenizer, seed=0), data, tiny_tokenizer,
+    history = trainer.train(models.load_teacher(models.TINY, tiny_tokenizer, seed=0), data, tiny_tokenizer,
                              settings, tmp_path / f"{stage}-{seconds_per_step}")
     saved = [int(name) for name in re.findall(r"checkpoint step-(\d+) saved", capsys.readouterr().out)]
     return saved, len(history["steps"])
@@ -370,7 +371,7 @@ class _FullDiskFile:
 
 
 def _fill_the_disk_at(monkeypatch, name, count, folder_prefix=""):
-    """From the `count`-th file `name` that helpers.checkpoint_files opens for writing (in a folder whose name starts
+    """From the `count`-th file `name` that helpers.train.checkpoint_files opens for writing (in a folder whose name starts
     with `folder_prefix`), the disk is full."""
     opened = []
 

@@ -1,4 +1,4 @@
-"""helpers.colab: nothing outside Colab; on a faked Colab, the GPU check and run folders on Drive."""
+"""helpers.pipeline.colab: nothing outside Colab; on a faked Colab, the GPU check and run folders on Drive."""
 import sys
 import types
 from pathlib import Path
@@ -7,11 +7,11 @@ import nbformat
 import pytest
 import torch
 
-from helpers import colab, notebook
-from helpers.config import PROJECT_ROOT
-from helpers.config import resolve_params
-from helpers.layout import NOTEBOOKS as STAGE_NOTEBOOKS
-from helpers.run import NOTEBOOK_DIR, NOTEBOOKS
+from helpers.core.files import PROJECT_ROOT
+from helpers.pipeline import colab, notebook
+from helpers.pipeline.runner import NOTEBOOK_DIR, NOTEBOOKS
+from helpers.runs.config import resolve_params
+from helpers.runs.layout import NOTEBOOKS as STAGE_NOTEBOOKS
 
 STAGES = {notebook: stage for stage, notebook in STAGE_NOTEBOOKS.items()}
 

@@ -16,10 +16,10 @@ import sys
 import nbformat
 import pytest
 
-from helpers import layout
-from helpers.colab import DRIVE_RUNS
-from helpers.config import PROJECT_ROOT
-from helpers.run import NOTEBOOK_DIR
+from helpers.core.files import PROJECT_ROOT
+from helpers.pipeline.colab import DRIVE_RUNS
+from helpers.pipeline.runner import NOTEBOOK_DIR
+from helpers.runs import layout
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,7 @@
 import pytest
 
-from helpers.config import ConfigError, Params, available_profiles, make_params, read_profile, resolve_params
+from helpers.core.errors import ConfigError
+from helpers.runs.config import Params, available_profiles, make_params, read_profile, resolve_params
 
 REQUIRED_NAMES = ("data", "model", "student_model", "n_train", "n_test", "max_length", "epochs", "batch_size", "lr", "seed")
 

@@ -1,9 +1,9 @@
 import pandas as pd
 import pytest
-
-from helpers import data
-from helpers.config import resolve_params
 from hub_cache import write_dataset
+
+from helpers.data import imdb
+from helpers.runs.config import resolve_params
 
 
 def test_sample_is_balanced_and_sized(sample):
@@ -23,14 +23,14 @@ def _write(folder, frames, kind):
 
 
 def _small(sample, n=20):
-    return {split: data.stratified_sample(frame, n, 0).reset_index(drop=True) for split, frame in sample.items()}
+    return {split: imdb.stratified_sample(frame, n, 0).reset_index(drop=True) for split, frame in sample.items()}
 
 
 @pytest.mark.parametrize("kind", ["parquet", "csv"])
 def test_local_parquet_and_csv_folders_load(tmp_path, sample, kind):
     small = _small(sample)
     _write(tmp_path, small, kind)
-    loaded = data.load_imdb(str(tmp_path))
+    loaded = imdb.load_imdb(str(tmp_path))
     for split in ("train", "test"):
         pd.testing.assert_frame_equal(loaded[split], small[split])
 
@@ -42,16 +42,16 @@ def test_original_aclimdb_layout_loads(tmp_path, sample):
             folder = tmp_path / "aclImdb" / split / ("pos" if label else "neg")
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"{i}_{8 if label else 2}.txt").write_text(text, encoding="utf-8")
-    loaded = data.load_imdb(str(tmp_path / "aclImdb"))
+    loaded = imdb.load_imdb(str(tmp_path / "aclImdb"))
     for split in ("train", "test"):
         assert sorted(loaded[split]["text"]) == sorted(small[split]["text"])
         assert loaded[split]["label"].sum() == small[split]["label"].sum()
 
 
 def test_stratified_sample_is_seeded_and_balanced(sample):
-    a = data.stratified_sample(sample["train"], 100, seed=1)
-    b = data.stratified_sample(sample["train"], 100, seed=1)
-    c = data.stratified_sample(sample["train"], 100, seed=2)
+    a = imdb.stratified_sample(sample["train"], 100, seed=1)
+    b = imdb.stratified_sample(sample["train"], 100, seed=1)
+    c = imdb.stratified_sample(sample["train"], 100, seed=2)
     pd.testing.assert_frame_equal(a, b)
     assert not a.index.equals(c.index)
     assert a["label"].sum() == 50
@@ -59,7 +59,7 @@ def test_stratified_sample_is_seeded_and_balanced(sample):
 
 def test_validation_comes_from_train_and_test_stays_apart(sample):
     params = resolve_params("smoke", {"n_train": 200, "n_test": 60, "val_fraction": 0.2})
-    splits = data.make_splits(params)
+    splits = imdb.make_splits(params)
     assert {k: len(v) for k, v in splits.items()} == {"train": 160, "val": 40, "test": 60}
     train_texts = set(sample["train"]["text"])
     assert set(splits["val"]["text"]) <= train_texts
@@ -70,15 +70,15 @@ def test_validation_comes_from_train_and_test_stays_apart(sample):
 
 
 def test_splits_round_trip_through_the_run_folder(tmp_path, smoke_params):
-    splits = data.make_splits(smoke_params)
-    data.save_splits(splits, tmp_path)
-    loaded = data.load_splits(tmp_path)
+    splits = imdb.make_splits(smoke_params)
+    imdb.save_splits(splits, tmp_path)
+    loaded = imdb.load_splits(tmp_path)
     for name in splits:
         pd.testing.assert_frame_equal(loaded[name], splits[name])
 
 
 def test_summary_counts_labels(smoke_params):
-    summary = data.split_summary(data.make_splits(smoke_params))
+    summary = imdb.split_summary(imdb.make_splits(smoke_params))
     assert summary.loc["train", "negative"] == summary.loc["train", "positive"]
     assert summary["reviews"].sum() == smoke_params.n_train + smoke_params.n_test
 
@@ -91,8 +91,8 @@ def test_a_csv_with_a_byte_order_mark_loads_as_one_without(tmp_path, sample):
         raw = (tmp_path / "plain" / f"{split}.csv").read_bytes()
         (tmp_path / "bom").mkdir(exist_ok=True)
         (tmp_path / "bom" / f"{split}.csv").write_bytes(b"\xef\xbb\xbf" + raw)
-    data.check_source(str(tmp_path / "bom"), {"train": 20, "test": 20})
-    with_mark, without = data.load_imdb(str(tmp_path / "bom")), data.load_imdb(str(tmp_path / "plain"))
+    imdb.check_source(str(tmp_path / "bom"), {"train": 20, "test": 20})
+    with_mark, without = imdb.load_imdb(str(tmp_path / "bom")), imdb.load_imdb(str(tmp_path / "plain"))
     for split in small:
         pd.testing.assert_frame_equal(with_mark[split], without[split])
 
@@ -116,7 +116,7 @@ def test_a_cached_hub_dataset_loads_offline_from_its_parquet_shards(hub_cache_di
         "plain_text/test-00000-of-00001.parquet": small["test"],
         "plain_text/unsupervised-00000-of-00001.parquet": unlabelled,
     })
-    loaded = data.load_imdb("someone/imdb")
+    loaded = imdb.load_imdb("someone/imdb")
     for split in ("train", "test"):
         pd.testing.assert_frame_equal(loaded[split], small[split])  # shards concatenated in order
 
@@ -134,15 +134,15 @@ def test_a_hub_dataset_without_parquet_files_goes_through_datasets(hub_cache_dir
         return datasets.DatasetDict({s: datasets.Dataset.from_pandas(f) for s, f in small.items()})
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-    loaded = data.load_imdb("someone/csv-imdb")
+    loaded = imdb.load_imdb("someone/csv-imdb")
     assert asked == ["someone/csv-imdb"]
     pd.testing.assert_frame_equal(loaded["test"], small["test"])
 
 
 def test_a_hub_dataset_not_in_the_cache_is_refused_offline_with_the_fix(hub_cache_dir):
-    with pytest.raises(data.DataError, match=r"not in the local cache and the hub cannot be reached "
+    with pytest.raises(imdb.DataError, match=r"not in the local cache and the hub cannot be reached "
                                              r"\(HF_HUB_OFFLINE is set\).*data: sample"):
-        data.load_imdb("someone/never-downloaded")
+        imdb.load_imdb("someone/never-downloaded")
 
 
 def test_the_checks_before_a_run_leave_hub_names_to_the_data_stage(monkeypatch):
@@ -152,4 +152,4 @@ def test_the_checks_before_a_run_leave_hub_names_to_the_data_stage(monkeypatch):
         raise AssertionError("check_source asked the hub")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", refuse)
-    data.check_source("stanfordnlp/imdb", {"train": 100, "test": 100})
+    imdb.check_source("stanfordnlp/imdb", {"train": 100, "test": 100})

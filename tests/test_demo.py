@@ -3,10 +3,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import demo, metrics, prediction, tokens
-from helpers.config import resolve_params
-from helpers.files import write_frame, write_json
-from helpers.run_folder import Run
+from helpers.core import sentiment
+from helpers.core.files import write_frame, write_json
+from helpers.evaluate import demo, metrics
+from helpers.runs.config import resolve_params
+from helpers.runs.run_folder import Run
+from helpers.tokens import tokens
+from helpers.train import prediction
 
 LONG = "the plot drags on " * 60 + "but the ending is excellent"
 
@@ -45,14 +48,14 @@ def test_a_short_review_loses_nothing_and_the_label_follows_the_probability(tiny
 
 
 def test_the_probability_is_the_one_batch_prediction_gives(tiny_teacher, tiny_tokenizer):
-    from helpers.accelerators import make_accelerator
-    from helpers.training import TrainSettings
+    from helpers.core.accelerators import make_accelerator
+    from helpers.train.trainer import TrainSettings
 
     frame = pd.DataFrame({"text": [LONG, "a fine film"], "label": [1, 1]})
     ds = tokens.tokenize_splits({"t": frame}, tiny_tokenizer, 32, 0.25)["t"]
     settings = TrainSettings.from_params(resolve_params("smoke"))
     logits = prediction.predict_sets(tiny_teacher, {"t": ds}, tiny_tokenizer, 2, make_accelerator(settings))["t"]
-    batch = prediction.positive_probability(logits)
+    batch = sentiment.positive_probability(logits)
     one = [demo.explain(t, tiny_teacher, tiny_tokenizer, 32, 0.25).prob_positive for t in frame["text"]]
     np.testing.assert_allclose(one, batch, atol=1e-5)
 
@@ -130,5 +133,5 @@ def test_the_demo_predicts_with_the_evaluate_stages_temperature_and_leaves_the_s
     calibrated = demo.explain("a fine film", model, tokenizer, 32).prob_positive
     raw_logits = prediction.predict_logits(tiny_teacher.eval(), tokens.tokenize_splits(
         {"t": pd.DataFrame({"text": ["a fine film"], "label": [0]})}, tiny_tokenizer, 32)["t"], tiny_tokenizer, 1)
-    assert calibrated == pytest.approx(float(prediction.positive_probability(raw_logits, 2.0)[0]), abs=1e-5)
+    assert calibrated == pytest.approx(float(sentiment.positive_probability(raw_logits, 2.0)[0]), abs=1e-5)
     assert (run.dir / "train" / "model" / "model.safetensors").read_bytes() == saved

@@ -6,7 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import accelerators, distill, metrics, model_comparison, models, prediction, training
+from helpers.core import accelerators, models, sentiment
+from helpers.core.int8 import quantize_int8
+from helpers.distill import distillation, model_comparison
+from helpers.evaluate import metrics
+from helpers.train import prediction, trainer
 
 ONNX = importlib.util.find_spec("onnxruntime") is not None  # the export extra adds the ONNX Runtime rows
 
@@ -18,13 +22,13 @@ def _batch(teacher_logits, labels):
 def test_alpha_one_is_plain_cross_entropy():
     logits = torch.tensor([[2.0, -1.0], [0.5, 0.3]])
     batch = _batch([[0.0, 3.0], [1.0, 1.0]], [0, 1])
-    loss = distill.distillation_loss(logits, batch, temperature=4.0, alpha=1.0)
+    loss = distillation.distillation_loss(logits, batch, temperature=4.0, alpha=1.0)
     torch.testing.assert_close(loss, F.cross_entropy(logits, batch["labels"]))
 
 
 def test_soft_term_vanishes_when_student_matches_teacher():
     logits = torch.tensor([[2.0, -1.0], [0.5, 0.3]])
-    loss = distill.distillation_loss(logits, _batch(logits.tolist(), [0, 1]), temperature=2.0, alpha=0.0)
+    loss = distillation.distillation_loss(logits, _batch(logits.tolist(), [0, 1]), temperature=2.0, alpha=0.0)
     assert loss.item() == pytest.approx(0.0, abs=1e-7)
 
 
@@ -33,7 +37,7 @@ def test_soft_term_is_kl_at_temperature_times_t_squared():
     p = F.softmax(torch.tensor(teacher) / t, -1)
     q = F.softmax(student / t, -1)
     expected = (p * (p / q).log()).sum() * t**2
-    loss = distill.distillation_loss(student, _batch(teacher, [1]), temperature=t, alpha=0.0)
+    loss = distillation.distillation_loss(student, _batch(teacher, [1]), temperature=t, alpha=0.0)
     torch.testing.assert_close(loss, expected)
 
 
@@ -41,45 +45,45 @@ def test_an_unlabelled_review_learns_from_the_teacher_alone():
     logits = torch.tensor([[2.0, -1.0], [0.5, 0.3]])
     batch = _batch([[0.0, 3.0], [1.0, -2.0]], [1, -1])  # the second review has no label
     t, alpha = 2.0, 0.7
-    hard, soft, labelled = distill.distillation_terms(logits, batch, t)
+    hard, soft, labelled = distillation.distillation_terms(logits, batch, t)
     assert labelled.tolist() == [True, False] and hard[1].item() == 0.0
     expected = (alpha * F.cross_entropy(logits[:1], batch["labels"][:1]) + (1 - alpha) * soft[0] + soft[1]) / 2
-    torch.testing.assert_close(distill.distillation_loss(logits, batch, t, alpha), expected)
+    torch.testing.assert_close(distillation.distillation_loss(logits, batch, t, alpha), expected)
     only_unlabelled = _batch([[0.0, 3.0]], [-1])  # a batch with no label at all still has a finite loss
-    assert torch.isfinite(distill.distillation_loss(logits[:1], only_unlabelled, t, alpha))
+    assert torch.isfinite(distillation.distillation_loss(logits[:1], only_unlabelled, t, alpha))
 
 
 def test_the_students_reviews_are_the_labelled_then_the_unlabelled(tiny_tokenizer):
     import pandas as pd
 
-    from helpers.config import resolve_params
+    from helpers.runs.config import resolve_params
 
     params = resolve_params("smoke")
     splits = {"train": pd.DataFrame({"text": ["a fine film", "a poor film"], "label": [1, 0]})}
-    from helpers.tokens import tokenize_splits
+    from helpers.tokens.tokens import tokenize_splits
 
     train = tokenize_splits(splits, tiny_tokenizer, params.max_length)["train"]
     extra = pd.DataFrame({"text": ["never saw it", "saw it twice, a gem", "meh"], "label": [-1, -1, -1]})
-    both = distill.with_unlabelled(train, extra, tiny_tokenizer, params)
+    both = distillation.with_unlabelled(train, extra, tiny_tokenizer, params)
     assert both["labels"] == [1, 0, -1, -1, -1] and len(both) == 5
     assert both[2]["input_ids"] == tiny_tokenizer("never saw it")["input_ids"]
-    assert distill.with_unlabelled(train, None, tiny_tokenizer, params) is train
+    assert distillation.with_unlabelled(train, None, tiny_tokenizer, params) is train
 
 
 def test_teacher_logits_travel_with_the_training_reviews(tiny_teacher, tiny_tokenizer):
-    from helpers.config import resolve_params
-    from helpers.batching import make_loader
-    from helpers.training import TrainSettings
+    from helpers.runs.config import resolve_params
+    from helpers.train.batching import make_loader
+    from helpers.train.trainer import TrainSettings
 
     ds = datasets.Dataset.from_dict({"input_ids": [[2, 50, 60, 3], [2, 70, 3]], "attention_mask": [[1] * 4, [1] * 3],
                                      "labels": [1, 0]})
     accelerator = accelerators.make_accelerator(TrainSettings.from_params(resolve_params("smoke")))
-    with_logits = distill.add_teacher_logits(tiny_teacher, ds, tiny_tokenizer, 2, accelerator)
-    assert len(with_logits[distill.TEACHER_LOGITS]) == 2 and len(with_logits[distill.TEACHER_LOGITS][0]) == 2
-    np.testing.assert_allclose(with_logits[distill.TEACHER_LOGITS], prediction.predict_logits(tiny_teacher, ds, tiny_tokenizer, 2),
+    with_logits = distillation.add_teacher_logits(tiny_teacher, ds, tiny_tokenizer, 2, accelerator)
+    assert len(with_logits[distillation.TEACHER_LOGITS]) == 2 and len(with_logits[distillation.TEACHER_LOGITS][0]) == 2
+    np.testing.assert_allclose(with_logits[distillation.TEACHER_LOGITS], prediction.predict_logits(tiny_teacher, ds, tiny_tokenizer, 2),
                                atol=1e-6)  # the teacher's own logits, raw, in the reviews' order
-    batch = next(iter(make_loader(with_logits, tiny_tokenizer, 2, extra_columns=(distill.TEACHER_LOGITS,))))
-    assert batch[distill.TEACHER_LOGITS].shape == (2, 2)
+    batch = next(iter(make_loader(with_logits, tiny_tokenizer, 2, extra_columns=(distillation.TEACHER_LOGITS,))))
+    assert batch[distillation.TEACHER_LOGITS].shape == (2, 2)
 
 
 def _row(params, size_mb, speed, test, sample):
@@ -139,8 +143,8 @@ def rows_baseline(comparison):
 
 
 def test_compare_scores_every_model_on_the_same_sample_of_every_set(tiny_teacher, tiny_tokenizer, synthetic, tmp_path):
-    from helpers import baseline
-    from helpers.config import resolve_params
+    from helpers.evaluate import baseline
+    from helpers.runs.config import resolve_params
 
     student = models.distil_from_teacher(tiny_teacher)
     sets = {"test": synthetic["val"], "short": synthetic["train"].select(range(30))}  # 64 and 30 reviews
@@ -150,7 +154,7 @@ def test_compare_scores_every_model_on_the_same_sample_of_every_set(tiny_teacher
     bag_of_words = baseline.fit_baseline(texts["test"][:40], sets["test"]["labels"][:40], texts["test"][40:],
                                          sets["test"]["labels"][40:], seed=0)
     probs = {name: {"baseline": baseline.baseline_proba(bag_of_words, texts[name]),
-                    **{who: prediction.positive_probability(prediction.predict_logits(model, ds, tiny_tokenizer, 16))
+                    **{who: sentiment.positive_probability(prediction.predict_logits(model, ds, tiny_tokenizer, 16))
                        for who, model in (("teacher", tiny_teacher), ("student", student))}}
              for name, ds in sets.items()}
     for name, model in (("teacher", tiny_teacher), ("student", student)):
@@ -159,8 +163,8 @@ def test_compare_scores_every_model_on_the_same_sample_of_every_set(tiny_teacher
     n_params, size_mb, speed = baseline.footprint(bag_of_words, [texts["test"][i] for i in timed])
     footprint = {"params": n_params, "size_mb": size_mb, "reviews_per_s": speed}  # as the evaluate stage measures it
     onnx_dir = None
-    if ONNX:  # the student's ONNX copies, as the distill stage writes them (helpers.export.student_copies)
-        from helpers import export
+    if ONNX:  # the student's ONNX copies, as the distill stage writes them (helpers.serve.export.student_copies)
+        from helpers.serve import export
 
         onnx_dir = tmp_path / "onnx"
         onnx_dir.mkdir()
@@ -203,35 +207,35 @@ def test_compare_scores_every_model_on_the_same_sample_of_every_set(tiny_teacher
 def test_a_model_that_predicted_in_bf16_leaves_plain_and_quantizes(tiny_teacher, tiny_tokenizer, synthetic):
     """The bug a bf16 CPU met: predicting through Accelerate wrapped forward in bf16 autocast, the int8
     copy kept the wrapper and its int8 layers got bf16 activations ("expected scalar type Float")."""
-    from helpers.config import resolve_params
+    from helpers.runs.config import resolve_params
 
     student = models.distil_from_teacher(tiny_teacher)
-    settings = training.TrainSettings.from_params(resolve_params("smoke", {"precision": "bf16"}))
+    settings = trainer.TrainSettings.from_params(resolve_params("smoke", {"precision": "bf16"}))
     prediction.predict_sets(student, {"val": synthetic["val"]}, tiny_tokenizer, 16, accelerators.make_accelerator(settings))
     assert "_original_forward" not in student.__dict__  # Accelerate's autocast wrapper is gone
     outputs = []
     student.classifier.register_forward_hook(lambda module, args, out: outputs.append(out.dtype))
     fp32 = prediction.predict_logits(student, synthetic["val"], tiny_tokenizer, 16)
     assert set(outputs) == {torch.float32}  # timed on the CPU, it runs in fp32, not bf16
-    logits, _ = prediction.timed_cpu_logits(model_comparison.quantize_int8(student), synthetic["val"], tiny_tokenizer, 16)
+    logits, _ = prediction.timed_cpu_logits(quantize_int8(student), synthetic["val"], tiny_tokenizer, 16)
     assert np.abs(logits - fp32).max() < 0.05
 
 
 def test_quantizing_a_model_still_wrapped_in_bf16_autocast_gives_a_plain_int8_copy(tiny_teacher, tiny_tokenizer,
                                                                                    synthetic):
-    from helpers.config import resolve_params
+    from helpers.runs.config import resolve_params
 
-    settings = training.TrainSettings.from_params(resolve_params("smoke", {"precision": "bf16"}))
+    settings = trainer.TrainSettings.from_params(resolve_params("smoke", {"precision": "bf16"}))
     wrapped = accelerators.make_accelerator(settings).prepare(models.distil_from_teacher(tiny_teacher))
     assert "_original_forward" in wrapped.__dict__
-    int8 = model_comparison.quantize_int8(wrapped)
+    int8 = quantize_int8(wrapped)
     logits, _ = prediction.timed_cpu_logits(int8, synthetic["val"], tiny_tokenizer, 16)
     assert np.isfinite(logits).all()
 
 
 def test_int8_student_quantizes_every_linear_layer_and_keeps_its_predictions(tiny_teacher, tiny_tokenizer, synthetic):
     student = models.distil_from_teacher(tiny_teacher)
-    int8 = model_comparison.quantize_int8(student)
+    int8 = quantize_int8(student)
     linear = [m for m in student.modules() if isinstance(m, torch.nn.Linear)]
     quantized = [m for m in int8.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
     assert len(quantized) == len(linear) > 0

@@ -1,4 +1,4 @@
-"""Stage time estimates (helpers.estimates, helpers.costs) with the device's rate faked, so each check is exact.
+"""Stage time estimates (helpers.pipeline.estimates, helpers.pipeline.costs) with the device's rate faked, so each check is exact.
 
 The encoder layer the estimates time on the device (`costs.layer_seconds`) is replaced by one that answers
 from a fixed rate per device (and for int8); the tests then check that the arithmetic scales as the work does, that the GPU path gives a
@@ -7,13 +7,16 @@ is measured, not tested: docs/results.md, "Stage time estimates".
 """
 import json
 import os
+
 import numpy as np
 import pytest
 from transformers import BertConfig, DistilBertConfig
 
-from helpers import costs, estimates, layout, precision
-from helpers.config import resolve_params
-from helpers.run_folder import Run
+from helpers.core import precision
+from helpers.pipeline import costs, estimates
+from helpers.runs import layout
+from helpers.runs.config import resolve_params
+from helpers.runs.run_folder import Run
 
 CPU = precision.Device("cpu", "pretend CPU")
 T4 = precision.Device("cuda", "Tesla T4", (7, 5))
@@ -92,7 +95,7 @@ def test_batches_pad_to_the_longest_review_rounded_to_8():
 
 
 def test_checkpoints_follow_the_loops_cadence():
-    from helpers.training import TrainSettings
+    from helpers.train.trainer import TrainSettings
 
     settings = TrainSettings.from_params(resolve_params("quick", {"checkpoint_every": 100}))
     # 225 steps in one epoch: steps 100 and 200, none at the end of the last epoch
@@ -105,8 +108,8 @@ def test_checkpoints_follow_the_loops_cadence():
 
 
 def test_lengths_are_exact_once_the_run_is_tokenized(tmp_path, rates):
-    from helpers import stages
-    from helpers.run_folder import open_run
+    from helpers.pipeline import stages
+    from helpers.pipeline.checks import open_run
 
     run = open_run("smoke", tmp_path / "smoke")
     before = estimates.Work(run, CPU).lengths
@@ -114,7 +117,7 @@ def test_lengths_are_exact_once_the_run_is_tokenized(tmp_path, rates):
     stages.data_stage(run)
     stages.tokenize_stage(run)
     after = estimates.Work(run, CPU).lengths
-    from helpers.tokens import load_tokenized
+    from helpers.tokens.tokens import load_tokenized
 
     tokenized = load_tokenized(run.dir / "tokenize")
     assert after["train"].tolist() == list(tokenized["train"]["full_length"])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import export, onnx_runtime
+from helpers.serve import export, onnx_backend
 
 pytest.importorskip("onnxruntime", reason="the export extra: pip install -e .[export]")
 
@@ -19,10 +19,10 @@ def test_the_export_holds_checked_fused_copies_with_dynamic_axes(smoke_export_di
         assert fused.get("Attention", 0) > 0 and fused.get("SkipLayerNormalization", 0) > 0
         assert fused.get("BiasGelu", 0) + fused.get("Gelu", 0) + fused.get("FastGelu", 0) > 0
     assert (smoke_export_dir / "tokenizer.json").is_file() and serving["max_length"] == 64
-    student = onnx_runtime.ExportedClassifier.load(smoke_export_dir, "student")
+    student = onnx_backend.ExportedClassifier.load(smoke_export_dir, "student")
     ids = student.token_ids(["good", "a much longer review of a film that somebody did not enjoy at all, sadly"])
-    together = onnx_runtime.session_logits(student.session, ids, serving["pad_token_id"], batch_size=2)
-    alone = np.concatenate([onnx_runtime.session_logits(student.session, [i], serving["pad_token_id"], 1) for i in ids])
+    together = onnx_backend.session_logits(student.session, ids, serving["pad_token_id"], batch_size=2)
+    alone = np.concatenate([onnx_backend.session_logits(student.session, [i], serving["pad_token_id"], 1) for i in ids])
     np.testing.assert_allclose(together, alone, atol=1e-5)  # batch and sequence axes are dynamic, padding masked
 
 

@@ -4,9 +4,10 @@ import os
 import pandas as pd
 import pytest
 
-from helpers import extra_sets
-from helpers.config import PROJECT_ROOT, ConfigError, resolve_params
-from helpers.data import DataError
+from helpers.core.errors import ConfigError, DataError
+from helpers.core.files import PROJECT_ROOT
+from helpers.data import extra_sets
+from helpers.runs.config import resolve_params
 
 
 def test_short_is_the_shipped_set_of_single_sentences():

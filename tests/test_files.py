@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.files import atomic_dir, atomic_write, read_json, write_json
+from helpers.core.files import atomic_dir, atomic_write, read_json, write_json
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -62,7 +62,7 @@ def _sizes_when_removed(monkeypatch):
 
 def test_on_a_mounted_google_drive_files_are_emptied_before_they_are_deleted(tmp_path, monkeypatch):
     """Drive's trash keeps what is deleted (and counts it): it should keep empty files, not checkpoints."""
-    from helpers import files
+    from helpers.core import files
 
     monkeypatch.setattr(files, "DRIVE_MOUNT", tmp_path / "drive")
     seen = _sizes_when_removed(monkeypatch)

@@ -10,11 +10,11 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
-from helpers.config import PROJECT_ROOT
+from helpers.core.files import PROJECT_ROOT
 
 sys.path.insert(0, str(PROJECT_ROOT))  # bench/ is no installed package: import it from the checkout
 from bench import gpu_check_loops, gpu_check_stages, gpu_payload, loop_timing  # noqa: E402
-from helpers.files import read_json, write_json  # noqa: E402
+from helpers.core.files import read_json, write_json  # noqa: E402
 
 PARTS = ("fp16", "bert-base", "oom", "full-data")
 RECORD_KEYS = {"part", "dry_run", "passed", "seconds", "notes", "error", "checks", "device", "packages", "commit", "date"}

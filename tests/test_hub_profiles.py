@@ -14,12 +14,12 @@ import shutil
 import subprocess
 import sys
 
+import hub_cache
 import pandas as pd
 import pytest
 
-import hub_cache
-from helpers.config import read_profile, resolve_params
-from helpers.tokens import load_tokenized
+from helpers.runs.config import read_profile, resolve_params
+from helpers.tokens.tokens import load_tokenized
 
 pytestmark = pytest.mark.slow
 

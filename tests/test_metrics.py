@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import metrics
-from helpers.accuracy import accuracy_interval
+from helpers.core.sentiment import accuracy_interval
+from helpers.evaluate import metrics
 
 
 def test_metrics_match_a_hand_count():

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from helpers import models
-from helpers.config import ConfigError
+from helpers.core import models
+from helpers.core.errors import ConfigError
 
 
 def _batch(tokenizer):

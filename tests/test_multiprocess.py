@@ -11,8 +11,12 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import models, prediction, stages, tokens
-from helpers.run_folder import load_run, open_run
+from helpers.core import models, sentiment
+from helpers.pipeline import stages
+from helpers.pipeline.checks import open_run
+from helpers.runs.run_folder import load_run
+from helpers.tokens import tokens
+from helpers.train import prediction
 
 pytestmark = pytest.mark.slow
 
@@ -93,7 +97,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(prepared):
                                        tokens.load_saved_tokenizer(run_two.require("tokenize")), 16)
     temperature = json.loads((root / "two" / "evaluate" / "calibration.json").read_text())["temperature"]
     predicted = pd.read_parquet(root / "two" / "evaluate" / "predictions.parquet")["prob_positive"].to_numpy()
-    np.testing.assert_allclose(predicted, prediction.positive_probability(logits, temperature), atol=1e-5)
+    np.testing.assert_allclose(predicted, sentiment.positive_probability(logits, temperature), atol=1e-5)
 
 
 def test_the_train_notebook_hands_several_gpus_to_notebook_launcher(prepared, monkeypatch):

@@ -1,4 +1,4 @@
-"""helpers.notebook: parameters typed once, notebooks that stand alone, fresh starts (smoke, in-process)."""
+"""helpers.pipeline.notebook: parameters typed once, notebooks that stand alone, fresh starts (smoke, in-process)."""
 import json
 import re
 import sys
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import colab, notebook
-from helpers.config import ConfigError
-from helpers.run_folder import LAST_RUN, run_name
+from helpers.core.errors import ConfigError
+from helpers.pipeline import colab, notebook
+from helpers.runs.run_folder import LAST_RUN, run_name
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""helpers.token_views, training_views and distill_views: each view computes what it says, from the code the
+"""helpers.tokens.token_views, training_views and distill_views: each view computes what it says, from the code the
 stages run, and changes nothing."""
 import json
 import math
@@ -12,18 +12,21 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from helpers import (data, distill, distill_views, models, optimization, prediction, stages,
-                     token_views, tokens, training, training_views)
-from helpers.accelerators import make_accelerator
-from helpers.batching import EpochSampler, make_loader, token_lengths
-from helpers.run_folder import open_run
-from helpers.training import TrainSettings
+from helpers.core import models, sentiment
+from helpers.core.accelerators import make_accelerator
+from helpers.distill import distill_views, distillation
+from helpers.pipeline import stages
+from helpers.pipeline.checks import open_run
+from helpers.tokens import token_views, tokens
+from helpers.train import optimization, prediction, trainer, training_views
+from helpers.train.batching import EpochSampler, make_loader, token_lengths
+from helpers.train.trainer import TrainSettings
 
 MAX_LENGTH, HEAD = 32, 0.25
 
 
 def _settings(**changes):
-    from helpers.config import resolve_params
+    from helpers.runs.config import resolve_params
 
     return TrainSettings.from_params(resolve_params("smoke", {"precision": "fp32", **changes}))
 
@@ -180,7 +183,7 @@ def test_the_schedule_is_the_one_the_loop_follows(tmp_path, synthetic, tiny_teac
     assert shown["lr"].max() == pytest.approx(settings.lr) and shown.loc[warmup + 1, "phase"] == "peak"
     every = training_views.lr_schedule(len(synthetic["train"]), settings, shown=total)["lr"]
     assert every.index.tolist() == list(range(1, total + 1))
-    history = training.train(tiny_teacher, synthetic, tiny_tokenizer, settings, tmp_path)
+    history = trainer.train(tiny_teacher, synthetic, tiny_tokenizer, settings, tmp_path)
     # the loop records each step's lr after its scheduler step: the lr the next step uses
     recorded = [step["lr"] for step in history["steps"]]
     assert len(recorded) == total and recorded[:-1] == pytest.approx(every.tolist()[1:])
@@ -202,14 +205,14 @@ def test_side_by_side_gives_each_models_probabilities(synthetic, tiny_teacher, t
     val = synthetic["val"]
     table = distill_views.side_by_side({"teacher": tiny_teacher, "student": student}, tiny_tokenizer, val, [f"review {i}" for i in range(64)], n=5)
     for name, model in (("teacher", tiny_teacher), ("student", student)):
-        expected = prediction.positive_probability(prediction.predict_logits(model, val.select(range(5)), tiny_tokenizer, 5))
+        expected = sentiment.positive_probability(prediction.predict_logits(model, val.select(range(5)), tiny_tokenizer, 5))
         assert table[f"P(positive): {name}"].to_numpy() == pytest.approx(expected, abs=1e-3)
     assert table["review"].tolist() == [f"review {i}" for i in range(5)]
-    assert table["label"].tolist() == [data.LABEL_NAMES[label] for label in val["labels"][:5]]
+    assert table["label"].tolist() == [sentiment.LABEL_NAMES[label] for label in val["labels"][:5]]
 
 
 def test_soft_targets_soften_the_teachers_probabilities():
-    batch = {"labels": torch.tensor([0, 1, 1]), distill.TEACHER_LOGITS: torch.tensor([[2.0, -2.0], [-3.0, 3.0], [0.0, 0.0]])}
+    batch = {"labels": torch.tensor([0, 1, 1]), distillation.TEACHER_LOGITS: torch.tensor([[2.0, -2.0], [-3.0, 3.0], [0.0, 0.0]])}
     table = distill_views.soft_targets(batch, 2.0)
     assert table["teacher P(positive)"].tolist() == pytest.approx([0.018, 0.998, 0.5], abs=1e-3)
     assert table["soft target at T=2"].tolist() == pytest.approx([0.119, 0.953, 0.5], abs=1e-3)
@@ -218,26 +221,26 @@ def test_soft_targets_soften_the_teachers_probabilities():
 def test_the_loss_parts_recombine_to_the_distillation_loss():
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(6, 2, generator=generator)
-    batch = {"labels": torch.tensor([0, 1, 1, 0, 1, 0]), distill.TEACHER_LOGITS: torch.randn(6, 2, generator=generator)}
+    batch = {"labels": torch.tensor([0, 1, 1, 0, 1, 0]), distillation.TEACHER_LOGITS: torch.randn(6, 2, generator=generator)}
     for temperature, alpha in ((2.0, 0.5), (4.0, 0.1), (1.0, 1.0)):
         parts = distill_views.loss_parts(logits, batch, temperature, alpha)
-        assert parts["total"] == pytest.approx(distill.distillation_loss(logits, batch, temperature, alpha).item(), abs=1e-6)
+        assert parts["total"] == pytest.approx(distillation.distillation_loss(logits, batch, temperature, alpha).item(), abs=1e-6)
         assert parts["alpha · hard"] + parts["(1 - alpha) · soft"] == pytest.approx(parts["total"])
         assert parts["hard: cross-entropy with the labels"] == pytest.approx(F.cross_entropy(logits, batch["labels"]).item())
-    same = distill_views.loss_parts(logits, {**batch, distill.TEACHER_LOGITS: logits}, 2.0, 0.5)
+    same = distill_views.loss_parts(logits, {**batch, distillation.TEACHER_LOGITS: logits}, 2.0, 0.5)
     assert same["soft: T² · KL(teacher_T ‖ student_T)"] == pytest.approx(0.0, abs=1e-6)  # a student equal to its teacher
 
 
 def test_the_teachers_logits_are_the_ones_the_loop_reads(synthetic, tiny_teacher, tiny_tokenizer):
-    """The view's teacher logits on the loop's first batch are the ones distill.add_teacher_logits puts in the
+    """The view's teacher logits on the loop's first batch are the ones distillation.add_teacher_logits puts in the
     training data: the saved teacher's raw logits, no calibration temperature (it stays in evaluate/)."""
     settings = _settings()
-    with_logits = distill.add_teacher_logits(tiny_teacher, synthetic["train"], tiny_tokenizer, settings.eval_batch_size,
+    with_logits = distillation.add_teacher_logits(tiny_teacher, synthetic["train"], tiny_tokenizer, settings.eval_batch_size,
                                              make_accelerator(settings))
-    carried = training_views.first_batch(with_logits, tiny_tokenizer, settings, extra_columns=(distill.TEACHER_LOGITS,))
+    carried = training_views.first_batch(with_logits, tiny_tokenizer, settings, extra_columns=(distillation.TEACHER_LOGITS,))
     plain = training_views.first_batch(synthetic["train"], tiny_tokenizer, settings)
-    shown = distill_views.with_teacher_logits(plain, tiny_teacher)[distill.TEACHER_LOGITS]
-    assert torch.allclose(shown, carried[distill.TEACHER_LOGITS].float(), atol=1e-5)
+    shown = distill_views.with_teacher_logits(plain, tiny_teacher)[distillation.TEACHER_LOGITS]
+    assert torch.allclose(shown, carried[distillation.TEACHER_LOGITS].float(), atol=1e-5)
 
 
 def test_distillation_parts_of_a_student_on_a_batch_with_the_teachers_logits(synthetic, tiny_teacher, tiny_tokenizer,
@@ -246,9 +249,9 @@ def test_distillation_parts_of_a_student_on_a_batch_with_the_teachers_logits(syn
     batch = distill_views.with_teacher_logits(training_views.first_batch(synthetic["train"], tiny_tokenizer, _settings()), tiny_teacher)
     tiny_teacher.eval()
     with torch.no_grad():
-        assert torch.equal(batch[distill.TEACHER_LOGITS], prediction.forward(tiny_teacher, batch))
+        assert torch.equal(batch[distillation.TEACHER_LOGITS], prediction.forward(tiny_teacher, batch))
     table = distill_views.distillation_parts({"at start": student}, batch, 2.0, 0.5)
-    assert table.loc["total", "at start"] == table.loc["distill.distillation_loss", "at start"]
+    assert table.loc["total", "at start"] == table.loc["distillation.distillation_loss", "at start"]
     assert table.loc["soft: T² · KL(teacher_T ‖ student_T)", "at start"] >= 0
 
 

@@ -7,12 +7,12 @@ import sys
 
 import nbformat
 import pytest
-
 from cli import run_cli
 from headless import body_attributes, render
-from helpers.run import NOTEBOOK_DIR, NOTEBOOKS
-from helpers.run_folder import open_run
-from helpers.stages import STAGE_FUNCTIONS
+
+from helpers.pipeline.checks import open_run
+from helpers.pipeline.runner import NOTEBOOK_DIR, NOTEBOOKS
+from helpers.pipeline.stages import STAGE_FUNCTIONS
 
 pytestmark = pytest.mark.slow
 

@@ -1,5 +1,6 @@
-"""The package's shape (issue "one way through"): modules that fit in one's head, names a newcomer can trust,
-and layers without import cycles, so any behaviour is found by its name and read from one place."""
+"""The package's shape (issue "helpers/ as a small package whose folders are the pipeline"): sub-packages in
+the order helpers.LAYERS names, imports that only point down it, no cycle anywhere in the repository, and
+modules that fit in one's head."""
 import ast
 import sys
 from pathlib import Path
@@ -7,59 +8,119 @@ from pathlib import Path
 import helpers
 
 PACKAGE = Path(helpers.__file__).parent
-MODULES = {path.stem: path for path in PACKAGE.glob("*.py") if path.stem != "__init__"}
+ROOT = PACKAGE.parent
 MAX_LINES = 300
+MAX_PACKAGE_LINES = 6000
+ENTRY_POINTS = {"run", "predict", "export", "report"}
 
 
-def imports_of(path):
-    """The helpers modules `path` imports, at its top or inside a function (a lazy import is still a dependency)."""
+def module_name(path, root=ROOT):
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def python_files(folder):
+    return sorted(path for path in folder.rglob("*.py") if "__pycache__" not in path.parts)
+
+
+MODULES = {module_name(path): path for path in python_files(PACKAGE)}
+
+
+def imports_of(path, known):
+    """The modules of `known` that `path` imports, at its top or inside a function (a lazy import is still a
+    dependency): `from helpers.x import y` counts as helpers.x.y where that is a module, else as helpers.x."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module == "helpers":
-            found |= {alias.name for alias in node.names if alias.name in MODULES}
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("helpers."):
-            found.add(node.module.split(".")[1])
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                name = f"{node.module}.{alias.name}"
+                found.add(name if name in known else node.module)
         elif isinstance(node, ast.Import):
-            found |= {alias.name.split(".")[1] for alias in node.names if alias.name.startswith("helpers.")}
-    return found - {path.stem}
+            found |= {alias.name for alias in node.names}
+    return {name for name in found if name in known} - {module_name(path) if path.is_relative_to(ROOT) else ""}
 
 
-def test_no_module_is_over_300_lines():
+def layer(module):
+    """Where a helpers module stands in helpers.LAYERS: the entry points above everything, __init__ below."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return -1  # helpers/__init__.py
+    if len(parts) == 2 and parts[1] in ENTRY_POINTS:
+        return len(helpers.LAYERS)
+    return helpers.LAYERS.index(parts[1])
+
+
+def test_every_module_sits_in_a_sub_package_of_the_written_order():
+    top = {name for name in MODULES if name.count(".") == 1}
+    assert top <= {f"helpers.{name}" for name in ENTRY_POINTS} | set(f"helpers.{p}" for p in helpers.LAYERS)
+    assert {name.split(".")[1] for name in MODULES if name.count(".") >= 2} == set(helpers.LAYERS)
+    assert len(helpers.LAYERS) >= 5
+
+
+def test_imports_point_down_the_written_order():
+    against = [(name, imported) for name, path in MODULES.items() for imported in imports_of(path, MODULES)
+               if imported.startswith("helpers.") and layer(imported) > layer(name)]
+    assert against == []
+
+
+def test_the_entry_points_only_call_their_sub_package():
+    for name in ENTRY_POINTS:
+        assert len(MODULES[f"helpers.{name}"].read_text().splitlines()) <= 6
+
+
+def test_no_module_is_over_300_lines_and_the_package_is_under_6000():
     lengths = {name: len(path.read_text().splitlines()) for name, path in MODULES.items()}
     assert {name: n for name, n in lengths.items() if n > MAX_LINES} == {}
+    assert sum(lengths.values()) <= MAX_PACKAGE_LINES
 
 
 def test_no_module_shadows_the_standard_library_or_reads_like_a_test_file():
-    assert not [name for name in MODULES if name in sys.stdlib_module_names or name.startswith("test")]
+    leaves = {name.split(".")[-1] for name in MODULES}
+    assert not [name for name in leaves if name in sys.stdlib_module_names or name.startswith("test")]
 
 
-def test_the_modules_import_each_other_without_a_cycle():
-    graph = {name: imports_of(path) for name, path in MODULES.items()}
+def repository_graph():
+    """Every module of the repository (helpers, bench, tests) and what it imports of the others."""
+    files = python_files(PACKAGE) + python_files(ROOT / "bench") + python_files(ROOT / "tests")
+    known = {module_name(path): path for path in files}
+    return {name: imports_of(path, known) for name, path in known.items()}
+
+
+def find_cycle(graph):
     done, on_path = set(), []
 
     def visit(name):
         if name in on_path:
-            raise AssertionError("import cycle: " + " -> ".join(on_path[on_path.index(name):] + [name]))
+            return on_path[on_path.index(name):] + [name]
         if name in done:
-            return
+            return None
         on_path.append(name)
-        for imported in sorted(graph[name]):
-            visit(imported)
+        for imported in sorted(graph.get(name, ())):
+            cycle = visit(imported)
+            if cycle:
+                return cycle
         on_path.pop()
         done.add(name)
+        return None
 
     for name in sorted(graph):
-        visit(name)
+        cycle = visit(name)
+        if cycle:
+            return " -> ".join(cycle)
+    return None
 
 
-def test_the_cycle_check_finds_a_cycle(tmp_path, monkeypatch):
-    """The check above can fail: two modules that import each other are caught."""
-    (tmp_path / "a.py").write_text("from helpers import b\n")
-    (tmp_path / "b.py").write_text("def f():\n    from helpers.a import x\n")
-    monkeypatch.setattr(sys.modules[__name__], "MODULES", {"a": tmp_path / "a.py", "b": tmp_path / "b.py"})
-    try:
-        test_the_modules_import_each_other_without_a_cycle()
-    except AssertionError as error:
-        assert "a -> b -> a" in str(error)
-    else:
-        raise AssertionError("the cycle a <-> b went unnoticed")
+def test_no_import_cycle_in_the_repository():
+    assert find_cycle(repository_graph()) is None
+
+
+def test_the_checks_find_a_cycle_and_an_import_against_the_order(tmp_path):
+    """The checks above can fail: two modules that import each other are caught, and so is core importing train."""
+    (tmp_path / "helpers" / "core").mkdir(parents=True)
+    (tmp_path / "helpers" / "core" / "a.py").write_text("from helpers.train.b import x\n")
+    (tmp_path / "helpers" / "train").mkdir()
+    (tmp_path / "helpers" / "train" / "b.py").write_text("def f():\n    from helpers.core import a\n")
+    known = {module_name(path, tmp_path): path for path in python_files(tmp_path)}
+    graph = {name: imports_of(path, known) for name, path in known.items()}
+    assert find_cycle(graph) == "helpers.core.a -> helpers.train.b -> helpers.core.a"
+    assert layer("helpers.train.b") > layer("helpers.core.a")

@@ -8,8 +8,8 @@ import sys
 import nbformat
 import pytest
 
-from helpers.data import SAMPLE_DIR
-from helpers.run import NOTEBOOK_DIR
+from helpers.data.imdb import SAMPLE_DIR
+from helpers.pipeline.runner import NOTEBOOK_DIR
 
 pytestmark = pytest.mark.slow
 ENV = {**os.environ, "JUPYTER_PATH": f"{sys.prefix}/share/jupyter"}

@@ -3,9 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import model_comparison, models, precision, prediction
-from helpers.config import ConfigError
-from helpers.precision import Device, choose_precision, quantization_engine
+from helpers.core import models, precision
+from helpers.core.errors import ConfigError
+from helpers.core.int8 import quantization_engine, quantize_int8
+from helpers.core.precision import Device, choose_precision
+from helpers.train import prediction
 
 T4 = Device("cuda", "Tesla T4", (7, 5))
 V100 = Device("cuda", "Tesla V100-SXM2-16GB", (7, 0))
@@ -94,7 +96,7 @@ def test_the_int8_student_predicts_like_the_fp32_one_on_either_engine(machine, m
     monkeypatch.setattr(precision.platform, "machine", lambda: machine)
     monkeypatch.setattr(torch.backends.quantized, "engine", torch.backends.quantized.engine)  # restored after
     student = models.distil_from_teacher(tiny_teacher)
-    int8 = model_comparison.quantize_int8(student)
+    int8 = quantize_int8(student)
     assert torch.backends.quantized.engine == quantization_engine()
     fp32 = prediction.predict_logits(student, synthetic["val"], tiny_tokenizer, 16)
     logits, _ = prediction.timed_cpu_logits(int8, synthetic["val"], tiny_tokenizer, 16)

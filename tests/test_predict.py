@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import predict
-from helpers.config import PROJECT_ROOT
+from helpers.core.files import PROJECT_ROOT
+from helpers.serve import score_files
 
 pytest.importorskip("onnxruntime", reason="the export extra: pip install -e .[export]")
 
-SHIPPED = PROJECT_ROOT / "helpers" / "sample_data" / "my_reviews.csv"
+SHIPPED = PROJECT_ROOT / "helpers" / "data" / "sample_data" / "my_reviews.csv"
 # runs helpers.predict with every import of torch refused, and says whether torch was imported all the same
 NO_TORCH = """
 import runpy, sys
@@ -40,7 +40,7 @@ def _reviews():
 
 def _run(argv, capsys):
     """helpers.predict in this process: (its summary, what it printed on standard output and error)."""
-    totals = predict.main([*argv, "--quiet"])
+    totals = score_files.main([*argv, "--quiet"])
     captured = capsys.readouterr()
     return totals, captured.out, captured.err
 
@@ -87,10 +87,10 @@ def test_bad_rows_are_named_skipped_and_kept_or_refused_with_strict(smoke_export
 
     strict = tmp_path / "strict.csv"
     with pytest.raises(SystemExit, match=r"row 1 has no text to score"):
-        predict.main([str(smoke_export_dir), str(source), "--text-column", "review", "--out", str(strict), "--strict"])
+        score_files.main([str(smoke_export_dir), str(source), "--text-column", "review", "--out", str(strict), "--strict"])
     assert not strict.exists() and not list(tmp_path.glob(".strict.csv*"))  # written whole or not at all
     with pytest.raises(SystemExit, match=r"no 'text' column \(columns \['review', 'stars'\]\); name the review column"):
-        predict.main([str(smoke_export_dir), str(source)])
+        score_files.main([str(smoke_export_dir), str(source)])
 
 
 def test_the_onnx_path_reads_standard_input_without_importing_torch(smoke_export_dir):
@@ -105,12 +105,13 @@ def test_the_onnx_path_reads_standard_input_without_importing_torch(smoke_export
 
 
 def test_a_run_folder_and_its_export_score_alike_head_and_tail_cut_the_same(smoke_run_dir, smoke_export_dir):
-    from helpers import onnx_runtime, tokens
-    from helpers.torch_predict import TorchClassifier
+    from helpers.serve import onnx_backend
+    from helpers.serve.torch_backend import TorchClassifier
+    from helpers.tokens import tokens
 
     texts = _reviews()["text"].tolist() + [" ".join(["a long review that goes on"] * 40)]
     torch_side = TorchClassifier.load(smoke_run_dir, "student")
-    onnx_side = onnx_runtime.ExportedClassifier.load(smoke_export_dir, "student")
+    onnx_side = onnx_backend.ExportedClassifier.load(smoke_export_dir, "student")
     np.testing.assert_allclose(onnx_side.logits(texts, 4), torch_side.logits(texts, 4), atol=1e-4)
     onnx_side.serving = {**onnx_side.serving, "truncation_head": 0.25}  # head+tail, as quick cuts
     expected = tokens.tokenize_splits({"t": pd.DataFrame({"text": texts, "label": 0})}, torch_side.tokenizer,
@@ -121,8 +122,9 @@ def test_a_run_folder_and_its_export_score_alike_head_and_tail_cut_the_same(smok
 def test_probabilities_are_calibrated_whether_or_not_the_model_holds_the_temperature(smoke_run_dir, tmp_path):
     """The distill stage saves its student raw, its temperature in distill/calibration.json; a model holding the
     temperature in its classifier (as an exported copy does) gives the same calibrated probabilities."""
-    from helpers import calibration, models
-    from helpers.torch_predict import TorchClassifier
+    from helpers.core import models
+    from helpers.evaluate import calibration
+    from helpers.serve.torch_backend import TorchClassifier
 
     folded_run = tmp_path / "folded_run"
     shutil.copytree(smoke_run_dir / "tokenize", folded_run / "tokenize")

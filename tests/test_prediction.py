@@ -1,4 +1,4 @@
-"""One prediction path (helpers.prediction): every prediction of a PyTorch model goes through one function."""
+"""One prediction path (helpers.train.prediction): every prediction of a PyTorch model goes through one function."""
 import ast
 from pathlib import Path
 
@@ -7,13 +7,16 @@ import pytest
 import torch
 
 import helpers
-from helpers import prediction, tokens
-from helpers.accelerators import make_accelerator, plain_model
-from helpers.batching import make_loader
-from helpers.config import resolve_params
-from helpers.training import TrainSettings
+from helpers.core import sentiment
+from helpers.core.accelerators import make_accelerator, plain_model
+from helpers.runs.config import resolve_params
+from helpers.tokens import tokens
+from helpers.train import prediction
+from helpers.train.batching import make_loader
+from helpers.train.trainer import TrainSettings
 
-MODULES = {path.stem: path for path in Path(helpers.__file__).parent.glob("*.py")}
+PACKAGE = Path(helpers.__file__).parent
+MODULES = {".".join(path.relative_to(PACKAGE).with_suffix("").parts): path for path in PACKAGE.rglob("*.py")}
 MODEL_NAMES = {"model", "teacher", "student", "prepared", "int8", "wrapped"}  # what the package calls a model it holds
 
 
@@ -41,10 +44,10 @@ def model_calls(modules):
 
 def test_one_function_calls_the_models_forward_pass_to_predict():
     calls = model_calls(MODULES)
-    assert calls == {("prediction", "forward"): ["the model"],  # the one call of the model itself
-                     ("prediction", "batches_logits"): ["forward", "forward"],  # every prediction
-                     ("training", "Stepper.step"): ["forward"],  # training's loss
-                     ("export", "_LogitsOnly.forward"): ["forward"]}  # the graph ONNX traces, not a prediction
+    assert calls == {("train.prediction", "forward"): ["the model"],  # the one call of the model itself
+                     ("train.prediction", "batches_logits"): ["forward", "forward"],  # every prediction
+                     ("train.trainer", "Stepper.step"): ["forward"],  # training's loss
+                     ("serve.export", "_LogitsOnly.forward"): ["forward"]}  # the graph ONNX traces, not a prediction
 
 
 def test_the_callers_check_finds_a_model_called_its_own_way(tmp_path):
@@ -86,8 +89,8 @@ def test_the_timed_cpu_logits_are_the_logits_and_take_time(tiny_teacher, tiny_to
 
 def test_a_temperature_divides_the_logits_before_the_softmax():
     logits = np.array([[0.0, 2.0], [1.0, -1.0]], dtype=np.float32)
-    assert prediction.positive_probability(logits, 2.0) == pytest.approx(prediction.positive_probability(logits / 2.0))
-    assert prediction.positive_probability(logits) == pytest.approx([1 / (1 + np.exp(-2.0)), 1 / (1 + np.exp(2.0))])
+    assert sentiment.positive_probability(logits, 2.0) == pytest.approx(sentiment.positive_probability(logits / 2.0))
+    assert sentiment.positive_probability(logits) == pytest.approx([1 / (1 + np.exp(-2.0)), 1 / (1 + np.exp(2.0))])
 
 
 def test_every_prediction_on_a_bf16_accelerator_runs_in_bf16_even_after_the_model_left_a_loop(tiny_teacher,

@@ -2,7 +2,7 @@
 import IPython
 import pytest
 
-from helpers import progress
+from helpers.core import progress
 
 
 class FakeKernel:

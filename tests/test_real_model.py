@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from helpers import models, tokens
+from helpers.core import models
+from helpers.tokens import tokens
 
 pytestmark = pytest.mark.slow
 

@@ -11,9 +11,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
-
 from headless import body_attributes, render  # noqa: E402
-from helpers import report  # noqa: E402
+
+from helpers.pipeline import report
 
 FIGURES = ("data/label_balance.png", "data/review_words.png", "tokenize/token_lengths.png", "train/loss_curve.png",
            "evaluate/confusion_matrix.png", "distill/student_loss_curve.png")
@@ -146,7 +146,7 @@ def test_the_command_line_rebuilds_a_report(tmp_path, capsys):
         report.main([str(tmp_path / "nowhere")])
 
 
-ESTIMATES = {  # what helpers.estimates writes before each stage; 02 and 03 ran, 03 is the failing row below
+ESTIMATES = {  # what helpers.pipeline.estimates writes before each stage; 02 and 03 ran, 03 is the failing row below
     "data": {"seconds": 4.0, "parts": {"kernel start and imports": 3.0, "figures and tables": 1.0}, "device": "this CPU",
              "precision": "fp32", "measured_gflops": 120.0, "work": "120 reviews split"},
     "tokenize": {"seconds": 7.0, "parts": {"kernel start and imports": 3.0, "tokenizing": 4.0}, "device": "this CPU",
@@ -212,8 +212,8 @@ def test_a_batch_run_whose_stage_fails_still_writes_its_report(tmp_path, monkeyp
     """The runner with papermill stubbed: the second notebook fails, the report shows what exists."""
     import papermill
 
-    from helpers import run as runner
-    from helpers.run_folder import open_run
+    from helpers.pipeline import runner as runner
+    from helpers.pipeline.checks import open_run
 
     monkeypatch.delenv("JUPYTER_PATH", raising=False)  # execute_notebooks sets it; restored afterwards
     calls = []

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import stages
-from helpers.run_folder import open_run
+from helpers.pipeline import stages
+from helpers.pipeline.checks import open_run
 
 pytestmark = pytest.mark.slow
 CHILD = Path(__file__).parent / "scripts" / "train_until_killed.py"

@@ -1,10 +1,11 @@
 import json
 
 import pytest
-
 from cli import run_cli
-from helpers.config import ConfigError
-from helpers.run_folder import load_run, open_run
+
+from helpers.core.errors import ConfigError
+from helpers.pipeline.checks import open_run
+from helpers.runs.run_folder import load_run
 
 
 def test_a_new_run_folder_records_parameters_and_environment(tmp_path):
@@ -68,7 +69,7 @@ CADENCE = {"checkpoint_minutes": 5, "checkpoint_every": 7, "keep_checkpoints": 1
 
 
 def test_the_checkpoint_cadence_neither_names_nor_refuses_a_run_folder(tmp_path):
-    from helpers.run_folder import run_name
+    from helpers.runs.run_folder import run_name
 
     assert run_name("smoke", CADENCE) == "smoke"
     assert run_name("smoke", {"n_train": 100, **CADENCE}) == run_name("smoke", {"n_train": 100})

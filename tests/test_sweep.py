@@ -5,10 +5,10 @@ import sys
 
 import pandas as pd
 import pytest
-
 from cli import run_cli, stage_functions
-from helpers import run, sweep
-from helpers.config import ConfigError
+
+from helpers.core.errors import ConfigError
+from helpers.pipeline import runner, sweep
 
 
 def test_a_sweep_names_one_known_parameter_and_two_or_more_values():
@@ -51,7 +51,7 @@ def _run(*args):
 def _plan(monkeypatch, *args):
     """The runner in this process, each stage's function run here instead of its notebook: for what the sweep
     plans and collects (the notebooks under a sweep: test_the_cli_makes_one_run_folder_per_value_and_the_table)."""
-    monkeypatch.setattr(run, "execute_notebooks", stage_functions)
+    monkeypatch.setattr(runner, "execute_notebooks", stage_functions)
     return run_cli("smoke", *args)
 
 

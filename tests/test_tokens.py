@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from helpers import tokens
-from helpers.config import ConfigError
+from helpers.core.errors import ConfigError
+from helpers.tokens import tokens
 
 
 @pytest.fixture(scope="module")

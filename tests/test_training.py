@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import accelerators, batching, models, optimization, prediction, training
-from helpers.config import ConfigError, resolve_params
-from helpers.training import TrainSettings
+from helpers.core import accelerators, models
+from helpers.core.errors import ConfigError
+from helpers.runs.config import resolve_params
+from helpers.train import batching, optimization, prediction, trainer
+from helpers.train.trainer import TrainSettings
 
 
 def _settings(**changes):
@@ -18,7 +20,7 @@ def _settings(**changes):
 
 
 def test_the_loop_learns_and_keeps_the_best_model(tmp_path, synthetic, tiny_teacher, tiny_tokenizer):
-    history = training.train(tiny_teacher, synthetic, tiny_tokenizer, _settings(), tmp_path)
+    history = trainer.train(tiny_teacher, synthetic, tiny_tokenizer, _settings(), tmp_path)
     accuracies = [e["accuracy"] for e in history["epochs"]]
     assert max(accuracies) >= 0.9, accuracies
     assert len(history["steps"]) == 4 * math.ceil(192 / 16)
@@ -34,7 +36,7 @@ def test_the_loop_learns_and_keeps_the_best_model(tmp_path, synthetic, tiny_teac
 
 
 def test_gradient_accumulation_takes_fewer_optimizer_steps(tmp_path, synthetic, tiny_teacher, tiny_tokenizer):
-    history = training.train(tiny_teacher, synthetic, tiny_tokenizer, _settings(epochs=1, grad_accum_steps=4), tmp_path)
+    history = trainer.train(tiny_teacher, synthetic, tiny_tokenizer, _settings(epochs=1, grad_accum_steps=4), tmp_path)
     assert len(history["steps"]) == math.ceil(192 / 16 / 4)
 
 
@@ -52,7 +54,7 @@ def test_pieces_of_a_batch_give_the_step_of_the_whole_batch(synthetic, tiny_teac
         model = copy.deepcopy(tiny_teacher)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-        stepper = training.Stepper(model, optimizer, scheduler, accelerator, settings, training.classification_loss)
+        stepper = trainer.Stepper(model, optimizer, scheduler, accelerator, settings, trainer.classification_loss)
         stepper.parts = parts
         loss = stepper.step(batches)
         after[parts] = (loss.item(), [p.detach().clone() for p in model.parameters()])
@@ -66,7 +68,7 @@ def test_pieces_of_a_batch_give_the_step_of_the_whole_batch(synthetic, tiny_teac
 def test_out_of_memory_halves_the_batch_and_doubles_accumulation(tmp_path, synthetic, tiny_teacher, tiny_tokenizer,
                                                                  monkeypatch, capsys):
     """A device that holds at most 4 reviews at a time: the loop goes 16 -> 8 -> 4 and trains as usual."""
-    real_forward = training.forward
+    real_forward = trainer.forward
     tried = []
 
     def small_device(model, batch):
@@ -75,8 +77,8 @@ def test_out_of_memory_halves_the_batch_and_doubles_accumulation(tmp_path, synth
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
         return real_forward(model, batch)
 
-    monkeypatch.setattr(training, "forward", small_device)
-    history = training.train(tiny_teacher, synthetic, tiny_tokenizer, _settings(), tmp_path)
+    monkeypatch.setattr(trainer, "forward", small_device)
+    history = trainer.train(tiny_teacher, synthetic, tiny_tokenizer, _settings(), tmp_path)
     out = capsys.readouterr().out
     assert "out of memory with 16 reviews per device: halving to 8" in out
     assert "out of memory with 8 reviews per device: halving to 4" in out and "effective batch is unchanged" in out
@@ -87,7 +89,7 @@ def test_out_of_memory_halves_the_batch_and_doubles_accumulation(tmp_path, synth
 
 
 def test_warmup_then_linear_decay(tmp_path, synthetic, tiny_teacher, tiny_tokenizer):
-    history = training.train(tiny_teacher, synthetic, tiny_tokenizer, _settings(epochs=1, warmup_ratio=0.25), tmp_path)
+    history = trainer.train(tiny_teacher, synthetic, tiny_tokenizer, _settings(epochs=1, warmup_ratio=0.25), tmp_path)
     lrs = [s["lr"] for s in history["steps"]]  # 12 steps, 3 of warmup
     assert lrs[0] < lrs[2] and lrs[2] == pytest.approx(5e-3) and lrs[-1] < lrs[3]
 
@@ -116,7 +118,7 @@ def test_layer_decay_lowers_the_rate_layer_by_layer(tiny_teacher):
 def test_min_steps_adds_epochs_to_a_small_set(tmp_path, synthetic, tiny_teacher, tiny_tokenizer):
     settings = _settings(epochs=1, batch_size=16, min_steps=30)  # 12 steps an epoch: 3 epochs
     assert optimization.planned_epochs(12, settings) == (12, 3)
-    history = training.train(tiny_teacher, synthetic, tiny_tokenizer, settings, tmp_path)
+    history = trainer.train(tiny_teacher, synthetic, tiny_tokenizer, settings, tmp_path)
     assert len(history["epochs"]) == 3 and len(history["steps"]) == 36
     assert optimization.planned_epochs(12, _settings(epochs=2, min_steps=5)) == (12, 2)  # enough steps: epochs kept
 
@@ -137,7 +139,7 @@ def test_the_loop_trains_in_bf16_on_the_cpu_when_auto_picks_it(tmp_path, synthet
     linear_dtypes = set()
     first_linear = next(m for m in tiny_teacher.modules() if isinstance(m, torch.nn.Linear))
     first_linear.register_forward_hook(lambda module, args, out: linear_dtypes.add(out.dtype))
-    history = training.train(tiny_teacher, synthetic, tiny_tokenizer, _settings(epochs=1, precision="auto"), tmp_path)
+    history = trainer.train(tiny_teacher, synthetic, tiny_tokenizer, _settings(epochs=1, precision="auto"), tmp_path)
     assert history["precision"] == "bf16" and "timed product" in history["precision_reason"]
     assert linear_dtypes == {torch.bfloat16}  # the matrix products really ran in bf16
     assert np.isfinite([step["loss"] for step in history["steps"]]).all()
@@ -146,7 +148,7 @@ def test_the_loop_trains_in_bf16_on_the_cpu_when_auto_picks_it(tmp_path, synthet
     linear_dtypes.clear()
     prediction.predict_logits(tiny_teacher, synthetic["val"], tiny_tokenizer, 16)
     assert linear_dtypes == {torch.float32}
-    fp32 = training.train(models.load_teacher(models.TINY, tiny_tokenizer, seed=0), synthetic, tiny_tokenizer,
+    fp32 = trainer.train(models.load_teacher(models.TINY, tiny_tokenizer, seed=0), synthetic, tiny_tokenizer,
                           _settings(epochs=1, precision="fp32"), tmp_path / "fp32")
     assert fp32["precision"] == "no"  # the next loop in this process may take another precision
 
@@ -218,11 +220,11 @@ def test_a_compiled_model_trains_as_the_eager_one_and_saves_under_its_own_weight
         tmp_path, synthetic, tiny_tokenizer, monkeypatch):
     # dynamo traces the model as on a GPU; the "eager" backend runs the traced graph without inductor's
     # C++/Triton code generation, which on 2 cores takes minutes and is not what this test is about
-    monkeypatch.setattr(training, "COMPILE_BACKEND", "eager")
+    monkeypatch.setattr(trainer, "COMPILE_BACKEND", "eager")
     histories, models_trained = {}, {}
     for compiled in (False, True):
         model = models.load_teacher(models.TINY, tiny_tokenizer, seed=0)
-        histories[compiled] = training.train(model, synthetic, tiny_tokenizer, _settings(epochs=1, compile=compiled),
+        histories[compiled] = trainer.train(model, synthetic, tiny_tokenizer, _settings(epochs=1, compile=compiled),
                                              tmp_path / str(compiled))
         models_trained[compiled] = model
     assert models_trained[True]._compiled_call_impl is not None and models_trained[False]._compiled_call_impl is None
@@ -238,25 +240,25 @@ def test_the_tracker_logs_loss_learning_rate_and_validation_into_the_stage_folde
                                                                                    tiny_tokenizer):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    history = training.train(tiny_teacher, synthetic, tiny_tokenizer, _settings(epochs=2, tracker="tensorboard"), tmp_path)
+    history = trainer.train(tiny_teacher, synthetic, tiny_tokenizer, _settings(epochs=2, tracker="tensorboard"), tmp_path)
     (logs,) = (tmp_path / "tensorboard").iterdir()
     events = EventAccumulator(str(logs))
     events.Reload()
     tags = set(events.Tags()["scalars"])
     assert {"train/loss", "train/lr", "val/accuracy", "val/loss"} <= tags
     assert [e.value for e in events.Scalars("val/accuracy")] == pytest.approx([e["accuracy"] for e in history["epochs"]])
-    assert len(events.Scalars("train/loss")) == len(history["steps"]) // training.LOG_EVERY
+    assert len(events.Scalars("train/loss")) == len(history["steps"]) // trainer.LOG_EVERY
 
 
 def test_tracker_none_writes_no_logs(tmp_path, synthetic, tiny_teacher, tiny_tokenizer):
-    training.train(tiny_teacher, synthetic, tiny_tokenizer, _settings(epochs=1, tracker="none"), tmp_path)
+    trainer.train(tiny_teacher, synthetic, tiny_tokenizer, _settings(epochs=1, tracker="none"), tmp_path)
     assert not (tmp_path / "tensorboard").exists()
 
 
 def test_a_tracker_whose_package_is_missing_is_refused_before_any_work(monkeypatch):
     import accelerate.utils
 
-    from helpers.checks import check_tracker
+    from helpers.pipeline.checks import check_tracker
 
     monkeypatch.setattr(accelerate.utils, "is_wandb_available", lambda: False)
     with pytest.raises(ConfigError, match="tracker 'wandb' needs its package: pip install wandb"):

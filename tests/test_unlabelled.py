@@ -1,10 +1,9 @@
-"""Unlabelled reviews for distillation (helpers.unlabelled): drawn, seeded, free of test texts."""
+"""Unlabelled reviews for distillation (helpers.data.unlabelled): drawn, seeded, free of test texts."""
 import pandas as pd
 import pytest
 
-from helpers import unlabelled
-from helpers.config import ConfigError
-from helpers.data import DataError
+from helpers.core.errors import ConfigError, DataError
+from helpers.data import unlabelled
 
 SENTENCE = "This is one of the finest films of the decade, by far."  # >= 40 characters
 
@@ -22,8 +21,8 @@ def test_reviews_holding_a_test_text_are_dropped():
 
 
 def test_the_shipped_slice_is_clean_of_the_short_sentences_and_the_sample_test_reviews():
-    from helpers.data import SAMPLE_DIR
-    from helpers.extra_sets import SHIPPED
+    from helpers.data.extra_sets import SHIPPED
+    from helpers.data.imdb import SAMPLE_DIR
 
     shipped = unlabelled.load_unlabelled("sample")
     assert len(shipped) == 3000 and shipped["text"].is_unique

@@ -13,8 +13,9 @@ import os
 import signal
 import sys
 
-from helpers import checkpoint_files, stages, training
-from helpers.run_folder import load_run
+from helpers.pipeline import stages
+from helpers.runs.run_folder import load_run
+from helpers.train import checkpoint_files, trainer
 
 
 def kill_on(module, name, count, only=lambda *args: True):
@@ -33,9 +34,9 @@ def kill_on(module, name, count, only=lambda *args: True):
 def main(run_dir, point=None):
     if point:
         event, count = point.split(":")
-        target = {"forward": (training, "forward", lambda model, batch: model.training),
+        target = {"forward": (trainer, "forward", lambda model, batch: model.training),
                   "save": (checkpoint_files, "_save_trainer_state"),
-                  "validate": (training, "validation_scores")}[event]
+                  "validate": (trainer, "validation_scores")}[event]
         kill_on(*target[:2], int(count), *target[2:])
     run = load_run(run_dir)
     stages.train_stage(run)

@@ -1,0 +1,61 @@
+"""The Accelerator that training and prediction run on, and plain models leaving it.
+
+Accelerate owns devices, mixed precision and multi-process training; the precision it is
+given comes from helpers.core.precision's decision table.
+"""
+from pathlib import Path
+
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, PartialState
+from accelerate.utils import DataLoaderConfiguration, extract_model_from_parallel
+
+from helpers.core.errors import ConfigError
+from helpers.core.precision import choose_precision
+
+
+def make_accelerator(settings, out_dir=None):
+    """An Accelerator for this process; under `accelerate launch` it joins the other processes.
+
+    Batches are split across processes (`split_batches`): `batch_size` is the global batch of one
+    step however many processes share it, so 1 and N processes see the same batches in the same
+    order and train the same model, up to dropout masks and the order of floating-point sums.
+    Gradient accumulation is the training loop's own, so it can cut batches smaller on running
+    out of memory. The precision's reason is kept as `accelerator.precision_reason`. With an
+    `out_dir` (a training stage's folder), the settings' experiment tracker (if not 'none') writes to
+    its tensorboard/ folder.
+    """
+    choice = choose_precision(settings.precision)
+    _forget_other_precision(choice.mixed_precision)
+    tracker = getattr(settings, "tracker", "none")
+    # non_blocking: batches in pinned memory (helpers.train.batching) reach the GPU without stalling the loop
+    accelerator = Accelerator(mixed_precision=choice.mixed_precision,
+                              dataloader_config=DataLoaderConfiguration(split_batches=True, non_blocking=True),
+                              log_with=None if out_dir is None or tracker == "none" else tracker,
+                              project_dir=None if out_dir is None else Path(out_dir) / "tensorboard")
+    accelerator.precision_reason = choice.reason
+    for name in ("batch_size", "eval_batch_size"):
+        if getattr(settings, name) % accelerator.num_processes:
+            raise ConfigError(f"{name} {getattr(settings, name)} does not split evenly over "
+                              f"{accelerator.num_processes} processes; make it a multiple of {accelerator.num_processes}")
+    return accelerator
+
+
+def _forget_other_precision(mixed_precision):
+    """Let a single process change precision between loops (a test suite, a notebook re-run with other
+    parameters): Accelerate keeps one per process and refuses another. A multi-process launch keeps its own."""
+    held = AcceleratorState._shared_state.get("_mixed_precision")  # private, like the reset: no public way exists
+    if held is not None and held != mixed_precision and PartialState().num_processes == 1:
+        AcceleratorState._reset_state()
+
+
+def plain_model(model):
+    """`model` as a plain module, in place: no process wrapper and no autocast wrapper on `forward`.
+
+    `accelerator.prepare` wraps the model's forward in bf16/fp16 autocast; a model that leaves a
+    loop (saved, timed on the CPU, quantized, copied) must not carry that wrapper along: an int8
+    copy would be handed bf16 activations, and a CPU timing would time bf16 instead of fp32.
+    Accelerate marks a model it has prepared and hands it back unchanged, without autocast, if asked
+    again: only a training loop prepares a model; predictions use the Accelerator's autocast
+    (helpers.train.prediction), and another loop starts from a model loaded afresh.
+    """
+    return extract_model_from_parallel(model, keep_fp32_wrapper=False)

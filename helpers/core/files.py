@@ -1,0 +1,145 @@
+"""Crash-safe file writes: a reader never sees a half-written file or folder.
+
+Everything is written next to its target under a temporary name, then renamed into place;
+a rename within one filesystem is atomic, so a kill mid-write leaves the old version intact.
+"""
+import errno
+import json
+import os
+import secrets
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+# Google Drive as Colab mounts it: a file deleted there goes to Drive's trash and keeps counting against the
+# quota, so `remove_tree` empties files there before deleting them (helpers.pipeline.colab mounts it at this path)
+# (IMDB_DISTIL_DRIVE moves it, for the test that walks the notebooks as Colab runs them)
+DRIVE_MOUNT = Path(os.environ.get("IMDB_DISTIL_DRIVE", "/content/drive"))
+# what a write into a full disk raises: no space left, or (a quota such as Google Drive's) quota exceeded
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def project_path(value):
+    """A path parameter as a notebook reads it: relative paths from the project root (notebooks run in
+    notebooks/, so the working folder would be the wrong base; helpers.run makes paths typed on its
+    command line absolute first, so they mean what the user typed)."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+
+class DiskFullError(RuntimeError):
+    """A write found its disk (or its quota) full; the message says where, how much it needed and what to delete."""
+
+
+def remove_tree(path):
+    """Delete a folder and everything in it; missing is fine. On a mounted Google Drive each file is
+    emptied first, so rotating checkpoints leaves empty files in Drive's trash instead of gigabytes.
+    A file with another name elsewhere (a hard link: the best model shares its weights with a
+    checkpoint) is not emptied, since that would empty the other name too."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if path.resolve().is_relative_to(DRIVE_MOUNT):
+        for file in path.rglob("*"):
+            if file.is_file() and not file.is_symlink() and file.stat().st_nlink == 1:
+                os.truncate(file, 0)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _temporary_name(target):
+    """A name beside `target` that no other writer uses: the temporary file or folder of one write."""
+    return target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+
+
+@contextmanager
+def atomic_write(target):
+    """Yield a temporary path beside `target`; on success rename it to `target`.
+
+    The file is created by the operating system with the usual mode (0o666 less the process's umask), so
+    nothing needs to read the umask, and O_EXCL makes sure no other write holds the same name."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_name(target)
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+@contextmanager
+def atomic_dir(target):
+    """Yield a temporary folder beside `target` (made with the usual mode); on success it replaces `target` whole."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_name(target)
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = target.with_name(f".{target.name}.old")
+        if target.exists():
+            os.replace(target, old)  # folders cannot be renamed over, so move the old one aside
+        os.replace(tmp, target)
+        remove_tree(old)
+    finally:
+        remove_tree(tmp)
+
+
+def write_json(target, obj):
+    with atomic_write(target) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_frame(target, frame, **kwargs):
+    """A pandas frame as Parquet or CSV, by the target's suffix."""
+    target = Path(target)
+    with atomic_write(target) as tmp:
+        if target.suffix == ".parquet":
+            frame.to_parquet(tmp, **kwargs)
+        else:
+            frame.to_csv(tmp, **kwargs)
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text())
+
+
+def dir_size_mb(path, pattern="*.safetensors"):
+    """Size on disk of the files matching `pattern` under `path`, in megabytes."""
+    return sum(f.stat().st_size for f in Path(path).glob(pattern)) / 1e6
+
+
+@contextmanager
+def stop_if_disk_full(what, target, needed_bytes, advice):
+    """Run a write; if the disk (or its quota) is full, raise DiskFullError saying so, where, how much
+    the write needed and `advice` (what to delete; a string, or a function returning one), instead of the
+    bare OSError. Use it around an atomic write, whose temporary files are gone by then."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in DISK_FULL_ERRNOS:
+            raise
+        advice = advice() if callable(advice) else advice  # worked out only when needed
+        raise DiskFullError(disk_full_message(what, target, needed_bytes, advice)) from error
+
+
+def disk_full_message(what, target, needed_bytes, advice):
+    folder = next(p for p in Path(target).absolute().parents if p.exists())
+    free = shutil.disk_usage(folder).free
+    return (f"the disk is full: {what} into {folder} needed about {format_bytes(needed_bytes)}, and that disk "
+            f"has {format_bytes(free)} free (a full Google Drive quota counts as a full disk). Nothing written "
+            f"before was touched. Free at least {format_bytes(needed_bytes)}: {advice}; then run the same "
+            f"command again.")
+
+
+def format_bytes(size):
+    """A byte count as people read it: 1.3 GB, 240 MB, 12 kB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.{1 if size < 10 * scale else 0}f} {unit}"
+    return f"{size} bytes"

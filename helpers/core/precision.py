@@ -1,0 +1,119 @@
+"""Which number formats the models run in: `precision auto` as one decision table, and int8's engine.
+
+`precision auto` picks, for the device training and prediction run on:
+
+| device                                        | auto picks            | why                                            |
+| --------------------------------------------- | --------------------- | ---------------------------------------------- |
+| CUDA GPU, compute capability 8.0 or higher    | bf16                  | bf16 in hardware (A100, L4, H100 and newer)    |
+| (A100, L4, RTX 30xx, H100 ...)                |                       | with fp32's range: no loss scaling needed      |
+| CUDA GPU below 8.0 (T4, V100)                 | fp16 + loss scaling   | no bf16 hardware: torch's is_bf16_supported()  |
+|                                               |                       | answers True there, counting slow emulation    |
+| Apple GPU (MPS)                               | fp32                  | mixed precision on MPS is new in PyTorch (fp16 |
+|                                               |                       | from 2.5, bf16 from 2.6); ask for fp16 to try  |
+| CPU with bf16 instructions (AMX, AVX-512 BF16)| bf16                  | only where a timed product confirms bf16 is at |
+| that time faster                              |                       | least BF16_MIN_SPEEDUP times faster than fp32  |
+| any other CPU                                 | fp32                  | bf16 is emulated there, far slower than fp32   |
+
+An explicit `fp32`, `bf16` or `fp16` is used as asked, except fp16 on a CPU, which Accelerate
+refuses. The weights stay fp32 in every case: bf16/fp16 run under autocast (mixed precision).
+
+Dynamic int8 quantization (the distilled student on the CPU) runs on the quantized engine of
+the platform: x86 (fbgemm's successor) on Intel and AMD, qnnpack on ARM (Apple Silicon, Graviton).
+"""
+import functools
+import platform
+import time
+from dataclasses import dataclass
+
+import torch
+
+from helpers.core.errors import ConfigError
+
+BF16_CPU_FLAGS = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # torch.cpu's probes of the CPU
+BF16_MIN_SPEEDUP = 1.3  # below this, autocast's casts eat what the faster matrix products save
+BF16_MIN_CAPABILITY = (8, 0)  # Ampere: the first CUDA GPUs with bf16 in hardware
+ACCELERATE_NAMES = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}  # our names -> Accelerate's mixed_precision
+
+
+@dataclass(frozen=True)
+class Device:
+    """What the precision decision reads of the device: its kind, name and CUDA compute capability."""
+    kind: str  # "cuda", "mps" or "cpu"
+    name: str
+    capability: tuple = None  # (major, minor) for CUDA GPUs
+
+
+@dataclass(frozen=True)
+class Choice:
+    mixed_precision: str  # as Accelerate names it: "no", "bf16" or "fp16"
+    reason: str
+
+    def __str__(self):
+        shown = "fp32" if self.mixed_precision == "no" else self.mixed_precision
+        return f"precision {shown}: {self.reason}"
+
+
+def detect_device():
+    """The device Accelerate will train on in this process."""
+    if torch.cuda.is_available():
+        index = torch.cuda.current_device()
+        return Device("cuda", torch.cuda.get_device_name(index), tuple(torch.cuda.get_device_capability(index)))
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return Device("mps", "Apple GPU")
+    return Device("cpu", platform.processor() or platform.machine())
+
+
+def choose_precision(setting, device=None):
+    """The Choice for a `precision` parameter on `device` (default: this machine's)."""
+    device = device or detect_device()
+    if setting != "auto":
+        if setting == "fp16" and device.kind == "cpu":
+            raise ConfigError("precision 'fp16' needs a GPU (CUDA or Apple MPS); use 'auto', 'bf16' or 'fp32' on the CPU")
+        note = ""
+        if setting == "bf16" and device.kind == "cuda" and device.capability < BF16_MIN_CAPABILITY:
+            note = f"; {device.name} has no bf16 hardware, so it is emulated and slow (auto would pick fp16)"
+        return Choice(ACCELERATE_NAMES[setting], f"asked for explicitly{note}")
+    if device.kind == "cuda":
+        major, minor = device.capability
+        if device.capability >= BF16_MIN_CAPABILITY:
+            return Choice("bf16", f"{device.name} (compute capability {major}.{minor}) has bf16 in hardware")
+        return Choice("fp16", f"{device.name} (compute capability {major}.{minor}) has no bf16 hardware; "
+                              "fp16 with loss scaling")
+    if device.kind == "mps":
+        return Choice("no", "mixed precision on Apple GPUs is new in PyTorch; pass precision fp16 to try it")
+    if not cpu_has_bf16_instructions():
+        return Choice("no", "this CPU has no bf16 instructions (AMX, AVX-512 BF16): bf16 would be emulated")
+    if cpu_bf16_is_faster():
+        return Choice("bf16", f"this CPU has bf16 instructions and a timed product ran >= {BF16_MIN_SPEEDUP}x faster")
+    return Choice("no", f"this CPU has bf16 instructions, but a timed product ran < {BF16_MIN_SPEEDUP}x faster than fp32")
+
+
+def cpu_has_bf16_instructions():
+    return any(getattr(torch.cpu, flag, lambda: False)() for flag in BF16_CPU_FLAGS)
+
+
+@functools.cache
+def cpu_bf16_is_faster():
+    """Whether bf16 matrix products run at least BF16_MIN_SPEEDUP times faster than fp32 on this CPU.
+
+    Asked only of CPUs with bf16 instructions (elsewhere bf16 is emulated and timing it would
+    cost seconds); timed once per process on one MiniLM-sized product.
+    """
+    return matmul_seconds(torch.float32) / matmul_seconds(torch.bfloat16) >= BF16_MIN_SPEEDUP
+
+
+def matmul_seconds(dtype, shape=(512, 384, 1536), device="cpu", repeats=5):
+    """Best time of `repeats` (m x k) @ (k x n) products in `dtype` on `device`; the default shape is a
+    BERT feed-forward layer (MiniLM-sized). The training benchmark times its matmul peak with it too."""
+    m, k, n = shape
+    a, b = torch.randn(m, k, device=device).to(dtype), torch.randn(k, n, device=device).to(dtype)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first call warms up
+        if device == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        torch.mm(a, b)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - started)
+    return best

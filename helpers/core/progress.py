@@ -1,0 +1,49 @@
+"""Progress bars and widget cells that behave right both live (Jupyter, Colab) and in batch runs.
+
+A batch run is one nobody can interact with. papermill (through nbclient) executes every cell
+with standard input disallowed, whoever starts it (`python -m helpers.run`, or plain `papermill`
+with or without `-p`), and plain Python (a multi-process launch) has no kernel at all; that is
+the signal, not an environment variable: the execute request a kernel answers carries it
+(`allow_stdin`, public in Jupyter's messaging protocol; ipykernel's `get_parent` hands it over).
+There, bars are text lines on stdout (a widget saved by papermill reads 0%), which
+`python -m helpers.run` streams to the terminal, and widget cells print a static example instead
+(helpers.evaluate.demo).
+"""
+import sys
+
+BATCH_UPDATE_SECONDS = 10  # how often a text bar prints a new line in a batch run
+
+
+def in_batch_run():
+    """True when no one can answer this kernel: papermill, plain Python, terminal IPython."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return True
+    kernel = getattr(get_ipython(), "kernel", None)
+    if kernel is None:
+        return True
+    # the execute request this kernel is answering says whether its client can answer input(): the Jupyter
+    # messaging protocol's `allow_stdin`, which papermill's client sends as False and a live notebook as True
+    request = kernel.get_parent("shell")
+    return not request.get("content", {}).get("allow_stdin", False)
+
+
+def quiet_library_bars():
+    """In batch runs, silence the loading bars of transformers and datasets (saved, they read 0%)."""
+    if in_batch_run():
+        import datasets
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        datasets.disable_progress_bars()
+
+
+def progress(iterable=None, **kwargs):
+    if in_batch_run():
+        from tqdm.std import tqdm
+
+        return tqdm(iterable, file=sys.stdout, mininterval=BATCH_UPDATE_SECONDS, ascii=True, **kwargs)
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, **kwargs)

@@ -1,0 +1,40 @@
+"""Extra labelled test sets, scored by every model beside the run's own test split.
+
+The `extra_test` parameter names them, comma-separated: `short` is the set shipped with the
+project (1,000 single sentences from IMDB reviews, labelled: Kotzias et al. 2015, see the README's
+credits), anything else a Parquet or CSV file with `text` and `label` columns. A relative path
+is read from the project root, whatever folder a notebook runs in:
+
+    python -m helpers.run quick -p extra_test short,data/my_reviews.csv
+
+Each set is named by its file's stem (`short`, `my_reviews`) in tables and JSON files.
+"""
+
+from helpers.core.errors import ConfigError
+from helpers.core.files import project_path
+from helpers.data.imdb import SAMPLE_DIR, check_labelled_file, load_labelled_file
+
+SHIPPED = {"short": SAMPLE_DIR / "short_sentences.parquet"}
+MAIN = "test"  # the run's own test split, which no extra set may be named after
+
+
+def extra_test_files(spec):
+    """{name: file} of the sets an `extra_test` value names, each file checked (cheaply) to exist and have
+    text and label columns."""
+    files = {}
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        file = SHIPPED.get(item) or project_path(item)
+        name = item if item in SHIPPED else file.stem
+        if name in files or name == MAIN:
+            raise ConfigError(f"extra_test: two sets would be named {name!r} (a set is named by its file's stem, "
+                              f"and {MAIN!r} is the run's own test split); rename one file")
+        check_labelled_file(file)
+        files[name] = file
+    return files
+
+
+def load_extra_tests(spec):
+    """{name: frame with text and label} of the extra test sets, in the order given."""
+    return {name: load_labelled_file(file) for name, file in extra_test_files(spec).items()}

@@ -1,0 +1,279 @@
+"""Stage 1: load IMDB, check it, draw seeded stratified subsets, split off validation, save.
+
+Sources, by the `data` parameter:
+- "sample": the stratified sample committed in `helpers/data/sample_data/` (offline default);
+- a local folder holding train/test as Parquet or CSV files with `text` and `label` columns,
+  or the original `aclImdb/` layout (train/pos/*.txt, train/neg/*.txt, test/...);
+- anything else is a Hugging Face hub dataset name, e.g. "stanfordnlp/imdb": its train/test
+  Parquet files go through the hub cache (helpers.data.hub), so a dataset downloaded once loads offline too.
+
+Splits travel as pandas frames (`Dataset.to_pandas()`, the documented route on NumPy 2).
+"""
+import csv
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from helpers.core.errors import DataError
+from helpers.core.files import project_path, write_frame
+from helpers.core.sentiment import LABEL_WORDS
+from helpers.data.hub import SPLITS, hub_frames
+
+SAMPLE_DIR = Path(__file__).parent / "sample_data"
+
+
+def preview(text, chars):
+    """A review shortened for a table or a line of output: IMDB's <br /> tags as spaces, at most `chars` characters."""
+    text = text.replace("<br />", " ")
+    return text if len(text) <= chars else text[:chars] + "..."
+
+
+class DataWarning(UserWarning):
+    """Input data that can be used but deserves a look (mapped labels, duplicates)."""
+
+
+def load_imdb(source):
+    """The train and test reviews of `source` as pandas frames with `text` and `label`."""
+    folder = _local_folder(source)
+    if folder is None:
+        return _load_hub(source)
+    if (folder / "train" / "pos").is_dir():
+        return {split: _load_aclimdb_split(folder / split) for split in SPLITS}
+    return _load_files(folder)
+
+
+def _local_folder(source):
+    """The folder `source` names; None for a hub dataset name."""
+    if source == "sample":
+        return SAMPLE_DIR
+    path = project_path(source)
+    if path.is_dir():
+        return path
+    if path.exists() or source.startswith((".", "/", "~")):
+        raise DataError(f"data {source!r}: not a folder; give a folder holding train and test files")
+    return None
+
+
+def check_source(source, sizes=None):
+    """The quick checks of a data source, run before any stage: its files exist, can be read and
+    have `text` and `label` columns (reading only their headers), and Parquet files hold at least
+    the `sizes` asked for ({split: n}, from their footers). Hub names are checked on loading."""
+    folder = _local_folder(source)
+    if folder is None or (folder / "train" / "pos").is_dir():
+        return
+    for split, file in _data_files(folder).items():
+        _require_columns(column_names(file), file)
+        wanted = (sizes or {}).get(split)
+        if wanted is not None and file.suffix == ".parquet":
+            _require_rows(parquet_rows(file), wanted, split)
+
+
+def parquet_rows(file):
+    """Rows of a Parquet file, read from its footer alone."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(file).metadata.num_rows
+
+
+def _require_rows(available, wanted, split):
+    if wanted > available:
+        name = "n_train" if split == "train" else "n_test"
+        raise DataError(f"asked for {wanted} {split} reviews but the data has only {available}; "
+                        f"lower {name} or set it to none (all of them)")
+
+
+def _data_files(folder):
+    files = {}
+    for split in SPLITS:
+        found = sorted(folder.glob(f"{split}.parquet")) or sorted(folder.glob(f"{split}.csv"))
+        if not found:
+            raise DataError(f"{folder}: no {split}.parquet or {split}.csv; the folder needs both train and test files")
+        files[split] = found[0]
+    return files
+
+
+def _load_files(folder):
+    """Parquet or CSV train/test files from a folder, through `datasets`."""
+    return {split: _checked(read_table(file), file) for split, file in _data_files(folder).items()}
+
+
+def read_table(file):
+    import datasets
+
+    column_names(file)  # refuses unreadable, truncated and non-UTF-8 files with a clear message
+    try:
+        loaded = datasets.load_dataset(file.suffix.lstrip("."), data_files={"data": str(file)}, split="data")
+    except Exception as error:  # noqa: BLE001 - the parsers raise many types; all mean "cannot parse"
+        cause = error.__cause__ or error
+        raise DataError(f"{file}: cannot be parsed ({type(cause).__name__}: {cause}); check that it is a "
+                        "well-formed table with text and label columns") from None
+    return loaded.to_pandas()
+
+
+def column_names(file):
+    """The columns of a Parquet or CSV file, from its footer or header line; unreadable files refused by name."""
+    import pyarrow.parquet as pq
+
+    try:
+        with open(file, "rb") as handle:
+            raw = handle.read() if file.suffix == ".csv" else b""
+    except OSError as error:
+        raise DataError(f"{file}: cannot be read ({error.strerror}); it must be a file you may read") from None
+    if file.suffix == ".parquet":
+        try:
+            return pq.ParquetFile(file).schema_arrow.names  # a truncated or foreign file fails here, at once
+        except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is both
+            raise DataError(f"{file}: not a readable Parquet file ({error}); write it again, e.g. with pandas "
+                            "frame.to_parquet(path), or replace it with a CSV file of text,label columns") from None
+    _check_utf8(raw, file)
+    # "utf-8-sig" drops the byte-order mark that spreadsheets' "CSV UTF-8" puts before the header
+    # (the full load strips it too), so such a file's first column is 'text', not '\ufefftext'
+    return next(csv.reader(io.StringIO(raw.decode("utf-8-sig").partition("\n")[0])), [])
+
+
+def _require_columns(columns, origin):
+    missing = [c for c in ("text", "label") if c not in columns]
+    if missing:
+        raise DataError(f"{origin}: missing column(s) {missing}; found {list(columns)}. "
+                        "Rename the review column to 'text' and the 0/1 sentiment column to 'label'.")
+
+
+def _check_utf8(raw, file):
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise DataError(
+            f"{file}: byte {error.start} (line {line}) is not UTF-8 ({raw[error.start:error.end]!r}); save the file "
+            f"as UTF-8, e.g. `iconv -f latin1 -t utf-8 {file.name} > fixed.csv`, or in pandas "
+            "pd.read_csv(path, encoding='latin-1').to_csv(new_path, index=False)") from None
+
+
+def _load_aclimdb_split(folder):
+    rows = []
+    for label, name in ((0, "neg"), (1, "pos")):
+        for file in sorted((folder / name).glob("*.txt")):
+            raw = file.read_bytes()
+            _check_utf8(raw, file)
+            rows.append((raw.decode("utf-8"), label))
+    if not rows:
+        raise DataError(f"{folder}: no reviews in pos/*.txt or neg/*.txt")
+    return _checked(pd.DataFrame(rows, columns=["text", "label"]), folder)
+
+
+def _load_hub(name):
+    """A hub dataset's train and test splits (helpers.data.hub), checked like every other source."""
+    return {split: _checked(frame, f"{name}[{split}]") for split, frame in hub_frames(name).items()}
+
+
+def _checked(frame, origin):
+    """Keep `text` and `label`, refusing anything the model cannot learn from."""
+    _require_columns(frame.columns, origin)
+    frame = frame[["text", "label"]].reset_index(drop=True)
+    if frame.empty:
+        raise DataError(f"{origin}: holds no reviews")
+    bad_text = ~frame["text"].map(lambda t: isinstance(t, str) and bool(t.strip()))
+    if bad_text.any():
+        rows = np.flatnonzero(bad_text.to_numpy())
+        raise DataError(f"{origin}: {len(rows)} review(s) are empty, blank or not text, first at row {rows[0]} "
+                        f"({frame['text'].tolist()[rows[0]]!r}; rows count from 0, header excluded); remove those rows, "
+                        "e.g. frame[frame.text.notna() & (frame.text.str.strip() != '')]")
+    return frame.assign(label=_labels(frame["label"], origin))
+
+
+def _labels(column, origin):
+    """Labels as 0/1 integers. Words like "pos"/"neg" are mapped (and said so); anything else is refused."""
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        mapped = column.where(column.isin([0, 1]))
+    else:
+        mapped = column.map(lambda v: LABEL_WORDS.get(str(v).strip().lower()) if isinstance(v, str) else None)
+    bad = mapped.isna().to_numpy()
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        found = ", ".join(repr(v) for v in column.iloc[rows].drop_duplicates().tolist()[:5])
+        raise DataError(f"{origin}: {len(rows)} label(s) are not 0/1, first at row {rows[0]} (found {found}); "
+                        "labels must be 0 (negative) or 1 (positive); the words "
+                        f"{', '.join(sorted(LABEL_WORDS))} are understood too")
+    if not pd.api.types.is_numeric_dtype(column):
+        pairs = sorted({(str(v), int(m)) for v, m in zip(column, mapped)}, key=lambda p: (p[1], p[0]))
+        warnings.warn(f"{origin}: text labels mapped to numbers: "
+                      + ", ".join(f"{v!r} -> {m}" for v, m in pairs), DataWarning, stacklevel=3)
+    return mapped.astype("int64")
+
+
+def stratified_sample(frame, n, seed):
+    """`n` rows with the label balance of `frame`, shuffled; all rows (shuffled) when n is None."""
+    if n is None or n == len(frame):
+        return frame.sample(frac=1.0, random_state=seed)
+    if n > len(frame):
+        raise DataError(f"asked for {n} reviews but the data has only {len(frame)}; lower n_train/n_test or set it to none")
+    sample, _ = train_test_split(frame, train_size=n, stratify=frame["label"], random_state=seed)
+    return sample
+
+
+def make_splits(params):
+    """Train, validation and test frames for the run: subset, then carve validation from train."""
+    frames = load_imdb(params.data)
+    train = stratified_sample(frames["train"], params.n_train, params.seed)
+    test = stratified_sample(frames["test"], params.n_test, params.seed)
+    for name, frame in (("train", train), ("test", test)):
+        if frame["label"].nunique() < 2:
+            raise DataError(f"the {name} split holds only label {frame['label'].iloc[0]}; both classes are needed")
+    overlap = train_test_overlap(train, test)
+    if overlap:
+        warnings.warn(f"{overlap} of the {len(test)} test reviews also appear word for word among the training "
+                      "reviews, so test accuracy is slightly optimistic; remove them from the test file for a clean "
+                      "estimate", DataWarning, stacklevel=2)
+    train, val = train_test_split(train, test_size=params.val_fraction, stratify=train["label"], random_state=params.seed)
+    return {name: f.reset_index(drop=True) for name, f in (("train", train), ("val", val), ("test", test))}
+
+
+def train_test_overlap(train, test):
+    """How many test reviews also appear, with the same text, among the training reviews."""
+    seen = set(train["text"].str.strip())
+    return int(test["text"].str.strip().isin(seen).sum())
+
+
+def save_splits(splits, folder):
+    for name, frame in splits.items():
+        write_frame(Path(folder) / f"{name}.parquet", frame, index=False)
+
+
+def load_splits(folder, names=("train", "val", "test")):
+    return {name: pd.read_parquet(Path(folder) / f"{name}.parquet") for name in names}
+
+
+def split_summary(splits):
+    """Reviews, label balance and length in words, one row per split."""
+    rows = []
+    for name, frame in splits.items():
+        words = frame["text"].str.split().str.len()
+        rows.append({
+            "split": name,
+            "reviews": len(frame),
+            "negative": int((frame["label"] == 0).sum()),
+            "positive": int((frame["label"] == 1).sum()),
+            "positive_share": round(float(frame["label"].mean()), 3),
+            "median_words": int(words.median()),
+            "max_words": int(words.max()),
+        })
+    return pd.DataFrame(rows).set_index("split")
+
+
+def check_labelled_file(file):
+    """The quick check of one extra test file: it exists, can be read and has `text` and `label`."""
+    file = Path(file)
+    if not file.is_file() or file.suffix not in (".parquet", ".csv"):
+        raise DataError(f"{file}: not a Parquet or CSV file; an extra test set is a .parquet or .csv file with "
+                        "text and label columns")
+    _require_columns(column_names(file), file)
+
+
+def load_labelled_file(file):
+    """One Parquet or CSV file of reviews with `text` and `label`, checked like the train and test files."""
+    check_labelled_file(file)
+    return _checked(read_table(Path(file)), Path(file))

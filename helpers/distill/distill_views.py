@@ -1,0 +1,62 @@
+"""05's views: teacher and student side by side, the teacher's soft targets and the parts of the
+distillation loss, computed with helpers.distill.distillation's own loss as pandas tables.
+"""
+import pandas as pd
+
+from helpers.core.sentiment import LABEL_NAMES, positive_probability
+from helpers.data.imdb import preview
+from helpers.distill.distillation import TEACHER_LOGITS, distillation_loss, distillation_terms, distillation_weights
+from helpers.train.batching import make_loader
+from helpers.train.prediction import batch_logits
+
+PREVIEW_CHARS = 90  # characters of a review shown in a table
+
+
+def side_by_side(named_models, tokenizer, test, texts, n=6):
+    """P(positive) of each model on the first `n` reviews of the tokenized test split (`texts`: their text)."""
+    n = min(n, len(test))
+    batch = next(iter(make_loader(test.select(range(n)), tokenizer, n)))
+    table = pd.DataFrame({"label": [LABEL_NAMES[int(label)] for label in batch["labels"]]},
+                         index=pd.RangeIndex(n, name="test review"))
+    for name, model in named_models.items():
+        table[f"P(positive): {name}"] = positive_probability(batch_logits(model, batch).numpy()).round(3)
+    table["review"] = [preview(text, PREVIEW_CHARS) for text in list(texts)[:n]]
+    return table
+
+
+def with_teacher_logits(batch, teacher):
+    """The batch with the teacher's logits added, as the distillation loop's batches carry them: raw, as the
+    saved teacher gives them, without the evaluate stage's calibration (as distill.add_teacher_logits)."""
+    return {**batch, TEACHER_LOGITS: batch_logits(teacher, batch)}
+
+
+def soft_targets(batch, temperature):
+    """The teacher's P(positive) for each review of a batch, plain and softened at `temperature`: the soft target."""
+    logits = batch[TEACHER_LOGITS].float().numpy()
+    plain, soft = (positive_probability(logits, t).round(3) for t in (1.0, temperature))
+    return pd.DataFrame({"label": [LABEL_NAMES[int(label)] for label in batch["labels"]],
+                         "teacher P(positive)": plain, f"soft target at T={temperature:g}": soft},
+                        index=pd.RangeIndex(len(logits), name="review"))
+
+
+def loss_parts(logits, batch, temperature, alpha):
+    """The parts of `distill.distillation_loss` on a batch, as batch means: the hard and soft terms, and
+    how alpha mixes them (unlabelled reviews weigh the soft term alone); "total" is that loss."""
+    hard, soft, labelled = distillation_terms(logits, batch, temperature)
+    weight = distillation_weights(labelled, alpha)
+    mixed_hard, mixed_soft = (weight * hard).mean().item(), ((1 - weight) * soft).mean().item()
+    return {"hard: cross-entropy with the labels": hard[labelled].mean().item() if labelled.any() else float("nan"),
+            "soft: T² · KL(teacher_T ‖ student_T)": soft.mean().item(), "labelled reviews": int(labelled.sum()),
+            "alpha · hard": mixed_hard, "(1 - alpha) · soft": mixed_soft, "total": mixed_hard + mixed_soft}
+
+
+def distillation_parts(named_students, batch, temperature, alpha):
+    """`loss_parts` of each student on one batch carrying the teacher's logits, one column per student,
+    with the loop's own loss function (distill.distillation_loss) in the last row as a check. A saved
+    student's logits are taken raw, as the loop saw them (saved models hold no calibration)."""
+    columns = {}
+    for name, student in named_students.items():
+        logits = batch_logits(student, batch)
+        columns[name] = {**loss_parts(logits, batch, temperature, alpha),
+                         "distillation.distillation_loss": distillation_loss(logits, batch, temperature, alpha).item()}
+    return pd.DataFrame(columns).round(4).rename_axis(f"alpha {alpha:g}, T {temperature:g}")

@@ -1,0 +1,194 @@
+"""05's comparison: the student's CPU copies (PyTorch's int8, and ONNX Runtime's from helpers.export) and
+every model side by side: size, CPU speed and accuracy with intervals on the same reviews of every test set.
+
+The int8 copy and the CPU timings run on the CPU whatever device trained the models (on Colab: the
+runtime's CPU). Every CPU figure rests on a seeded sample of each test set (`cpu_samples`), and the
+timed reviews are part of it, so a ratio between two rows always compares the same reviews.
+"""
+import io
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from helpers.core.files import dir_size_mb, read_json
+from helpers.core.int8 import quantize_int8
+from helpers.core.models import count_parameters
+from helpers.core.sentiment import positive_probability
+from helpers.evaluate.metrics import classification_metrics, sets_table
+from helpers.train.prediction import timed_cpu_logits
+
+
+def cpu_throughput(model, dataset, tokenizer, batch_size):
+    """Reviews per second of `model` predicting on the CPU."""
+    return len(dataset) / timed_cpu_logits(model, dataset, tokenizer, batch_size)[1]
+
+
+def serialized_mb(model):
+    """Megabytes of the model's weights as saved (for a quantized model, which safetensors cannot hold)."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.getbuffer().nbytes / 1e6
+
+
+def cpu_samples(n_test, n_sample, n_speed, seed):
+    """Positions of the test reviews scored on the CPU (at most `n_sample`, all when fewer or None)
+    and of those timed (the first `n_speed` of the same seeded draw): the timed reviews are part of
+    the scored ones, so every CPU figure rests on the same reviews. Both sorted."""
+    drawn = np.random.default_rng(seed).permutation(n_test)[:n_sample or n_test]
+    return np.sort(drawn), np.sort(drawn[:n_speed])
+
+
+def compare(trained, sets, probs, tokenizer, params, baseline_footprint, onnx_dir=None):
+    """Size, CPU speed and scores of the baseline, the teacher, the student and the student's CPU copies:
+    quantized to int8 by torch and, when `onnx_dir` holds the student's ONNX copies (helpers.serve.export.student_copies:
+    the distill stage writes them when onnxruntime is installed), ONNX Runtime's fp32 and int8.
+
+    `trained` maps "teacher" and "student" to (model, saved folder); `sets` maps each test set
+    (the run's test split first, then the extra sets) to its tokenized reviews, and `probs` each
+    set to {model: P(positive) per review} of the baseline, the teacher and the student;
+    `baseline_footprint` is the baseline's row as the evaluate stage measured it where it fitted it
+    (evaluate/baseline.json: parameters, size, CPU reviews/s on the same timed reviews). The CPU
+    copies are scored on a seeded sample of each set (`n_cpu_test` reviews; all when fewer), or on its
+    timed reviews (`cpu_copies` says which); the others on the whole set and on the same reviews, so a
+    ratio between two rows always compares the same reviews. Speed is timed on the same `n_speed` reviews of the test split's sample for every
+    model (the baseline on their text), in batches of `eval_batch_size`, on torch's CPU threads.
+    """
+    copies = cpu_copies(trained["student"][0], tokenizer, params.eval_batch_size, onnx_dir)
+    main_name = next(iter(sets))
+    _, timed = cpu_samples(len(sets[main_name]), params.n_cpu_test, params.n_speed, params.seed)
+    timed_set = sets[main_name].select(timed)
+    footprints = {"baseline": (baseline_footprint["params"], baseline_footprint["size_mb"],
+                               baseline_footprint["reviews_per_s"])}
+    for name, (model, saved) in trained.items():
+        footprints[name] = (count_parameters(model), dir_size_mb(saved),
+                            cpu_throughput(model, timed_set, tokenizer, params.eval_batch_size))
+    everyone = {name: dict(by_model) for name, by_model in probs.items()}
+    for name, (logits_of, size_mb, scope) in copies.items():
+        scored, seconds = _copy_probabilities(logits_of, scope, sets, params)
+        for set_name, copy_probs in scored.items():
+            everyone[set_name][name] = copy_probs
+        footprints[name] = (count_parameters(trained["student"][0]), size_mb, len(timed) / seconds)
+    scored = {name: _score_set(ds, everyone[name], params) for name, ds in sets.items()}
+    models = {name: {"params": n_params, "size_mb": round(size_mb, 2), "reviews_per_s": round(speed, 2),
+                     **scored[main_name]["models"][name]} for name, (n_params, size_mb, speed) in footprints.items()}
+    return {"reviews": scored[main_name]["reviews"],
+            "cpu": {"batch_size": params.eval_batch_size, "threads": torch.get_num_threads()}, "models": models,
+            "extra_test_sets": {name: result for name, result in scored.items() if name != main_name}}
+
+
+def cpu_copies(student, tokenizer, batch_size, onnx_dir=None):
+    """{row name: (function from tokenized reviews to logits, size in MB, reviews scored)} of the student's CPU
+    copies: torch's int8 and, from `onnx_dir` (helpers.serve.export.write_copies), the ONNX Runtime copies (fp32
+    optimized and int8), run on as many threads as torch uses. The int8 copies are scored on each set's CPU
+    sample ("cpu_sample"); the fp32 ONNX copy, which gives the student's own logits (helpers.export checks them
+    to 1e-3), on its timed reviews only ("timed"), so its row costs little time."""
+    int8 = quantize_int8(student)
+    copies = {"student_int8": (lambda ds: timed_cpu_logits(int8, ds, tokenizer, batch_size)[0], serialized_mb(int8),
+                               "cpu_sample")}
+    if onnx_dir is None:
+        return copies
+    from helpers.serve import export, onnx_backend
+
+    files = read_json(Path(onnx_dir) / export.COPIES_FILE)["files"]
+    for name, key, scope in (("student_onnx", "optimized", "timed"), ("student_onnx_int8", "int8", "cpu_sample")):
+        path = Path(onnx_dir) / files[key]
+        session = onnx_backend.make_session(path, torch.get_num_threads())
+        copies[name] = (partial(_session_logits, session, tokenizer.pad_token_id, batch_size),
+                        path.stat().st_size / 1e6, scope)
+    return copies
+
+
+def _session_logits(session, pad_id, batch_size, dataset):
+    from helpers.serve.onnx_backend import session_logits
+
+    return session_logits(session, dataset["input_ids"], pad_id, batch_size)
+
+
+def _copy_probabilities(logits_of, scope, sets, params):
+    """One CPU copy's P(positive) on each set's reviews of its `scope` (NaN elsewhere), and its seconds on the
+    test split's timed reviews. Those are part of what it scores, so the timed pass scores them too; the extra
+    sets go first, so the timed pass never meets a cold copy when there are any."""
+    main_name, *others = sets
+    probs, seconds = {}, None
+    for name in [*others, main_name]:
+        dataset = sets[name]
+        sample, timed = cpu_samples(len(dataset), params.n_cpu_test, params.n_speed, params.seed)
+        rows = sample if scope == "cpu_sample" else timed
+        probs[name] = np.full(len(dataset), np.nan)
+        if name != main_name:
+            probs[name][rows] = positive_probability(logits_of(dataset.select(rows)))
+            continue
+        rest = np.setdiff1d(rows, timed)
+        if len(rest):
+            probs[name][rest] = positive_probability(logits_of(dataset.select(rest)))
+        started = time.perf_counter()
+        probs[name][timed] = positive_probability(logits_of(dataset.select(timed)))
+        seconds = time.perf_counter() - started
+    return probs, seconds
+
+
+def _score_set(dataset, probs, params):
+    """One test set's scores for every model in `probs` ({model: P(positive) per review, NaN where it was not
+    scored}): on the whole set, on the CPU sample and on its timed reviews (the first `n_speed` of the
+    sample's draw), None where a model did not score all of those reviews."""
+    labels = np.asarray(dataset["labels"])
+    sample, timed = cpu_samples(len(dataset), params.n_cpu_test, params.n_speed, params.seed)
+    return {"reviews": {"test": len(dataset), "cpu_sample": len(sample), "timed": len(timed)},
+            "models": {name: {"test": _scores(labels, p), "cpu_sample": _scores(labels[sample], p[sample]),
+                              "timed": _scores(labels[timed], p[timed])} for name, p in probs.items()}}
+
+
+def _scores(labels, probs):
+    """Accuracy (with its 95% interval) and F1, or None where the model was not scored on all of these reviews."""
+    if np.isnan(probs).any():
+        return None
+    metrics = classification_metrics(labels, probs)
+    return {"accuracy": metrics["accuracy"], "accuracy_ci95": metrics["accuracy_ci95"], "f1": metrics["f1"]}
+
+
+def comparison_table(comparison):
+    """Every model in readable units, with each one's share of the teacher's.
+
+    Column names say on how many reviews each figure rests (the timed ones for speed, with the batch
+    size and threads; the test split or its CPU sample for scores, where one pair of columns serves
+    every model when the sample is the whole split), and each accuracy has its 95% interval.
+    """
+    reviews, cpu = comparison["reviews"], comparison.get("cpu")
+    setting = f", batch {cpu['batch_size']}, {cpu['threads']} threads" if cpu else ""
+    columns = {"params": "params (M)", "size_mb": "size (MB)",
+               "reviews_per_s": f"reviews/s (CPU, {reviews['timed']:,} reviews{setting})"}
+    scored_on = {"cpu_sample": f" ({reviews['test']:,} test)"} if reviews["cpu_sample"] == reviews["test"] else \
+        {"test": f" (all {reviews['test']:,} test)", "cpu_sample": f" (CPU sample of {reviews['cpu_sample']:,})"}
+    if any(row.get("timed") and not row["cpu_sample"] for row in comparison["models"].values()):
+        scored_on["timed"] = f" (timed {reviews['timed']:,})"  # a copy scored on the timed reviews only
+    rows, intervals = {}, []
+    for name, row in comparison["models"].items():
+        rows[name] = {label: row[key] for key, label in columns.items()}
+        for where, suffix in scored_on.items():
+            scores = row.get(where) or {}
+            low, high = scores.get("accuracy_ci95", (np.nan, np.nan))
+            rows[name].update({"accuracy" + suffix: scores.get("accuracy", np.nan), "95% low" + suffix: low,
+                               "95% high" + suffix: high, "f1" + suffix: scores.get("f1", np.nan)})
+            intervals += ["95% low" + suffix, "95% high" + suffix]
+    table = pd.DataFrame(rows).T.astype(float)
+    table["params (M)"] /= 1e6
+    for name in [n for n in comparison["models"] if n != "teacher"]:
+        table.loc[f"{name} / teacher"] = table.loc[name] / table.loc["teacher"]
+        table.loc[f"{name} / teacher", sorted(set(intervals))] = np.nan  # a ratio of interval ends means nothing
+    return table.round(3)
+
+
+def extra_sets_table(comparison):
+    """The per-set results table (helpers.evaluate.metrics.sets_table) of every model on each extra test set: on the
+    whole set, or on its CPU sample where the student's CPU copies read only that (the sample's size is given)."""
+    scores = {}
+    for name, result in comparison.get("extra_test_sets", {}).items():
+        scores[name] = {}
+        for model, by_reviews in result["models"].items():
+            where = next(key for key in ("test", "cpu_sample", "timed") if by_reviews.get(key))  # the most reviews read
+            scores[name][model] = {**by_reviews[where], "n": result["reviews"][where]}
+    return sets_table(scores)

@@ -1,0 +1,50 @@
+"""The test sets every model is scored on: the run's test split and the extra sets (helpers.data.extra_sets),
+and the probabilities scored on them, which the evaluate stage writes and the distill stage extends.
+
+The evaluate stage scores the calibrated teacher and the bag-of-words baseline on each set; the distill
+stage adds the student and its CPU copies. The scores and their table: helpers.evaluate.metrics.
+"""
+import numpy as np
+import pandas as pd
+
+from helpers.data import extra_sets, imdb
+from helpers.evaluate import baseline
+from helpers.tokens import tokens
+
+MAIN = extra_sets.MAIN  # the run's own test split
+
+
+def test_frames(run):
+    """{set: frame with text and label}: the run's test split first, then the extra sets."""
+    main = imdb.load_splits(run.require("data"), names=("test",))["test"]
+    return {MAIN: main, **extra_sets.load_extra_tests(run.params.extra_test)}
+
+
+def tokenized_sets(run, frames, tokenizer):
+    """{set: tokenized dataset}: the test split as the tokenize stage wrote it, the extra sets tokenized
+    here the same way (max_length, truncation_head)."""
+    sets = {MAIN: tokens.load_tokenized(run.require("tokenize"))["test"]}
+    extras = {name: frame for name, frame in frames.items() if name != MAIN}
+    if extras:
+        sets.update(tokens.tokenize_splits(extras, tokenizer, run.params.max_length, run.params.truncation_head))
+    return sets
+
+
+def fit_run_baseline(run):
+    """The TF-IDF baseline on the run's training reviews, C chosen on its validation split."""
+    splits = imdb.load_splits(run.require("data"), names=("train", "val"))
+    return baseline.fit_baseline(splits["train"]["text"], splits["train"]["label"], splits["val"]["text"],
+                                 splits["val"]["label"], run.params.seed)
+
+
+def probabilities_frame(probs):
+    """{set: {model: probs}} as one long frame (set, review, one column per model), for the next stage."""
+    parts = [pd.DataFrame({"set": name, "review": np.arange(len(next(iter(by_model.values())))), **by_model})
+             for name, by_model in probs.items()]
+    return pd.concat(parts, ignore_index=True)
+
+
+def probabilities_by_set(frame):
+    """The inverse of probabilities_frame: {set: {model: probs}}."""
+    return {name: {model: part[model].to_numpy() for model in part.columns if model not in ("set", "review")}
+            for name, part in frame.groupby("set", sort=False)}

@@ -1,0 +1,195 @@
+"""One self-contained `report.html` per run folder: what a person opens to see how a run went.
+
+    python -m helpers.report runs/quick      # (re)build runs/quick/report.html
+
+The batch runner writes it at the end of every run (also after a failed stage). It is built
+only from the files the stages leave in the run folder, so it can be rebuilt for any run, old
+or partial: a stage whose files are missing shows "not run yet" instead of failing. Every
+figure is embedded as a base64 data URI and the CSS is inline, so the one file can be mailed,
+attached to an issue or opened from Drive without its folder. The summary (this module) shows each
+stage's seconds beside the time estimated before it ran (estimates.json, helpers.pipeline.estimates); the
+sections on what each stage made are in helpers.pipeline.report_sections.
+
+A small inline script checks, once the page has loaded, that every figure decoded; it
+replaces a broken one with a visible note and records the counts on <body> as
+`data-figures` and `data-figures-loaded`, for a reader and for the headless-browser test.
+"""
+import argparse
+import html
+from pathlib import Path
+
+import pandas as pd
+
+from helpers.core.files import atomic_write
+from helpers.pipeline.report_sections import (
+    data_section,
+    distillation_section,
+    environment_section,
+    evaluation_section,
+    html_table,
+    parameters_section,
+    read_run_json,
+    tokens_section,
+    training_section,
+)
+from helpers.runs import layout
+
+REPORT_NAME = "report.html"
+CPU_PART = "distill_cpu"  # estimates.json's key for 05's CPU part (helpers.pipeline.estimates)
+NAN = float("nan")
+
+CSS = """
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222;
+       max-width: 960px; margin: 0 auto; padding: 1.5em 2em 4em; }
+h1 { margin-bottom: 0.1em; }
+h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
+nav a { margin-right: 1em; }
+.subtitle, .note { color: #666; }
+.missing { color: #a33; font-style: italic; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 14px; }
+th, td { border-bottom: 1px solid #e4e4e4; padding: 0.25em 0.8em; text-align: right; vertical-align: top; }
+th { background: #f5f5f5; }
+td:first-child, th:first-child { text-align: left; }
+td:first-child { font-weight: 600; }
+table.kv td, table.kv th { text-align: left; }
+figure { margin: 1em 0; }
+img { max-width: 100%; height: auto; }
+figcaption { color: #666; font-size: 13px; }
+.errors td:last-child, .errors th:last-child { text-align: left; }
+.errors td:last-child { font-size: 13px; max-width: 560px; }
+.errors td:first-child { font-weight: normal; }
+"""
+
+# After `load` every <img> has either decoded or failed: count them, and make failures visible.
+CHECK_FIGURES_JS = """
+window.addEventListener("load", function () {
+  var images = Array.prototype.slice.call(document.images), loaded = 0;
+  images.forEach(function (img) {
+    if (img.complete && img.naturalWidth > 0) { loaded += 1; return; }
+    var note = document.createElement("p");
+    note.className = "missing";
+    note.textContent = "figure missing: " + (img.alt || "unnamed figure");
+    img.replaceWith(note);
+  });
+  document.body.dataset.figures = images.length;
+  document.body.dataset.figuresLoaded = loaded;
+});
+"""
+
+
+def write_report(run_dir):
+    """Build `report.html` from whatever the run folder holds; returns its path."""
+    run_dir = Path(run_dir)
+    target = run_dir / REPORT_NAME
+    with atomic_write(target) as tmp:
+        tmp.write_text(render(run_dir), encoding="utf-8")
+    return target
+
+
+def render(run_dir):
+    """The whole page as one string."""
+    run_dir = Path(run_dir)
+    sections = [(anchor, title, builder(run_dir)) for anchor, title, builder in SECTIONS]
+    nav = " ".join(f'<a href="#{anchor}">{html.escape(title)}</a>' for anchor, title, _ in sections)
+    body = "\n".join(f'<section id="{anchor}"><h2>{html.escape(title)}</h2>\n{content}</section>'
+                     for anchor, title, content in sections)
+    name = html.escape(run_dir.resolve().name)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>Run report: {name}</title>\n<style>{CSS}</style>\n<script>{CHECK_FIGURES_JS}</script>\n"
+            f"</head><body>\n<h1>Run report: {name}</h1>\n"
+            f'<p class="subtitle">{html.escape(str(run_dir.resolve()))}</p>\n<nav>{nav}</nav>\n{body}\n</body></html>\n')
+
+
+# --- one function per section --------------------------------------------------------------
+
+def summary_section(run_dir):
+    """The outcome first: each stage's status, a failure's error, its time beside the time estimated before it
+    ran, the accuracies, the total time."""
+    timings = read_run_json(run_dir, "timings.json") or {}
+    estimates = read_run_json(run_dir, layout.ESTIMATES_FILE) or {}
+    failure = read_run_json(run_dir, layout.FAILURE_FILE)
+    rows = []
+    for stage, notebook in layout.NOTEBOOKS.items():
+        if failure and failure["notebook"] == notebook:
+            status = f"failed: {failure['error'].splitlines()[0][:300]}"
+        else:
+            status = "done" if (run_dir / layout.DONE_MARKERS[stage]).exists() else "not run"
+        rows.append((f"{notebook[:2]} {stage}", status, timings.get(notebook, NAN), estimates.get(stage, {}).get("seconds", NAN)))
+    if CPU_PART in estimates:  # measured only where the stage records it (helpers.pipeline.estimates.measured)
+        part = estimates[CPU_PART]
+        rows.append(("05 distill: its CPU part", "part of 05", part.get("measured_seconds", NAN), part["seconds"]))
+    frame = pd.DataFrame(rows, columns=["stage", "status", "seconds", "estimated seconds"])
+    if estimates:
+        frame["seconds / estimated"] = frame["seconds"] / frame["estimated seconds"]
+    else:
+        frame = frame.drop(columns="estimated seconds")
+    total = sum(timings.values())
+    return (_outcome(run_dir) + html_table(frame) + _estimates_note(estimates)
+            + (f"<p>Total time: {total / 60:.1f} min ({total:,.0f} s).</p>\n" if timings else ""))
+
+
+def _estimates_note(estimates):
+    """How each estimate was made: where, at what measured rate, on what work, its largest parts."""
+    if not estimates:
+        return ""
+    rows = [{"stage": stage, "device": entry.get("device", ""), "precision": entry.get("precision", ""),
+             "measured GFLOP/s": entry.get("measured_gflops", NAN), "work": entry.get("work", ""),
+             "largest parts (s)": ", ".join(f"{name} {seconds:,.0f}" for name, seconds in
+                                           sorted(entry.get("parts", {}).items(), key=lambda item: -item[1])[:3])}
+            for stage, entry in estimates.items()]
+    return ("<details><summary>How each estimate was made (estimates.json): the work, over the rate of a matrix "
+            "product timed on the device just before the stage (helpers/estimates.py)</summary>\n"
+            + html_table(pd.DataFrame(rows), "kv") + "</details>\n")
+
+
+def _outcome(run_dir):
+    """One sentence per result the run has reached so far."""
+    lines = []
+    metrics = read_run_json(run_dir, "evaluate/metrics.json")
+    if metrics:
+        low, high = metrics.get("accuracy_ci95", [float("nan")] * 2)
+        lines.append(f"Teacher: test accuracy <b>{metrics['accuracy']:.4f}</b> (95% interval {low:.3f} to "
+                     f"{high:.3f}), F1 {metrics['f1']:.4f} ({metrics['n']:,} test reviews).")
+    sets = read_run_json(run_dir, "evaluate/test_sets.json")
+    if sets:
+        lines += [f"On {name} ({by_model['teacher']['n']:,} reviews): teacher {by_model['teacher']['accuracy']:.4f}, "
+                  f"TF-IDF baseline {by_model['baseline']['accuracy']:.4f}." for name, by_model in sets.items()]
+    comparison = read_run_json(run_dir, "distill/comparison.json")
+    if comparison:
+        models, reviews = comparison["models"], comparison["reviews"]
+        teacher, student, int8 = (models[name] for name in ("teacher", "student", "student_int8"))
+        share = student["test"]["accuracy"] / teacher["test"]["accuracy"]
+        lines.append(f"Student: test accuracy <b>{student['test']['accuracy']:.4f}</b> ({share:.1%} of the teacher's), "
+                     f"{student['params'] / teacher['params']:.0%} of its parameters, "
+                     f"{student['reviews_per_s'] / teacher['reviews_per_s']:.1f}x its CPU speed.")
+        lines.append(f"Student in int8: accuracy <b>{int8['cpu_sample']['accuracy']:.4f}</b> against the teacher's "
+                     f"{teacher['cpu_sample']['accuracy']:.4f} on the same {reviews['cpu_sample']:,} test reviews, "
+                     f"{int8['reviews_per_s'] / teacher['reviews_per_s']:.1f}x the teacher's CPU speed.")
+    return "".join(f"<p>{line}</p>\n" for line in lines)
+
+
+SECTIONS = (  # anchor, heading, builder: the page's order
+    ("summary", "Summary", summary_section),
+    ("parameters", "Parameters", parameters_section),
+    ("environment", "Environment", environment_section),
+    ("data", "Data", data_section),
+    ("tokens", "Token lengths", tokens_section),
+    ("training", "Training", training_section),
+    ("evaluation", "Test metrics", evaluation_section),
+    ("distillation", "Distillation", distillation_section),
+)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m helpers.report", description="(Re)build report.html for a run folder.")
+    parser.add_argument("run_dir", help="a run folder, e.g. runs/quick")
+    args = parser.parse_args(argv)
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        parser.error(f"{run_dir} is not a folder")
+    print(write_report(run_dir))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""The sections of report.html on what each stage made (parameters, environment, data, tokens, training,
+test metrics, distillation), and the HTML pieces every section is built of (helpers.report puts the page
+together and writes its summary).
+
+Each section is one function of the run folder that returns HTML, built only from the files the stages
+left there; a stage whose file is missing shows "not run yet" instead of failing. Text from the data
+(reviews, parameter values) is escaped: pandas escapes table cells, `html.escape` the rest.
+"""
+import base64
+import html
+import json
+
+import pandas as pd
+
+from helpers.core.files import read_json
+
+N_ERRORS_SHOWN = 5  # confidently wrong reviews quoted in the report
+ERROR_TEXT_CHARS = 300  # each quoted review is cut to this many characters
+
+
+# --- building blocks ---------------------------------------------------------------------
+
+def not_run(path):
+    return f'<p class="missing">Not run yet: {html.escape(path)} does not exist.</p>\n'
+
+
+def read_run_json(run_dir, relative):
+    """A JSON file of the run, or None when that stage has not written it (yet)."""
+    path = run_dir / relative
+    return read_json(path) if path.exists() else None
+
+
+def html_table(frame, css_class=""):
+    """A DataFrame as an HTML table, its first column as row labels; pandas escapes every cell and header."""
+    return frame.to_html(index=False, border=0, escape=True, na_rep="", float_format=number, classes=css_class) + "\n"
+
+
+def number(value):
+    """Four significant digits, thousands whole with separators: 0.8438, 12.35, 25,000."""
+    if value != value:  # NaN
+        return ""
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+
+
+def figure(run_dir, relative, caption):
+    """A PNG of the run embedded as a data URI, or a note when the file is missing."""
+    path = run_dir / relative
+    if not path.exists():
+        return f'<p class="missing">figure missing: {html.escape(relative)}</p>\n'
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    alt = html.escape(relative, quote=True)
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{alt}">'
+            f"<figcaption>{html.escape(caption)} ({alt})</figcaption></figure>\n")
+
+
+def key_values(mapping, key="name"):
+    """A flat dict as a two-column table (values shown as text, so lists and None read plainly)."""
+    rows = [(k, v if isinstance(v, str) else number(v) if isinstance(v, float) else json.dumps(v))
+            for k, v in mapping.items()]
+    return html_table(pd.DataFrame(rows, columns=[key, "value"]), "kv")
+
+
+# --- one function per section ------------------------------------------------------------
+
+def parameters_section(run_dir):
+    stored = read_run_json(run_dir, "params.json")
+    if stored is None:
+        return not_run("params.json")
+    return f"<p>Profile <b>{html.escape(str(stored['profile']))}</b>.</p>\n" + key_values(stored["params"], "parameter")
+
+
+def environment_section(run_dir):
+    env = read_run_json(run_dir, "environment.json")
+    if env is None:
+        return not_run("environment.json")
+    top = {k: v for k, v in env.items() if k != "packages"}
+    return key_values(top) + key_values(env.get("packages", {}), "package")
+
+
+def data_section(run_dir):
+    summary = read_run_json(run_dir, "data/summary.json")
+    if summary is None:
+        return not_run("data/summary.json")
+    return (html_table(pd.DataFrame(summary)) + figure(run_dir, "data/label_balance.png", "Label balance per split")
+            + figure(run_dir, "data/review_words.png", "Review length in words"))
+
+
+def tokens_section(run_dir):
+    stats = read_run_json(run_dir, "tokenize/length_stats.json")
+    if stats is None:
+        return not_run("tokenize/length_stats.json")
+    return html_table(pd.DataFrame(stats)) + figure(run_dir, "tokenize/token_lengths.png", "Review length in tokens")
+
+
+def _epochs(history):
+    frame = pd.DataFrame(history["epochs"])
+    return html_table(frame[["epoch"] + [c for c in frame if c != "epoch"]])
+
+
+def training_section(run_dir):
+    history = read_run_json(run_dir, "train/history.json")
+    if history is None:
+        return not_run("train/history.json")
+    precision = html.escape(str(history.get("precision", "?")))
+    return (f"<p>Mixed precision: {precision}. One row per epoch, on the validation split.</p>\n"
+            + _epochs(history) + figure(run_dir, "train/loss_curve.png", "Teacher loss"))
+
+
+def evaluation_section(run_dir):
+    metrics = read_run_json(run_dir, "evaluate/metrics.json")
+    if metrics is None:
+        return not_run("evaluate/metrics.json")
+    low, high = metrics.get("accuracy_ci95", [float("nan")] * 2)
+    shown = {k: v for k, v in metrics.items() if k != "accuracy_ci95"}
+    out = (f"<p>Teacher on the test split; accuracy's 95% interval (Wilson): {low:.4f} to {high:.4f}.</p>\n"
+           + key_values(shown, "metric"))
+    sets = read_run_json(run_dir, "evaluate/test_sets.json")
+    if sets is not None:
+        from helpers.evaluate.metrics import sets_table  # imports torch: only when there is something to show
+
+        out += "<h3>Every test set: the TF-IDF baseline beside the teacher</h3>\n" + html_table(sets_table(sets).reset_index())
+    calibration = read_run_json(run_dir, "evaluate/calibration.json")
+    if calibration is not None:
+        out += (f"<h3>Calibration</h3>\n<p>Temperature {calibration['temperature']:.3f}, fitted on the "
+                f"{calibration['val_reviews']:,} validation reviews and applied where the teacher predicts (its saved model stays raw); expected "
+                f"calibration error on the test split ({calibration['bins']} equal-width bins): "
+                f"{calibration['ece_uncalibrated']:.4f} before, {calibration['ece']:.4f} after.</p>\n"
+                + figure(run_dir, "evaluate/reliability.png", "Reliability diagram (test)"))
+    return (out + figure(run_dir, "evaluate/confusion_matrix.png", "Confusion matrix (test)")
+            + _confident_errors(run_dir / "evaluate" / "confident_errors.csv"))
+
+
+def _confident_errors(path):
+    """The first few confidently wrong test reviews; the text is data, so pandas escapes it."""
+    if not path.exists():
+        return ""
+    errors = pd.read_csv(path, index_col=0).head(N_ERRORS_SHOWN)
+    if "text" in errors:
+        errors["text"] = errors["text"].astype(str).map(lambda t: t if len(t) <= ERROR_TEXT_CHARS else t[:ERROR_TEXT_CHARS] + " …")
+    return f"<h3>Most confident errors (first {len(errors)})</h3>\n" + html_table(errors, "errors")
+
+
+def distillation_section(run_dir):
+    comparison = read_run_json(run_dir, "distill/comparison.json")
+    if comparison is None:
+        return not_run("distill/comparison.json")
+    from helpers.distill.model_comparison import (  # import torch: only when there is something to show
+        comparison_table,
+        extra_sets_table,
+    )
+
+    out = ("<p>TF-IDF baseline, teacher, student and int8-quantised student; each column's name says which test "
+           "reviews it rests on (the int8 student runs on the CPU, on a seeded sample). The <i>/ teacher</i> rows "
+           "are each one's ratio to the teacher over the same reviews.</p>\n"
+           + html_table(comparison_table(comparison).rename_axis("model").reset_index()))
+    extra = extra_sets_table(comparison)
+    if len(extra):
+        out += "<h3>Extra test sets</h3>\n" + html_table(extra.reset_index())
+    history = read_run_json(run_dir, "distill/history.json")
+    if history is not None:
+        out += "<h3>Student epochs</h3>\n" + _epochs(history)
+    return out + figure(run_dir, "distill/student_loss_curve.png", "Student loss")

@@ -1,0 +1,95 @@
+"""One parameter, several values: the pipeline once per value, and what each value buys.
+
+    python -m helpers.run quick --sweep n_train=250,500,1000,2000 --stages data,tokenize,train,evaluate
+    python -m helpers.run quick --sweep n_train=250,500,1000,2000 --seeds 3 --stages data,tokenize,train,evaluate
+
+Each value gets its own run folder under the sweep folder (`<sweep>/n_train-250/`, ...; with
+--seeds, one per seed inside it: `<sweep>/n_train-250/seed-42/`), a run like any other
+(resumable, with its report). When all have finished, `sweep.csv` holds each value's test
+accuracy and stage times (with --seeds, their medians over the seeds, and `runs.csv` every run)
+and `learning_curve.png` draws them: for n_train, a learning curve that shows what scaling up will
+buy before paying for the full run.
+"""
+from pathlib import Path
+
+import pandas as pd
+
+from helpers.core.errors import ConfigError
+from helpers.core.files import read_json, write_frame
+from helpers.evaluate import plots
+from helpers.runs.config import FIELDS
+from helpers.runs.run_folder import read_timings
+
+TIMINGS = {"train_seconds": "03_train.ipynb", "distill_seconds": "05_distill.ipynb"}
+
+
+def parse_sweep(text):
+    """'NAME=V1,V2,...' -> (NAME, [V1, V2, ...]), the values still raw strings (validated as any override)."""
+    name, _, values = text.partition("=")
+    name, values = name.strip(), [v.strip() for v in values.split(",") if v.strip()]
+    if name not in FIELDS:
+        raise ConfigError(f"--sweep {text!r}: {name!r} is not a parameter; known: {', '.join(FIELDS)}")
+    if len(values) < 2 or len(set(values)) != len(values):
+        raise ConfigError(f"--sweep {text!r}: give two or more different values, e.g. --sweep n_train=250,500,1000")
+    return name, values
+
+
+def run_dirs(sweep_dir, name, values):
+    """The run folder of each value, inside the sweep folder."""
+    return {value: Path(sweep_dir) / f"{name}-{value}" for value in values}
+
+
+def collect(name, dirs):
+    """One row per value: test accuracy of teacher and student (where run) and stage seconds."""
+    rows = []
+    for value, run_dir in dirs.items():
+        row = {name: value}
+        for who, path in (("teacher_accuracy", "evaluate/metrics.json"), ("student_accuracy", "distill/metrics.json")):
+            file = Path(run_dir) / path
+            row[who] = read_json(file)["accuracy"] if file.exists() else float("nan")
+        timings = read_timings(run_dir)
+        row.update({column: timings.get(notebook, float("nan")) for column, notebook in TIMINGS.items()})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(name)
+
+
+def write_results(sweep_dir, name, table):
+    """sweep.csv and learning_curve.png in the sweep folder (and, over seeds, seeds.csv); returns the figure."""
+    write_frame(Path(sweep_dir) / "sweep.csv", table)
+    if name == "seed":
+        write_frame(Path(sweep_dir) / "seeds.csv", seed_summary(table))
+    fig = plots.learning_curve(table, name)
+    plots.save(fig, Path(sweep_dir) / "learning_curve.png")
+    return fig
+
+
+def collect_grid(name, values, dirs):
+    """One row per run of a sweep under several seeds (`dirs` value-major, as the runner plans them)."""
+    per_value = len(dirs) // len(values)
+    frames = [collect(name, {value: run_dir}).assign(seed=int(Path(run_dir).name.removeprefix("seed-")))
+              for i, value in enumerate(values) for run_dir in dirs[i * per_value:(i + 1) * per_value]]
+    return pd.concat(frames)
+
+
+def grid_medians(runs):
+    """Per value: the median of each figure over its seeds, with the teacher's lowest and highest."""
+    grouped = runs.drop(columns="seed").groupby(level=0, sort=False)
+    table = grouped.median()
+    table.insert(1, "teacher_min", grouped["teacher_accuracy"].min())
+    table.insert(2, "teacher_max", grouped["teacher_accuracy"].max())
+    table.insert(0, "seeds", grouped.size())
+    return table
+
+
+def write_grid_results(sweep_dir, name, runs):
+    """runs.csv (every run), sweep.csv (medians per value) and learning_curve.png (the medians); the medians."""
+    write_frame(Path(sweep_dir) / "runs.csv", runs)
+    table = grid_medians(runs)
+    write_frame(Path(sweep_dir) / "sweep.csv", table)
+    plots.save(plots.learning_curve(table, name), Path(sweep_dir) / "learning_curve.png")
+    return table
+
+
+def seed_summary(table):
+    """Mean, standard deviation (n - 1), min and max of every column over the runs of a seed sweep."""
+    return table.agg(["mean", "std", "min", "max"]).T

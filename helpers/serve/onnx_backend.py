@@ -1,0 +1,120 @@
+"""An exported model (helpers.export) served by ONNX Runtime, with neither torch nor transformers.
+
+An export folder holds the ONNX copies, the tokenizer (`tokenizer.json`, read by the `tokenizers`
+library) and `serving.json`: how the run truncated its reviews (max_length, truncation_head), the
+padding id, the label names and which file holds which copy. Reviews are tokenized whole and cut by
+helpers.tokens.truncation, exactly as the tokenize stage cut the training reviews; batches go shortest
+first, padded to their longest review. helpers.predict serves export folders through this module
+alone, so a machine with onnxruntime and no torch can score reviews; the distill stage's comparison
+and helpers.export's check run their ONNX copies through `session_logits` too.
+"""
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from helpers.tokens.truncation import truncate
+
+SERVING_FILE = "serving.json"
+TOKENIZER_FILE = "tokenizer.json"
+PAD_TO_MULTIPLE = 8  # as the torch loaders pad (helpers.train.batching): vectorised kernels run fastest on multiples of 8
+
+
+class ExportError(ValueError):
+    """An export folder that cannot be served; the message says what is missing and how to make it."""
+
+
+def installed():
+    """Whether onnxruntime (the export extra: `pip install -e .[export]`) can be imported here."""
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def is_export_folder(path):
+    return (Path(path) / SERVING_FILE).is_file()
+
+
+def read_serving(folder):
+    """serving.json of an export folder, refused by name when absent."""
+    path = Path(folder) / SERVING_FILE
+    if not path.is_file():
+        raise ExportError(f"{folder} holds no {SERVING_FILE}: it is not an export folder; "
+                          "make one with `python -m helpers.export RUN_DIR`")
+    return json.loads(path.read_text())
+
+
+def model_file(folder, serving, model):
+    """The ONNX file serving `model` ('student', 'int8', 'teacher'), or ExportError naming those there are."""
+    files = serving["files"]
+    if model not in files:
+        hint = " (export the teacher too: python -m helpers.export RUN_DIR --teacher)" if model == "teacher" else ""
+        raise ExportError(f"{folder} has no {model!r} model; it has {', '.join(files)}{hint}")
+    path = Path(folder) / files[model]
+    if not path.is_file():
+        raise ExportError(f"{path} is missing; export the run again with `python -m helpers.export`")
+    return path
+
+
+def make_session(path, threads=None):
+    """An ONNX Runtime session on the CPU; `threads` None lets ONNX Runtime use every core."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def padded_batch(ids_list, pad_id):
+    """input_ids and attention_mask arrays for reviews of token ids, padded to the longest (a multiple of 8)."""
+    width = -(-max(len(ids) for ids in ids_list) // PAD_TO_MULTIPLE) * PAD_TO_MULTIPLE
+    input_ids = np.full((len(ids_list), width), pad_id, dtype=np.int64)
+    attention_mask = np.zeros((len(ids_list), width), dtype=np.int64)
+    for row, ids in enumerate(ids_list):
+        input_ids[row, :len(ids)] = ids
+        attention_mask[row, :len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def session_logits(session, ids_list, pad_id, batch_size, on_batch=None):
+    """Logits for reviews given as token ids, in their order; batches run shortest first (as
+    helpers.train.prediction.predict_logits does), `on_batch(n)` told after each batch of n reviews."""
+    ids_list = list(ids_list)  # a datasets column (datasets 4, Colab's) refuses numpy integers as indices
+    order = np.argsort([len(ids) for ids in ids_list], kind="stable")
+    logits = np.empty((len(ids_list), 2), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        logits[rows] = session.run(["logits"], padded_batch([ids_list[i] for i in rows], pad_id))[0]
+        if on_batch:
+            on_batch(len(rows))
+    return logits
+
+
+@dataclass
+class ExportedClassifier:
+    """One ONNX copy of an export folder, its tokenizer and its truncation: texts in, calibrated logits out."""
+    session: object
+    tokenizer: object
+    serving: dict
+
+    @classmethod
+    def load(cls, folder, model="student", threads=None):
+        from tokenizers import Tokenizer
+
+        serving = read_serving(folder)
+        session = make_session(model_file(folder, serving, model), threads)
+        tokenizer = Tokenizer.from_file(str(Path(folder) / TOKENIZER_FILE))
+        tokenizer.no_truncation()  # the cut is helpers.tokens.truncation's, head+tail where the run used it
+        tokenizer.no_padding()
+        return cls(session, tokenizer, serving)
+
+    def token_ids(self, texts):
+        """Each text's token ids, [CLS] and [SEP] included, cut as the run cut its reviews."""
+        encoded = self.tokenizer.encode_batch(list(texts), add_special_tokens=True)
+        return [truncate(item.ids, self.serving["max_length"], self.serving["truncation_head"]) for item in encoded]
+
+    def logits(self, texts, batch_size, on_batch=None):
+        """Calibrated logits (the temperature is folded into the exported classifier) for `texts`, in order."""
+        return session_logits(self.session, self.token_ids(texts), self.serving["pad_token_id"], batch_size, on_batch)

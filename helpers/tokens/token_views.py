@@ -1,0 +1,49 @@
+"""02's views: one review as the model reads it (its word pieces, ids and mask, and where the cut falls),
+computed by the tokenize stage's own code (helpers.tokens.tokens), as pandas tables a notebook shows with one call.
+"""
+import pandas as pd
+
+from helpers.tokens import tokens
+
+
+def short_and_long(frame):
+    """The shortest and the longest review (in characters) of a split: one that fits, one that gets cut."""
+    lengths = frame["text"].str.len()
+    return frame.loc[lengths.idxmin(), "text"], frame.loc[lengths.idxmax(), "text"]
+
+
+def encode_one(tokenizer, text, max_length, head_share=1.0):
+    """(ids, attention mask) of one review as the tokenize stage makes them: the tokenizer's ids,
+    [CLS] and [SEP] included, then `tokens.truncate`'s cut, applied to the mask as well."""
+    encoded = tokenizer(text, truncation=False, verbose=False, return_token_type_ids=False)
+    return (tokens.truncate(encoded["input_ids"], max_length, head_share),
+            tokens.truncate(encoded["attention_mask"], max_length, head_share))
+
+
+def word_pieces(tokenizer, text, max_length, head_share=1.0):
+    """One review as the model reads it: each word piece, its id and its attention mask, in order."""
+    ids, mask = encode_one(tokenizer, text, max_length, head_share)
+    return pd.DataFrame({"piece": tokenizer.convert_ids_to_tokens(ids), "id": ids, "mask": mask},
+                        index=pd.RangeIndex(len(ids), name="position"))
+
+
+def cut_counts(tokenizer, text, max_length, head_share=1.0):
+    """How `tokens.truncate` cuts one review: pieces in all, kept from its head and its tail, cut."""
+    length = len(tokens.full_ids(tokenizer, [text])[0])
+    start, stop = tokens.cut_span(length, max_length, head_share)
+    return pd.Series({"pieces in the review": length, "max_length": max_length, "truncation_head": head_share,
+                      "kept from the head ([CLS] included)": start,
+                      "kept from the tail ([SEP] included)": length - stop,
+                      "cut, never read": stop - start}, name="pieces", dtype=object)
+
+
+def around_cut(tokenizer, text, max_length, head_share=1.0, n=4):
+    """The `n` pieces on each side of both edges of the cut, by position in the whole review; empty if it fits."""
+    ids = tokens.full_ids(tokenizer, [text])[0]
+    start, stop = tokens.cut_span(len(ids), max_length, head_share)
+    if start == stop:
+        return pd.DataFrame(columns=["piece", "read"], index=pd.Index([], name="position"))
+    near = sorted({i for edge in (start, stop) for i in range(edge - n, edge + n) if 0 <= i < len(ids)})
+    read = ["yes (head)" if i < start else "yes (tail)" if i >= stop else "no: cut" for i in near]
+    return pd.DataFrame({"piece": tokenizer.convert_ids_to_tokens([ids[i] for i in near]), "read": read},
+                        index=pd.Index(near, name="position"))

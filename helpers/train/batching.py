@@ -1,0 +1,105 @@
+"""How reviews become batches: each epoch's order, length grouping, and padded loaders.
+
+Length grouping (`group_by_length`, on by default) is explained here, once: reviews are
+shuffled, cut into groups of GROUP_BATCHES batches and sorted by length within each group, so a
+batch holds reviews of similar length and is padded little; the batches are then shuffled, so
+the order still changes every epoch and no epoch runs from the longest reviews to the shortest.
+Every loader pads a batch to its longest review, rounded up to a multiple of 8 for fast kernels.
+"""
+import pyarrow.compute as pc
+import torch
+from torch.utils.data import DataLoader, Sampler
+from transformers import DataCollatorWithPadding
+
+from helpers.core.errors import CheckpointError
+
+GROUP_BATCHES = 50  # batches per length-sorted group: large enough to find similar lengths, small enough to mix
+PAD_TO_MULTIPLE = 8  # tensor-core and vectorised kernels run fastest on multiples of 8
+
+
+class EpochSampler(Sampler):
+    """The training order of each epoch, drawn from (seed, epoch) alone.
+
+    Each epoch's order comes from a generator seeded with `seed + epoch - 1` rather than one
+    whose state moves on, so it can be drawn again; checkpoints also store it, and a resumed
+    epoch follows the stored order (`resume_order`), which stays right even if a library upgrade
+    changed how orders are drawn. The epoch is set through `epoch`, not `set_epoch`, which
+    Accelerate calls with its own count of passes over a loader.
+    """
+
+    def __init__(self, lengths, batch_size, seed, group_by_length):
+        self.lengths, self.batch_size, self.seed, self.group_by_length = list(lengths), batch_size, seed, group_by_length
+        self.epoch = 1
+        self._cached = (None, None)  # (epoch, order): drawn once, or restored from a checkpoint
+
+    def __len__(self):
+        return len(self.lengths)
+
+    def __iter__(self):
+        return iter(self.order(self.epoch))
+
+    def order(self, epoch):
+        """The order of review indices for `epoch`."""
+        if self._cached[0] != epoch:
+            generator = torch.Generator().manual_seed(self.seed + epoch - 1)
+            if self.group_by_length:
+                order = length_grouped_order(self.lengths, self.batch_size, generator)
+            else:
+                order = torch.randperm(len(self.lengths), generator=generator).tolist()
+            self._cached = (epoch, list(order))
+        return self._cached[1]
+
+    def resume_order(self, epoch, order):
+        if sorted(order) != list(range(len(self.lengths))):
+            raise CheckpointError(f"its stored data order ({len(order)} indices) does not cover the {len(self.lengths)} reviews")
+        self._cached = (epoch, list(order))
+
+
+def token_lengths(dataset):
+    """Each review's number of tokens, read from the Arrow column (no Python lists of ids)."""
+    return pc.list_value_length(dataset.with_format("arrow")["input_ids"]).to_numpy()
+
+
+def length_grouped_order(lengths, batch_size, generator, group_batches=GROUP_BATCHES):
+    """Review indices in batches of similar length, the batches themselves in random order.
+
+    (transformers' get_length_grouped_indices stops before the final shuffle of the batches, so
+    each group runs longest to shortest; on a small training set, one group, a whole epoch went
+    from the longest reviews to the shortest.) An incomplete batch stays last, so every other
+    batch is full.
+    """
+    shuffled = torch.randperm(len(lengths), generator=generator).tolist()
+    group = group_batches * batch_size
+    batches = []
+    for start in range(0, len(shuffled), group):
+        ordered = sorted(shuffled[start:start + group], key=lambda i: lengths[i], reverse=True)
+        batches += [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
+    full = [b for b in batches if len(b) == batch_size]
+    partial = [b for b in batches if len(b) < batch_size]
+    return [i for k in torch.randperm(len(full), generator=generator).tolist() for i in full[k]] + sum(partial, [])
+
+
+def make_loader(dataset, tokenizer, batch_size, sampler=None, extra_columns=()):
+    """Batches padded to their longest review (rounded up to PAD_TO_MULTIPLE).
+
+    Without a sampler the batches follow the dataset's order. The loader draws its worker seed
+    from a generator of its own, so starting a pass over it does not move torch's global random
+    state (which dropout uses): a resumed run then draws exactly the numbers an unbroken one does.
+
+    With a GPU the batches are padded into pinned (page-locked) memory, from which the copy to
+    the GPU runs asynchronously (helpers.core.accelerators asks Accelerate for non-blocking copies), and
+    Accelerate's loader already fetches one batch ahead, so the next batch is padded and on its way
+    while the GPU works through the queued step. No worker processes: padding a batch costs the
+    main process little, while a worker would start anew at every epoch and every resume.
+    """
+    columns = ["input_ids", "attention_mask", "labels", *extra_columns]
+    collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=PAD_TO_MULTIPLE, return_tensors="pt")
+    return DataLoader(dataset.select_columns(columns), batch_size=batch_size, sampler=sampler, collate_fn=collator,
+                      generator=torch.Generator().manual_seed(0), pin_memory=torch.cuda.is_available())
+
+
+def split_batch(batch, parts):
+    """`batch` cut along its rows into at most `parts` pieces, each with its share of the rows."""
+    rows = len(batch["input_ids"])
+    cuts = [torch.tensor_split(values, min(parts, rows)) for values in batch.values()]
+    return [({key: values[i] for key, values in zip(batch, cuts)}, len(cuts[0][i]) / rows) for i in range(len(cuts[0]))]

@@ -1,0 +1,40 @@
+"""What AdamW optimizes and for how long: the parameter groups (no weight decay on biases and LayerNorm,
+optionally a learning rate that shrinks layer by layer below the head) and the number of epochs a
+training set needs to reach `min_steps`. helpers.train.trainer builds its optimizer and schedule from these;
+the notebooks' tables (helpers.train.training_views) and the time estimates (helpers.pipeline.estimates) read them too.
+"""
+import math
+
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight")
+
+
+def planned_epochs(n_batches, settings):
+    """(optimizer steps per epoch, epochs): settings.epochs, or more when that many would stay under
+    settings.min_steps, which small training sets need to leave chance at all."""
+    steps_per_epoch = math.ceil(n_batches / settings.grad_accum_steps)
+    return steps_per_epoch, max(settings.epochs, math.ceil(settings.min_steps / steps_per_epoch))
+
+
+def param_groups(model, weight_decay, lr, layer_decay=1.0):
+    """AdamW's parameter groups: no weight decay on biases and LayerNorm weights, and with
+    `layer_decay` < 1 a learning rate that shrinks by that factor per layer below the head
+    (layer-wise decay, Howard and Ruder 2018; Clark et al. 2020): the lower layers hold general
+    features that a small training set should change least."""
+    n_layers = model.config.num_hidden_layers
+    groups = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            group_lr = lr * layer_decay ** (n_layers + 1 - layer_depth(name, n_layers))
+            decay = 0.0 if name.endswith(NO_DECAY) else weight_decay
+            groups.setdefault((group_lr, decay), {"params": [], "weight_decay": decay, "lr": group_lr})["params"].append(param)
+    return [groups[key] for key in sorted(groups, reverse=True)]  # the head's rate first, with decay before without
+
+
+def layer_depth(name, n_layers):
+    """0 for the embeddings, i + 1 for encoder layer i, n_layers + 1 for the rest (pooler and head)."""
+    words = name.split(".")
+    if "embeddings" in words:
+        return 0
+    if "layer" in words and words[words.index("layer") + 1].isdigit():
+        return int(words[words.index("layer") + 1]) + 1
+    return n_layers + 1
