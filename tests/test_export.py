@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import yaml
 
+from helpers.runs import layout
 from helpers.serve import export, onnx_backend
 
 pytest.importorskip("onnxruntime", reason="the export extra: pip install -e .[export]")
@@ -50,7 +51,7 @@ def test_the_model_card_says_what_the_model_is_and_where_it_fails(smoke_run_dir,
 
 def test_the_export_reuses_the_distill_stages_onnx_copies(smoke_run_dir, tmp_path, monkeypatch):
     """The distill stage wrote the student's copies for its comparison; exporting the run does not export it again."""
-    made = smoke_run_dir / "distill" / export.STUDENT_COPIES
+    made = smoke_run_dir / layout.STUDENT_ONNX
     record = json.loads((made / export.COPIES_FILE).read_text())
     monkeypatch.setattr(export, "onnx_copies", lambda *args, **kwargs: pytest.fail("the student was exported again"))
     serving = export.export_run(smoke_run_dir, tmp_path / "export")

@@ -13,6 +13,12 @@ from helpers.core.errors import ConfigError
 from helpers.core.precision import choose_precision
 
 
+def is_main_process():
+    """False in every process but the first of a multi-process launch (`accelerate launch`, torchrun): only the
+    first writes files."""
+    return PartialState().is_main_process
+
+
 def make_accelerator(settings, out_dir=None):
     """An Accelerator for this process; under `accelerate launch` it joins the other processes.
 

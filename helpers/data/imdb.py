@@ -23,7 +23,9 @@ from helpers.core.files import project_path, write_frame
 from helpers.core.sentiment import LABEL_WORDS
 from helpers.data.hub import SPLITS, hub_frames
 
-SAMPLE_DIR = Path(__file__).parent / "sample_data"
+SAMPLE_DIR = Path(__file__).parent / "sample_data"  # the shipped sample, drawn by helpers.data.sample
+SAMPLE_SIZES = {"train": 2000, "test": 1000, "unlabelled": 3000}
+IMDB_SIZES = {"train": 25000, "test": 25000, "unlabelled": 50000}  # the Large Movie Review Dataset's splits
 
 
 def preview(text, chars):

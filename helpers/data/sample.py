@@ -12,12 +12,9 @@ from pathlib import Path
 import pandas as pd
 
 from helpers.core.files import write_frame
-from helpers.data.imdb import stratified_sample
+from helpers.data.imdb import SAMPLE_DIR, SAMPLE_SIZES, stratified_sample
 
-SAMPLE_DIR = Path(__file__).parent / "sample_data"
-SAMPLE_SIZES = {"train": 2000, "test": 1000}
 SAMPLE_SEED = 2011  # the year of Maas et al.; any fixed number would do
-N_UNLABELLED = 3000  # from unsup.parquet, for distillation (helpers.data.unlabelled); quick draws from these
 
 
 def main(argv=None):
@@ -27,7 +24,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.unlabelled_only:
         return write_unlabelled(args.source)
-    for split, size in SAMPLE_SIZES.items():
+    for split in ("train", "test"):
+        size = SAMPLE_SIZES[split]
         full = pd.read_parquet(args.source / f"{split}.parquet")
         sample = stratified_sample(full, size, SAMPLE_SEED).reset_index(drop=True)
         target = SAMPLE_DIR / f"{split}.parquet"
@@ -37,14 +35,14 @@ def main(argv=None):
 
 
 def write_unlabelled(source):
-    """N_UNLABELLED reviews of unsup.parquet, none equal to a test review of the full test split or
+    """SAMPLE_SIZES["unlabelled"] reviews of unsup.parquet, none equal to a test review of the full test split or
     holding a sentence of the shipped short-sentence set."""
     from helpers.data.extra_sets import SHIPPED
     from helpers.data.unlabelled import SHIPPED_FILE, draw_unlabelled
 
     test_reviews = pd.read_parquet(source / "test.parquet")["text"]
     sentences = pd.read_parquet(SHIPPED["short"])["text"]
-    drawn = draw_unlabelled(str(source / "unsup.parquet"), N_UNLABELLED, SAMPLE_SEED, test_reviews, sentences)
+    drawn = draw_unlabelled(str(source / "unsup.parquet"), SAMPLE_SIZES["unlabelled"], SAMPLE_SEED, test_reviews, sentences)
     write_frame(SHIPPED_FILE, drawn[["text"]], compression="zstd", index=False)
     print(f"{SHIPPED_FILE}: {len(drawn)} unlabelled reviews")
 

@@ -120,6 +120,6 @@ def load_with_temperature(run, who):
     """A run's `who` ('teacher' or 'student') as its stage saved it, and the temperature its logits still need
     dividing by to be calibrated: the one its stage fitted, less any the model already holds (its config records
     it; the stages save their models raw, so normally all of it). The demo, helpers.predict and the export use it."""
-    model = load_trained(run.require(*layout.MODEL_FOLDERS[who]))
-    fitted = read_json(run.require(*layout.CALIBRATION_FILES[who]))["temperature"]
+    model = load_trained(run.require(layout.MODEL_FOLDERS[who]))
+    fitted = read_json(run.require(layout.CALIBRATION_FILES[who]))["temperature"]
     return model, fitted / recorded_temperature(model.config)

@@ -19,6 +19,7 @@ from helpers.core.progress import in_batch_run
 from helpers.core.sentiment import DECISION_THRESHOLD, LABEL_NAMES, positive_probability
 from helpers.data.imdb import preview
 from helpers.evaluate import calibration, metrics
+from helpers.runs import layout
 from helpers.tokens import tokens
 from helpers.train.prediction import batch_logits
 
@@ -67,7 +68,7 @@ def load(run):
 
 def wrong_reviews(run):
     """The test reviews the model got wrong, surest mistake first, indexed by test row."""
-    return metrics.wrong_predictions(pd.read_parquet(run.require("evaluate", "predictions.parquet")))
+    return metrics.wrong_predictions(pd.read_parquet(run.require(layout.PREDICTIONS)))
 
 
 def describe(explanation, shown=SHOWN_PIECES):

@@ -12,6 +12,7 @@ from helpers.core import int8, models, precision
 from helpers.core.errors import ConfigError
 from helpers.core.files import read_json, write_json
 from helpers.data import extra_sets, imdb, unlabelled
+from helpers.runs import layout
 from helpers.runs.config import resolve_params
 from helpers.runs.run_folder import Run, clear_run, default_run_dir, environment, refuse_mismatch, refuse_old_layout
 from helpers.tokens import tokens
@@ -52,7 +53,7 @@ def open_run(profile, run_dir="", overrides=None, overwrite=False, writer=True):
     run_dir = Path(run_dir) if run_dir else default_run_dir(profile, overrides)
     if overwrite and writer:
         clear_run(run_dir)
-    params_file = run_dir / "params.json"
+    params_file = run_dir / layout.PARAMS_FILE
     if not overwrite:
         refuse_old_layout(run_dir)
     if params_file.exists() and not overwrite:
@@ -60,5 +61,5 @@ def open_run(profile, run_dir="", overrides=None, overwrite=False, writer=True):
     elif writer and not params_file.exists():
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(params_file, {"profile": profile, "params": params.to_dict()})
-        write_json(run_dir / "environment.json", environment())
+        write_json(run_dir / layout.ENVIRONMENT_FILE, environment())
     return Run(run_dir, profile, params)

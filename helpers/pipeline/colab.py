@@ -12,7 +12,7 @@ from pathlib import Path
 
 from helpers.core import files
 from helpers.core.models import MINILM, TINY
-from helpers.data.imdb import SAMPLE_DIR, parquet_rows
+from helpers.data.imdb import IMDB_SIZES, SAMPLE_DIR, parquet_rows
 from helpers.runs.config import resolve_params
 from helpers.runs.run_folder import RUNS_ROOT
 
@@ -24,7 +24,6 @@ CPU_PROFILE = "quick"  # the largest profile sized for a CPU
 # end to end" (update both together)
 QUICK_CPU_MINUTES = 15
 CPU_MODELS = (MINILM, TINY)  # teachers small enough to fine-tune on a CPU
-IMDB_TRAIN_REVIEWS = 25_000  # what n_train = none means for the full dataset
 
 
 def on_colab():
@@ -87,7 +86,7 @@ def training_reviews(params):
         return params.n_train
     if params.data == "sample":
         return parquet_rows(SAMPLE_DIR / "train.parquet")
-    return IMDB_TRAIN_REVIEWS
+    return IMDB_SIZES["train"]
 
 
 def drive_mounted():

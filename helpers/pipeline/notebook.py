@@ -21,6 +21,7 @@ from helpers.core.errors import ConfigError
 from helpers.core.files import read_json
 from helpers.pipeline import colab, stages
 from helpers.pipeline.checks import open_run
+from helpers.runs import layout
 from helpers.runs.config import make_params
 from helpers.runs.run_folder import LAST_RUN, default_run_dir, last_run, profile_overrides, remember_last_run
 
@@ -82,7 +83,7 @@ def _continued(profile, run_dir, overrides, root):
     `overrides`. With no run to continue: on Colab an error saying what to set; elsewhere `quick`, said aloud."""
     if profile:
         return profile, overrides
-    params_file = Path(run_dir) / "params.json" if run_dir else None
+    params_file = Path(run_dir) / layout.PARAMS_FILE if run_dir else None
     if params_file is not None and params_file.exists():
         stored = read_json(params_file)
         return stored["profile"], {**profile_overrides(stored["profile"], make_params(stored["params"])), **overrides}

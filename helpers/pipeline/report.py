@@ -34,7 +34,6 @@ from helpers.pipeline.report_sections import (
 )
 from helpers.runs import layout
 
-REPORT_NAME = "report.html"
 CPU_PART = "distill_cpu"  # estimates.json's key for 05's CPU part (helpers.pipeline.estimates)
 NAN = float("nan")
 
@@ -80,7 +79,7 @@ window.addEventListener("load", function () {
 def write_report(run_dir):
     """Build `report.html` from whatever the run folder holds; returns its path."""
     run_dir = Path(run_dir)
-    target = run_dir / REPORT_NAME
+    target = run_dir / layout.REPORT_FILE
     with atomic_write(target) as tmp:
         tmp.write_text(render(run_dir), encoding="utf-8")
     return target
@@ -106,7 +105,7 @@ def render(run_dir):
 def summary_section(run_dir):
     """The outcome first: each stage's status, a failure's error, its time beside the time estimated before it
     ran, the accuracies, the total time."""
-    timings = read_run_json(run_dir, "timings.json") or {}
+    timings = read_run_json(run_dir, layout.TIMINGS_FILE) or {}
     estimates = read_run_json(run_dir, layout.ESTIMATES_FILE) or {}
     failure = read_run_json(run_dir, layout.FAILURE_FILE)
     rows = []
@@ -146,16 +145,16 @@ def _estimates_note(estimates):
 def _outcome(run_dir):
     """One sentence per result the run has reached so far."""
     lines = []
-    metrics = read_run_json(run_dir, "evaluate/metrics.json")
+    metrics = read_run_json(run_dir, layout.TEACHER_METRICS)
     if metrics:
         low, high = metrics.get("accuracy_ci95", [float("nan")] * 2)
         lines.append(f"Teacher: test accuracy <b>{metrics['accuracy']:.4f}</b> (95% interval {low:.3f} to "
                      f"{high:.3f}), F1 {metrics['f1']:.4f} ({metrics['n']:,} test reviews).")
-    sets = read_run_json(run_dir, "evaluate/test_sets.json")
+    sets = read_run_json(run_dir, layout.TEST_SET_SCORES)
     if sets:
         lines += [f"On {name} ({by_model['teacher']['n']:,} reviews): teacher {by_model['teacher']['accuracy']:.4f}, "
                   f"TF-IDF baseline {by_model['baseline']['accuracy']:.4f}." for name, by_model in sets.items()]
-    comparison = read_run_json(run_dir, "distill/comparison.json")
+    comparison = read_run_json(run_dir, layout.COMPARISON)
     if comparison:
         models, reviews = comparison["models"], comparison["reviews"]
         teacher, student, int8 = (models[name] for name in ("teacher", "student", "student_int8"))

@@ -13,6 +13,7 @@ import json
 import pandas as pd
 
 from helpers.core.files import read_json
+from helpers.runs import layout
 
 N_ERRORS_SHOWN = 5  # confidently wrong reviews quoted in the report
 ERROR_TEXT_CHARS = 300  # each quoted review is cut to this many characters
@@ -65,33 +66,33 @@ def key_values(mapping, key="name"):
 # --- one function per section ------------------------------------------------------------
 
 def parameters_section(run_dir):
-    stored = read_run_json(run_dir, "params.json")
+    stored = read_run_json(run_dir, layout.PARAMS_FILE)
     if stored is None:
-        return not_run("params.json")
+        return not_run(layout.PARAMS_FILE)
     return f"<p>Profile <b>{html.escape(str(stored['profile']))}</b>.</p>\n" + key_values(stored["params"], "parameter")
 
 
 def environment_section(run_dir):
-    env = read_run_json(run_dir, "environment.json")
+    env = read_run_json(run_dir, layout.ENVIRONMENT_FILE)
     if env is None:
-        return not_run("environment.json")
+        return not_run(layout.ENVIRONMENT_FILE)
     top = {k: v for k, v in env.items() if k != "packages"}
     return key_values(top) + key_values(env.get("packages", {}), "package")
 
 
 def data_section(run_dir):
-    summary = read_run_json(run_dir, "data/summary.json")
+    summary = read_run_json(run_dir, layout.SPLITS_SUMMARY)
     if summary is None:
-        return not_run("data/summary.json")
-    return (html_table(pd.DataFrame(summary)) + figure(run_dir, "data/label_balance.png", "Label balance per split")
-            + figure(run_dir, "data/review_words.png", "Review length in words"))
+        return not_run(layout.SPLITS_SUMMARY)
+    return (html_table(pd.DataFrame(summary)) + figure(run_dir, layout.FIGURES["label_balance"], "Label balance per split")
+            + figure(run_dir, layout.FIGURES["review_words"], "Review length in words"))
 
 
 def tokens_section(run_dir):
-    stats = read_run_json(run_dir, "tokenize/length_stats.json")
+    stats = read_run_json(run_dir, layout.LENGTH_STATS)
     if stats is None:
-        return not_run("tokenize/length_stats.json")
-    return html_table(pd.DataFrame(stats)) + figure(run_dir, "tokenize/token_lengths.png", "Review length in tokens")
+        return not_run(layout.LENGTH_STATS)
+    return html_table(pd.DataFrame(stats)) + figure(run_dir, layout.FIGURES["token_lengths"], "Review length in tokens")
 
 
 def _epochs(history):
@@ -100,36 +101,36 @@ def _epochs(history):
 
 
 def training_section(run_dir):
-    history = read_run_json(run_dir, "train/history.json")
+    history = read_run_json(run_dir, layout.TEACHER_HISTORY)
     if history is None:
-        return not_run("train/history.json")
+        return not_run(layout.TEACHER_HISTORY)
     precision = html.escape(str(history.get("precision", "?")))
     return (f"<p>Mixed precision: {precision}. One row per epoch, on the validation split.</p>\n"
-            + _epochs(history) + figure(run_dir, "train/loss_curve.png", "Teacher loss"))
+            + _epochs(history) + figure(run_dir, layout.FIGURES["loss_curve"], "Teacher loss"))
 
 
 def evaluation_section(run_dir):
-    metrics = read_run_json(run_dir, "evaluate/metrics.json")
+    metrics = read_run_json(run_dir, layout.TEACHER_METRICS)
     if metrics is None:
-        return not_run("evaluate/metrics.json")
+        return not_run(layout.TEACHER_METRICS)
     low, high = metrics.get("accuracy_ci95", [float("nan")] * 2)
     shown = {k: v for k, v in metrics.items() if k != "accuracy_ci95"}
     out = (f"<p>Teacher on the test split; accuracy's 95% interval (Wilson): {low:.4f} to {high:.4f}.</p>\n"
            + key_values(shown, "metric"))
-    sets = read_run_json(run_dir, "evaluate/test_sets.json")
+    sets = read_run_json(run_dir, layout.TEST_SET_SCORES)
     if sets is not None:
         from helpers.evaluate.metrics import sets_table  # imports torch: only when there is something to show
 
         out += "<h3>Every test set: the TF-IDF baseline beside the teacher</h3>\n" + html_table(sets_table(sets).reset_index())
-    calibration = read_run_json(run_dir, "evaluate/calibration.json")
+    calibration = read_run_json(run_dir, layout.TEACHER_CALIBRATION)
     if calibration is not None:
         out += (f"<h3>Calibration</h3>\n<p>Temperature {calibration['temperature']:.3f}, fitted on the "
                 f"{calibration['val_reviews']:,} validation reviews and applied where the teacher predicts (its saved model stays raw); expected "
                 f"calibration error on the test split ({calibration['bins']} equal-width bins): "
                 f"{calibration['ece_uncalibrated']:.4f} before, {calibration['ece']:.4f} after.</p>\n"
-                + figure(run_dir, "evaluate/reliability.png", "Reliability diagram (test)"))
-    return (out + figure(run_dir, "evaluate/confusion_matrix.png", "Confusion matrix (test)")
-            + _confident_errors(run_dir / "evaluate" / "confident_errors.csv"))
+                + figure(run_dir, layout.FIGURES["reliability"], "Reliability diagram (test)"))
+    return (out + figure(run_dir, layout.FIGURES["confusion_matrix"], "Confusion matrix (test)")
+            + _confident_errors(run_dir / layout.CONFIDENT_ERRORS))
 
 
 def _confident_errors(path):
@@ -143,9 +144,9 @@ def _confident_errors(path):
 
 
 def distillation_section(run_dir):
-    comparison = read_run_json(run_dir, "distill/comparison.json")
+    comparison = read_run_json(run_dir, layout.COMPARISON)
     if comparison is None:
-        return not_run("distill/comparison.json")
+        return not_run(layout.COMPARISON)
     from helpers.distill.model_comparison import (  # import torch: only when there is something to show
         comparison_table,
         extra_sets_table,
@@ -158,7 +159,7 @@ def distillation_section(run_dir):
     extra = extra_sets_table(comparison)
     if len(extra):
         out += "<h3>Extra test sets</h3>\n" + html_table(extra.reset_index())
-    history = read_run_json(run_dir, "distill/history.json")
+    history = read_run_json(run_dir, layout.STUDENT_HISTORY)
     if history is not None:
         out += "<h3>Student epochs</h3>\n" + _epochs(history)
-    return out + figure(run_dir, "distill/student_loss_curve.png", "Student loss")
+    return out + figure(run_dir, layout.FIGURES["student_loss_curve"], "Student loss")

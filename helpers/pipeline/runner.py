@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from helpers.core.accelerators import is_main_process
 from helpers.core.errors import ConfigError, DataError
 from helpers.core.files import PROJECT_ROOT, write_json
 from helpers.pipeline.checks import check_inputs, open_run
@@ -33,7 +34,7 @@ from helpers.pipeline.sweep import (
 )
 from helpers.runs import layout
 from helpers.runs.config import available_profiles, describe_params, resolve_params
-from helpers.runs.run_folder import default_run_dir, read_timings
+from helpers.runs.run_folder import default_run_dir, read_timings, stages_from_first_missing
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 STAGE_NOTEBOOKS = layout.NOTEBOOKS
@@ -77,14 +78,14 @@ def main(argv=None):
     try:
         args.sweep = args.sweep or _seed_sweep(args)  # with both, a grid: each value under each seed
         plan = _plan(args)
-        opened = [(open_run(args.profile, run_dir, overrides, overwrite=args.overwrite, writer=_first_process()), overrides)
+        opened = [(open_run(args.profile, run_dir, overrides, overwrite=args.overwrite, writer=is_main_process()), overrides)
                   for run_dir, overrides in plan]
     except (ConfigError, DataError) as error:
         sys.exit(f"error: {error}")
     for run, overrides in opened:
         if execute(run, overrides, args):
             sys.exit(1)
-    if args.sweep and _first_process():
+    if args.sweep and is_main_process():
         _sweep_results(args, opened)
 
 
@@ -168,10 +169,6 @@ def _typed_path(item, start):
     return str(resolved.relative_to(PROJECT_ROOT)) if resolved.is_relative_to(PROJECT_ROOT) else str(resolved)
 
 
-def _first_process():
-    return int(os.environ.get("RANK", "0")) == 0  # set by `accelerate launch` and torchrun; absent: one process
-
-
 def execute(run, overrides, args):
     """Run the chosen stages into `run`: notebooks, or stage functions under a multi-process launch.
     Returns True if one failed."""
@@ -186,8 +183,7 @@ def stages_not_done(run_dir):
     """The stages from the first whose output the run folder lacks on: the same command again continues a run
     (a finished stage keeps no checkpoints, so running it again would train it afresh: --stages NAME does that)."""
     names = list(STAGE_NOTEBOOKS)
-    missing = [name for name in names if not (Path(run_dir) / layout.DONE_MARKERS[name]).exists()]
-    todo = names[names.index(missing[0]):] if missing else []
+    todo = stages_from_first_missing(run_dir, names)
     for name in names[:len(names) - len(todo)]:
         print(f"{name}: done already ({layout.DONE_MARKERS[name]}); --stages {name} runs it again", flush=True)
     return todo
@@ -216,7 +212,7 @@ def execute_stages(run, stage_names):
         state.wait_for_everyone()
         timings[STAGE_NOTEBOOKS[name]] = round(time.perf_counter() - started, 1)
         if state.is_main_process:
-            write_json(run.dir / "timings.json", timings)
+            write_json(run.dir / layout.TIMINGS_FILE, timings)
         state.print(f"    done in {timings[STAGE_NOTEBOOKS[name]]} s", flush=True)
     if state.is_main_process:
         print(f"report: {write_report(run.dir)}")
@@ -230,7 +226,7 @@ def execute_notebooks(run, overrides, kernel, stage_names=tuple(STAGE_NOTEBOOKS)
     # prefer the kernel of this very Python, so the notebooks import the same helpers
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [f"{sys.prefix}/share/jupyter", os.environ.get("JUPYTER_PATH")]))
     timings = read_timings(run.dir)
-    out_dir = run.dir / "notebooks"
+    out_dir = run.dir / layout.NOTEBOOKS_FOLDER
     out_dir.mkdir(exist_ok=True)
     failure_file = run.dir / layout.FAILURE_FILE
     for name in [STAGE_NOTEBOOKS[stage] for stage in stage_names]:
@@ -248,7 +244,7 @@ def execute_notebooks(run, overrides, kernel, stage_names=tuple(STAGE_NOTEBOOKS)
             failure = error
         finally:  # also on Ctrl-C: the time spent is kept, and the failed stage's time reaches its report
             timings[name] = round(time.perf_counter() - started, 1)
-            write_json(run.dir / "timings.json", timings)
+            write_json(run.dir / layout.TIMINGS_FILE, timings)
         if failure:
             write_json(failure_file, {"notebook": name, "error": f"{failure.ename}: {failure.evalue}"})
             print(f"{name} failed: {failure.ename}: {failure.evalue}\n  see the executed notebook {out_dir / name}",

@@ -9,10 +9,9 @@ from dataclasses import dataclass, field
 import datasets
 import numpy as np
 import pandas as pd
-from accelerate import PartialState
 
 from helpers.core import models, sentiment
-from helpers.core.accelerators import make_accelerator
+from helpers.core.accelerators import is_main_process, make_accelerator
 from helpers.core.files import read_json, remove_tree, write_frame, write_json
 from helpers.core.progress import quiet_library_bars
 from helpers.data import extra_sets, imdb, unlabelled
@@ -20,6 +19,7 @@ from helpers.distill import distillation, model_comparison
 from helpers.evaluate import baseline, calibration, metrics, plots, scored_sets
 from helpers.pipeline import estimates
 from helpers.runs import layout
+from helpers.runs.run_folder import stages_from_first_missing
 from helpers.serve import export, onnx_backend
 from helpers.tokens import tokens
 from helpers.train import prediction
@@ -39,13 +39,8 @@ def _finish(run, stage, result, started):
     result.values["seconds"] = round(time.perf_counter() - started, 1)
     if is_main_process():
         for name, fig in result.figures.items():
-            plots.save(fig, run.stage(stage) / f"{name}.png")
+            plots.save(fig, run.dir / layout.FIGURES[name])
     return result
-
-
-def is_main_process():
-    """False in every process but the first of a multi-process launch: only the first writes files."""
-    return PartialState().is_main_process
 
 
 def data_stage(run):
@@ -56,9 +51,9 @@ def data_stage(run):
         sentences = [text for frame in extra_sets.load_extra_tests(run.params.extra_test).values() for text in frame["text"]]
         drawn = unlabelled.draw_unlabelled(run.params.unlabelled, run.params.n_unlabelled, run.params.seed,
                                            splits["test"]["text"], sentences)
-        write_frame(run.stage("data") / "unlabelled.parquet", drawn, index=False)
+        write_frame(run.dir / layout.UNLABELLED_REVIEWS, drawn, index=False)
     summary = imdb.split_summary(splits)
-    write_json(run.stage("data") / "summary.json", summary.reset_index().to_dict("records"))
+    write_json(run.dir / layout.SPLITS_SUMMARY, summary.reset_index().to_dict("records"))
     words = {name: frame["text"].str.split().str.len().to_numpy() for name, frame in splits.items()}
     result = StageResult(
         tables={"summary": summary, "examples": splits["train"].head(5)},
@@ -74,7 +69,7 @@ def tokenize_stage(run):
     tokenized = tokens.tokenize_splits(splits, tokenizer, params.max_length, params.truncation_head)
     tokens.save_tokenized(tokenized, tokenizer, run.stage("tokenize"))
     stats = tokens.length_stats(tokenized, params.max_length)
-    write_json(run.stage("tokenize") / "length_stats.json", stats.reset_index().to_dict("records"))
+    write_json(run.dir / layout.LENGTH_STATS, stats.reset_index().to_dict("records"))
     lengths = {name: ds["full_length"] for name, ds in tokenized.items()}
     result = StageResult(
         tables={"length_stats": stats},
@@ -106,8 +101,8 @@ def launch_train(run, num_processes=None):
     started = time.perf_counter()
     notebook_launcher(train_stage, args=(run,), num_processes=num_processes)
     # the processes' results stay in them: rebuild this one's from what the first process wrote
-    history = read_json(run.require("train", "history.json"))
-    n_parameters = models.count_parameters(models.load_trained(run.require("train", "model")))
+    history = read_json(run.require(layout.TEACHER_HISTORY))
+    n_parameters = models.count_parameters(models.load_trained(run.require(layout.TEACHER_MODEL)))
     result = _train_result(run, history, n_parameters)  # its figure is saved already, by the first process
     result.values["seconds"] = round(time.perf_counter() - started, 1)
     return result
@@ -125,7 +120,7 @@ def evaluate_stage(run):
     """The teacher on the test split and the extra test sets, calibrated, beside the TF-IDF baseline."""
     started = time.perf_counter()
     params, settings = run.params, TrainSettings.from_params(run.params)
-    model = models.load_trained(run.require("train", "model"))  # raw, as trained: calibration is applied, not saved in it
+    model = models.load_trained(run.require(layout.TEACHER_MODEL))  # raw, as trained: calibration is applied, not saved in it
     tokenizer = tokens.load_saved_tokenizer(run.require("tokenize"))
     val = tokens.load_tokenized(run.require("tokenize"))["val"]
     frames = scored_sets.test_frames(run)
@@ -141,18 +136,18 @@ def evaluate_stage(run):
     scores = metrics.score_sets(frames, probs)
     test, prob_positive = frames[scored_sets.MAIN], probs[scored_sets.MAIN]["teacher"]
     predictions = metrics.prediction_table(test, prob_positive)
-    write_frame(run.stage("evaluate") / "predictions.parquet", predictions, index=False)
-    write_frame(run.stage("evaluate") / "probabilities.parquet", scored_sets.probabilities_frame(probs), index=False)
+    write_frame(run.dir / layout.PREDICTIONS, predictions, index=False)
+    write_frame(run.dir / layout.PROBABILITIES, scored_sets.probabilities_frame(probs), index=False)
     matrix = metrics.confusion(test["label"].to_numpy(), prob_positive)
     errors = metrics.confident_errors(predictions, params.n_errors)
-    write_frame(run.stage("evaluate") / "confident_errors.csv", errors)
-    write_json(run.stage("evaluate") / "test_sets.json", scores)
-    write_json(run.stage("evaluate") / "baseline.json", {"c": bag_of_words.c, "val_accuracy_by_c": bag_of_words.val_accuracy_by_c,
+    write_frame(run.dir / layout.CONFIDENT_ERRORS, errors)
+    write_json(run.dir / layout.TEST_SET_SCORES, scores)
+    write_json(run.dir / layout.BASELINE, {"c": bag_of_words.c, "val_accuracy_by_c": bag_of_words.val_accuracy_by_c,
                                                     "footprint": baseline_footprint(bag_of_words, test["text"], params)})
-    write_json(run.stage("evaluate") / "calibration.json", {k: v for k, v in fitted.items() if k != "tables"})
+    write_json(run.dir / layout.TEACHER_CALIBRATION, {k: v for k, v in fitted.items() if k != "tables"})
     teacher_metrics = {**scores[scored_sets.MAIN]["teacher"], "ece": fitted["ece"],
                        "ece_uncalibrated": fitted["ece_uncalibrated"], "temperature": fitted["temperature"]}
-    write_json(run.stage("evaluate") / "metrics.json", teacher_metrics)  # last: it marks the stage done (helpers.runs.layout)
+    write_json(run.dir / layout.TEACHER_METRICS, teacher_metrics)  # last: it marks the stage done (helpers.runs.layout)
     result = StageResult(
         tables={"metrics": _metrics_table(teacher_metrics), "test_sets": metrics.sets_table(scores), "confusion": matrix,
                 "confident_errors": errors},
@@ -188,14 +183,14 @@ def distill_stage(run):
     """Distil the student from the teacher, calibrate it, and compare every model on every test set."""
     started = time.perf_counter()
     params, settings = run.params, TrainSettings.from_params(run.params, student=True)
-    teacher_dir = run.require("train", "model")
-    earlier = scored_sets.probabilities_by_set(pd.read_parquet(run.require("evaluate", "probabilities.parquet")))
+    teacher_dir = run.require(layout.TEACHER_MODEL)
+    earlier = scored_sets.probabilities_by_set(pd.read_parquet(run.require(layout.PROBABILITIES)))
     tokenizer = tokens.load_saved_tokenizer(run.require("tokenize"))
     tokenized = tokens.load_tokenized(run.require("tokenize"))
     # raw, as trained (the evaluate stage's temperature stays in its folder): a calibration temperature would
     # soften the soft labels a second time, on top of the distillation temperature
     teacher = models.load_trained(teacher_dir)
-    extra = pd.read_parquet(run.require("data", "unlabelled.parquet")) if params.n_unlabelled != 0 else None
+    extra = pd.read_parquet(run.require(layout.UNLABELLED_REVIEWS)) if params.n_unlabelled != 0 else None
     accelerator = make_accelerator(settings, run.stage("distill"))  # the teacher's logits, training, the predictions
     train_split = distillation.add_teacher_logits(teacher, distillation.with_unlabelled(tokenized["train"], extra, tokenizer, params),
                                              tokenizer, settings.eval_batch_size, accelerator)
@@ -203,7 +198,7 @@ def distill_stage(run):
     history = train(student, datasets.DatasetDict(train=train_split, val=tokenized["val"]), tokenizer, settings,
                     run.stage("distill"), loss_fn=distillation.make_distillation_loss(params),
                     extra_columns=(distillation.TEACHER_LOGITS,), accelerator=accelerator)
-    student_dir = run.stage("distill") / "model"
+    student_dir = run.dir / layout.STUDENT_MODEL
     student = models.load_trained(student_dir)
     frames = scored_sets.test_frames(run)
     sets = scored_sets.tokenized_sets(run, frames, tokenizer)
@@ -216,14 +211,14 @@ def distill_stage(run):
              for name in sets}
     student_metrics = {**metrics.score_sets(frames, probs)[scored_sets.MAIN]["student"], "ece": fitted["ece"],
                        "ece_uncalibrated": fitted["ece_uncalibrated"], "temperature": fitted["temperature"]}
-    write_json(run.stage("distill") / "metrics.json", student_metrics)
-    write_json(run.stage("distill") / "calibration.json", {k: v for k, v in fitted.items() if k != "tables"})
+    write_json(run.dir / layout.STUDENT_METRICS, student_metrics)
+    write_json(run.dir / layout.STUDENT_CALIBRATION, {k: v for k, v in fitted.items() if k != "tables"})
     with estimates.measured(run, "distill_cpu"):  # the CPU part, beside its estimate (on Colab: the runtime's CPU)
         onnx_dir = student_onnx_copies(run)
-        baseline_row = read_json(run.require("evaluate", "baseline.json"))["footprint"]
+        baseline_row = read_json(run.require(layout.BASELINE))["footprint"]
         comparison = model_comparison.compare({"teacher": (teacher, teacher_dir), "student": (student, student_dir)},
                                               sets, probs, tokenizer, params, baseline_row, onnx_dir)
-    write_json(run.stage("distill") / "comparison.json", comparison)
+    write_json(run.dir / layout.COMPARISON, comparison)
     result = StageResult(
         tables={"epochs": _epochs_table(history), "comparison": model_comparison.comparison_table(comparison),
                 "extra_test_sets": model_comparison.extra_sets_table(comparison)},
@@ -237,7 +232,7 @@ def student_onnx_copies(run):
     """With the export extra installed, the student's ONNX copies in distill/onnx/ (helpers.serve.export.student_copies),
     for the comparison's ONNX Runtime rows and the export; without it, None, and no copies of an earlier run left."""
     if not onnx_backend.installed():
-        remove_tree(run.stage("distill") / export.STUDENT_COPIES)  # copies of an earlier student would mislead export
+        remove_tree(run.dir / layout.STUDENT_ONNX)  # copies of an earlier student would mislead export
         return None
     return export.student_copies(run)
 
@@ -258,9 +253,7 @@ STAGE_FUNCTIONS = {"data": data_stage, "tokenize": tokenize_stage, "train": trai
 
 def stages_to_run_before(run, stage):
     """The stages before `stage` that must run first: from the first whose output is missing on."""
-    earlier = list(STAGE_FUNCTIONS)[:list(STAGE_FUNCTIONS).index(stage)]
-    missing = [name for name in earlier if not (run.dir / layout.DONE_MARKERS[name]).exists()]
-    return earlier[earlier.index(missing[0]):] if missing else []
+    return stages_from_first_missing(run.dir, list(STAGE_FUNCTIONS)[:list(STAGE_FUNCTIONS).index(stage)])
 
 
 def run_missing_before(run, stage):

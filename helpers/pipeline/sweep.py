@@ -17,10 +17,12 @@ import pandas as pd
 from helpers.core.errors import ConfigError
 from helpers.core.files import read_json, write_frame
 from helpers.evaluate import plots
+from helpers.runs import layout
 from helpers.runs.config import FIELDS
 from helpers.runs.run_folder import read_timings
 
-TIMINGS = {"train_seconds": "03_train.ipynb", "distill_seconds": "05_distill.ipynb"}
+SWEEP_TABLE, SEED_TABLE, RUNS_TABLE, LEARNING_CURVE = "sweep.csv", "seeds.csv", "runs.csv", "learning_curve.png"
+TIMINGS = {"train_seconds": layout.NOTEBOOKS["train"], "distill_seconds": layout.NOTEBOOKS["distill"]}
 
 
 def parse_sweep(text):
@@ -44,7 +46,7 @@ def collect(name, dirs):
     rows = []
     for value, run_dir in dirs.items():
         row = {name: value}
-        for who, path in (("teacher_accuracy", "evaluate/metrics.json"), ("student_accuracy", "distill/metrics.json")):
+        for who, path in (("teacher_accuracy", layout.TEACHER_METRICS), ("student_accuracy", layout.STUDENT_METRICS)):
             file = Path(run_dir) / path
             row[who] = read_json(file)["accuracy"] if file.exists() else float("nan")
         timings = read_timings(run_dir)
@@ -55,11 +57,11 @@ def collect(name, dirs):
 
 def write_results(sweep_dir, name, table):
     """sweep.csv and learning_curve.png in the sweep folder (and, over seeds, seeds.csv); returns the figure."""
-    write_frame(Path(sweep_dir) / "sweep.csv", table)
+    write_frame(Path(sweep_dir) / SWEEP_TABLE, table)
     if name == "seed":
-        write_frame(Path(sweep_dir) / "seeds.csv", seed_summary(table))
+        write_frame(Path(sweep_dir) / SEED_TABLE, seed_summary(table))
     fig = plots.learning_curve(table, name)
-    plots.save(fig, Path(sweep_dir) / "learning_curve.png")
+    plots.save(fig, Path(sweep_dir) / LEARNING_CURVE)
     return fig
 
 
@@ -83,10 +85,10 @@ def grid_medians(runs):
 
 def write_grid_results(sweep_dir, name, runs):
     """runs.csv (every run), sweep.csv (medians per value) and learning_curve.png (the medians); the medians."""
-    write_frame(Path(sweep_dir) / "runs.csv", runs)
+    write_frame(Path(sweep_dir) / RUNS_TABLE, runs)
     table = grid_medians(runs)
-    write_frame(Path(sweep_dir) / "sweep.csv", table)
-    plots.save(plots.learning_curve(table, name), Path(sweep_dir) / "learning_curve.png")
+    write_frame(Path(sweep_dir) / SWEEP_TABLE, table)
+    plots.save(plots.learning_curve(table, name), Path(sweep_dir) / LEARNING_CURVE)
     return table
 
 

@@ -1,24 +1,54 @@
-"""The pipeline's stages and where each leaves its files in a run folder: one table for all.
+"""The run folder's file names: one table for all, so a file is renamed or added in one place.
 
 Each stage writes into the folder of its own name (`data/`, `tokenize/`, `train/`, `evaluate/`,
-`distill/`). The runner, the notebooks' set-up (helpers.pipeline.notebook), the run folder
-(helpers.runs.run_folder) and the report (helpers.report) all read this table, so a stage is renamed
-or added in one place.
+`distill/`); the paths below are relative to the run folder. The stages, the runner, the notebooks'
+set-up, the report, the sweeps and the export read their names here (docs/run_folder.md shows the tree).
 """
-# stage -> (its notebook, the file it writes last in its folder: there, it has finished)
+# the run folder's own files
+PARAMS_FILE = "params.json"  # the profile and the resolved parameters: the run's single source of truth
+ENVIRONMENT_FILE = "environment.json"  # library versions, git commit, device
+TIMINGS_FILE = "timings.json"  # seconds per executed notebook (the batch runner)
+ESTIMATES_FILE = "estimates.json"  # each stage's estimated seconds, written before the stage runs
+FAILURE_FILE = "failure.json"  # written by the runner when a notebook fails: which one, and its error
+REPORT_FILE = "report.html"
+NOTEBOOKS_FOLDER = "notebooks"  # the executed notebooks of a batch run
+
+# each stage's files
+SPLITS_SUMMARY = "data/summary.json"
+UNLABELLED_REVIEWS = "data/unlabelled.parquet"
+LENGTH_STATS = "tokenize/length_stats.json"
+TEACHER_HISTORY = "train/history.json"
+TEACHER_MODEL = "train/model"
+TEACHER_METRICS = "evaluate/metrics.json"
+TEST_SET_SCORES = "evaluate/test_sets.json"
+PREDICTIONS = "evaluate/predictions.parquet"
+PROBABILITIES = "evaluate/probabilities.parquet"
+CONFIDENT_ERRORS = "evaluate/confident_errors.csv"
+BASELINE = "evaluate/baseline.json"
+TEACHER_CALIBRATION = "evaluate/calibration.json"
+STUDENT_HISTORY = "distill/history.json"
+STUDENT_MODEL = "distill/model"
+STUDENT_METRICS = "distill/metrics.json"
+STUDENT_CALIBRATION = "distill/calibration.json"
+COMPARISON = "distill/comparison.json"
+STUDENT_ONNX = "distill/onnx"  # the student's ONNX copies, timed by the comparison and reused by the export
+FIGURES = {"label_balance": "data/label_balance.png", "review_words": "data/review_words.png",
+           "token_lengths": "tokenize/token_lengths.png", "loss_curve": "train/loss_curve.png",
+           "confusion_matrix": "evaluate/confusion_matrix.png", "reliability": "evaluate/reliability.png",
+           "student_loss_curve": "distill/student_loss_curve.png"}
+
+# stage -> (its notebook, the file it writes last: there, it has finished)
 STAGES = {
-    "data": ("01_data.ipynb", "data/summary.json"),
-    "tokenize": ("02_tokenize.ipynb", "tokenize/length_stats.json"),
-    "train": ("03_train.ipynb", "train/history.json"),
-    "evaluate": ("04_evaluate.ipynb", "evaluate/metrics.json"),
-    "distill": ("05_distill.ipynb", "distill/comparison.json"),
+    "data": ("01_data.ipynb", SPLITS_SUMMARY),
+    "tokenize": ("02_tokenize.ipynb", LENGTH_STATS),
+    "train": ("03_train.ipynb", TEACHER_HISTORY),
+    "evaluate": ("04_evaluate.ipynb", TEACHER_METRICS),
+    "distill": ("05_distill.ipynb", COMPARISON),
 }
-# where the stage that makes each model saves it (raw, as trained) and the calibration temperature it fitted
-MODEL_FOLDERS = {"teacher": ("train", "model"), "student": ("distill", "model")}
-CALIBRATION_FILES = {"teacher": ("evaluate", "calibration.json"), "student": ("distill", "calibration.json")}
+# the raw model each training stage saves, and the calibration temperature fitted for it
+MODEL_FOLDERS = {"teacher": TEACHER_MODEL, "student": STUDENT_MODEL}
+CALIBRATION_FILES = {"teacher": TEACHER_CALIBRATION, "student": STUDENT_CALIBRATION}
 NOTEBOOKS = {stage: notebook for stage, (notebook, _) in STAGES.items()}
 DONE_MARKERS = {stage: marker for stage, (_, marker) in STAGES.items()}
 # the folders of run folders made before the stages' folders took the stages' names: such a run is refused
 OLD_FOLDERS = {"tokenized": "tokenize", "eval": "evaluate"}
-FAILURE_FILE = "failure.json"  # written by the runner when a notebook fails: which one, and its error
-ESTIMATES_FILE = "estimates.json"  # helpers.pipeline.estimates: each stage's estimated seconds, written before the stage runs

@@ -44,7 +44,7 @@ class Run:
         path = self.dir.joinpath(*parts)
         if not path.exists():
             raise FileNotFoundError(
-                f"{path} does not exist: run the stage that writes {parts[0]}/ first "
+                f"{path} does not exist: run the stage that writes {Path(*parts).parts[0]}/ first "
                 f"(the notebooks run in order 01 to 05, or use `python -m helpers.run {self.profile}`)"
             )
         return path
@@ -88,12 +88,18 @@ def last_run(root):
     if not pointer.exists():
         return None
     run_dir = Path(read_json(pointer)["run_dir"])
-    return run_dir if (run_dir / "params.json").exists() else None
+    return run_dir if (run_dir / layout.PARAMS_FILE).exists() else None
+
+
+def stages_from_first_missing(run_dir, names):
+    """Of the stages `names` (in order), those from the first whose done marker the run folder lacks on."""
+    missing = [name for name in names if not (Path(run_dir) / layout.DONE_MARKERS[name]).exists()]
+    return names[names.index(missing[0]):] if missing else []
 
 
 def read_timings(run_dir):
     """Seconds per executed notebook so far ({} before any): a run of some stages adds to the others'."""
-    path = Path(run_dir) / "timings.json"
+    path = Path(run_dir) / layout.TIMINGS_FILE
     return read_json(path) if path.exists() else {}
 
 
@@ -101,7 +107,7 @@ def clear_run(run_dir):
     """Empty a run folder, refusing to touch a folder that is not one."""
     if not run_dir.exists():
         return
-    if any(run_dir.iterdir()) and not (run_dir / "params.json").exists():
+    if any(run_dir.iterdir()) and not (run_dir / layout.PARAMS_FILE).exists():
         raise ConfigError(f"--overwrite refused: {run_dir} is not empty and holds no params.json, so it is not a run folder")
     remove_tree(run_dir)
 
@@ -109,7 +115,7 @@ def clear_run(run_dir):
 def load_run(run_dir):
     """Open an existing run folder with the parameters it was made with."""
     refuse_old_layout(run_dir)
-    stored = read_json(Path(run_dir) / "params.json")
+    stored = read_json(Path(run_dir) / layout.PARAMS_FILE)
     return Run(Path(run_dir), stored["profile"], make_params(stored["params"]))
 
 

@@ -29,6 +29,7 @@ import torch
 from helpers.core import models
 from helpers.core.files import atomic_dir, read_json, write_json
 from helpers.evaluate import calibration
+from helpers.runs import layout
 from helpers.runs.run_folder import load_run
 from helpers.serve import onnx_backend
 from helpers.tokens import tokens
@@ -38,7 +39,6 @@ OPSET = 17
 MAX_LOGIT_DIFF = 1e-3  # largest |ONNX - PyTorch| logit difference accepted
 CHECK_REVIEWS = 64  # test reviews the exported graphs are checked on
 INPUTS = ("input_ids", "attention_mask")
-STUDENT_COPIES = "onnx"  # in the distill folder: the student's ONNX copies, timed by the comparison, reused here
 COPIES_FILE = "copies.json"  # in such a folder: {"files": {kind: file name}, "fusions": {operator: count}}
 
 
@@ -127,7 +127,7 @@ def write_copies(model, folder, name="student"):
 def student_copies(run):
     """The distill stage's ONNX copies of its calibrated student, written whole into distill/onnx/: its comparison
     times them and export_run reuses them, so a run exports its student once."""
-    folder = run.stage("distill") / STUDENT_COPIES
+    folder = run.dir / layout.STUDENT_ONNX
     with atomic_dir(folder) as tmp:
         write_copies(calibrated_for_export(run, "student"), tmp)
     return folder
@@ -136,7 +136,7 @@ def student_copies(run):
 def _reuse_or_export(run, model, folder, who):
     """The student's copies the distill stage wrote (linked, or copied where the file system has no links), or a
     fresh export of `model` when it wrote none; (files, fusions). export_run's check vouches for either."""
-    made = run.dir / "distill" / STUDENT_COPIES
+    made = run.dir / layout.STUDENT_ONNX
     if who != "student" or not (made / COPIES_FILE).is_file():
         return onnx_copies(model, folder, who, int8=who == "student")
     record = read_json(made / COPIES_FILE)
@@ -226,7 +226,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.push_to_hub:
         check_can_push(args.push_to_hub)
-    for needed in ("params.json", "distill/calibration.json"):
+    for needed in (layout.PARAMS_FILE, layout.STUDENT_CALIBRATION):
         if not (Path(args.run_dir) / needed).is_file():
             raise SystemExit(f"{args.run_dir} has no {needed}: give a run folder whose distill stage has finished")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -6,6 +6,7 @@ accuracy with its 95% interval beside the teacher and the TF-IDF baseline, the c
 short sentences as a known limit.
 """
 from helpers.core.files import atomic_write, read_json
+from helpers.runs import layout
 from helpers.runs.run_folder import profile_overrides
 
 IMDB = ("the Large Movie Review Dataset (Maas et al. 2011, https://ai.stanford.edu/~amaas/data/sentiment/; "
@@ -79,10 +80,10 @@ def _short_sentences(comparison, whole):
 def model_card(run, serving):
     """The card's text for `run`'s export with settings `serving` (helpers.export)."""
     params = run.params.to_dict()
-    metrics = read_json(run.require("distill", "metrics.json"))
-    fitted = read_json(run.require("distill", "calibration.json"))
-    comparison = read_json(run.require("distill", "comparison.json"))
-    splits = read_json(run.require("data", "summary.json"))
+    metrics = read_json(run.require(layout.STUDENT_METRICS))
+    fitted = read_json(run.require(layout.STUDENT_CALIBRATION))
+    comparison = read_json(run.require(layout.COMPARISON))
+    splits = read_json(run.require(layout.SPLITS_SUMMARY))
     models = comparison["models"]
     cpu = comparison.get("cpu", {"threads": "the machine's", "batch_size": params["eval_batch_size"]})
     cut = ("the first tokens" if serving["truncation_head"] == 1.0 else

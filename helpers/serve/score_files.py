@@ -27,6 +27,7 @@ import pandas as pd
 from helpers.core import sentiment
 from helpers.core.files import atomic_write
 from helpers.core.sentiment import accuracy_interval, predicted_labels
+from helpers.runs import layout
 from helpers.serve import onnx_backend
 
 CHUNK_ROWS = 1000  # reviews read, scored and written at a time: memory holds one chunk, not the file
@@ -132,7 +133,7 @@ def load_backend(source, model, batch_size, threads):
         names = {int(k): v for k, v in classifier.serving["labels"].items()}
         return (lambda texts, step: (classifier.logits(texts, size, step), sentiment.positive_probability)), names, \
             f"{source}'s {model} (ONNX Runtime, batch {size})"
-    if not (Path(source) / "params.json").is_file():
+    if not (Path(source) / layout.PARAMS_FILE).is_file():
         raise InputError(f"{source} is neither a run folder (params.json) nor an export folder "
                          f"({onnx_backend.SERVING_FILE}); give one of those")
     from helpers.serve.torch_backend import TorchClassifier

@@ -13,11 +13,10 @@ def short_and_long(frame):
 
 
 def encode_one(tokenizer, text, max_length, head_share=1.0):
-    """(ids, attention mask) of one review as the tokenize stage makes them: the tokenizer's ids,
-    [CLS] and [SEP] included, then `tokens.truncate`'s cut, applied to the mask as well."""
-    encoded = tokenizer(text, truncation=False, verbose=False, return_token_type_ids=False)
-    return (tokens.truncate(encoded["input_ids"], max_length, head_share),
-            tokens.truncate(encoded["attention_mask"], max_length, head_share))
+    """(ids, attention mask) of one review as the tokenize stage makes them (`tokens.full_ids`, then
+    `tokens.truncate`'s cut); every kept piece is attended to."""
+    ids = tokens.truncate(tokens.full_ids(tokenizer, [text])[0], max_length, head_share)
+    return ids, [1] * len(ids)
 
 
 def word_pieces(tokenizer, text, max_length, head_share=1.0):
