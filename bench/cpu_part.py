@@ -67,7 +67,7 @@ def timed_compare(trained, frames, sets, tokenizer, params, onnx=True):
     sample = imdb.load_imdb("sample")["train"]
     bag_of_words = baseline.fit_baseline(sample["text"][:800], sample["label"][:800], sample["text"][800:1000],
                                          sample["label"][800:1000], 0)
-    _, timed = model_comparison.cpu_samples(len(sets["test"]), params.n_cpu_test, params.n_speed, params.seed)
+    _, timed = scored_sets.cpu_samples(len(sets["test"]), params.n_cpu_test, params.n_speed, params.seed)
     n_params, size_mb, speed = baseline.footprint(bag_of_words, [frames["test"]["text"].iloc[i] for i in timed])
     probs = {name: {who: np.full(len(ds), 0.5) for who in ("baseline", "teacher", "student")} for name, ds in sets.items()}
     with tempfile.TemporaryDirectory() as folder:

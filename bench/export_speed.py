@@ -35,7 +35,6 @@ from helpers.core import models
 from helpers.core.files import write_json  # noqa: E402
 from helpers.core.int8 import quantize_int8
 from helpers.core.sentiment import accuracy_interval  # noqa: E402
-from helpers.distill import model_comparison
 from helpers.evaluate import scored_sets
 from helpers.runs.run_folder import load_run  # noqa: E402
 from helpers.serve import export, onnx_backend
@@ -81,7 +80,7 @@ def timed(function, dataset):
 def copies_speed(run, args, folder):
     tokenizer = tokens.load_saved_tokenizer(run.require("tokenize"))
     test = tokens.load_tokenized(run.require("tokenize"))["test"]
-    _, timed_rows = model_comparison.cpu_samples(len(test), None, args.reviews, run.params.seed)
+    _, timed_rows = scored_sets.cpu_samples(len(test), None, args.reviews, run.params.seed)
     reviews = test.select(timed_rows)
     student = models.load_trained(run.require("distill", "model")).eval()
     int8 = quantize_int8(student)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from helpers.core import accelerators, models, sentiment
 from helpers.core.int8 import quantize_int8
 from helpers.distill import distillation, model_comparison
-from helpers.evaluate import metrics
+from helpers.evaluate import metrics, scored_sets
 from helpers.train import prediction, trainer
 
 ONNX = importlib.util.find_spec("onnxruntime") is not None  # the export extra adds the ONNX Runtime rows
@@ -122,14 +122,14 @@ def test_a_sample_that_is_the_whole_split_gives_one_pair_of_score_columns():
 
 
 def test_the_cpu_sample_is_seeded_bounded_and_holds_the_timed_reviews():
-    sample, timed = model_comparison.cpu_samples(25000, 2000, 256, seed=1)
+    sample, timed = scored_sets.cpu_samples(25000, 2000, 256, seed=1)
     assert len(sample) == 2000 and len(set(sample)) == 2000 and len(timed) == 256
     assert set(timed) <= set(sample)
-    again = model_comparison.cpu_samples(25000, 2000, 256, seed=1)
+    again = scored_sets.cpu_samples(25000, 2000, 256, seed=1)
     assert np.array_equal(sample, again[0]) and np.array_equal(timed, again[1])
-    everything, _ = model_comparison.cpu_samples(40, 2000, 256, seed=1)
+    everything, _ = scored_sets.cpu_samples(40, 2000, 256, seed=1)
     assert list(everything) == list(range(40))  # fewer test reviews than the sample: all of them
-    assert list(model_comparison.cpu_samples(40, None, 8, seed=1)[0]) == list(range(40))  # none = all
+    assert list(scored_sets.cpu_samples(40, None, 8, seed=1)[0]) == list(range(40))  # none = all
 
 
 def test_throughput_is_positive(tiny_teacher, tiny_tokenizer):
@@ -159,7 +159,7 @@ def test_compare_scores_every_model_on_the_same_sample_of_every_set(tiny_teacher
              for name, ds in sets.items()}
     for name, model in (("teacher", tiny_teacher), ("student", student)):
         model.save_pretrained(tmp_path / name)
-    _, timed = model_comparison.cpu_samples(64, 24, 8, params.seed)
+    _, timed = scored_sets.cpu_samples(64, 24, 8, params.seed)
     n_params, size_mb, speed = baseline.footprint(bag_of_words, [texts["test"][i] for i in timed])
     footprint = {"params": n_params, "size_mb": size_mb, "reviews_per_s": speed}  # as the evaluate stage measures it
     onnx_dir = None
@@ -177,7 +177,7 @@ def test_compare_scores_every_model_on_the_same_sample_of_every_set(tiny_teacher
     rows = comparison["models"]
     copies = ["student_int8", "student_onnx", "student_onnx_int8"] if ONNX else ["student_int8"]
     assert list(rows) == ["baseline", "teacher", "student", *copies]
-    sample, _ = model_comparison.cpu_samples(64, 24, 8, params.seed)
+    sample, _ = scored_sets.cpu_samples(64, 24, 8, params.seed)
     labels = np.asarray(sets["test"]["labels"])
     for name in ("baseline", "teacher", "student"):
         whole = metrics.classification_metrics(labels, probs["test"][name])

@@ -47,3 +47,16 @@ def progress(iterable=None, **kwargs):
     from tqdm.auto import tqdm
 
     return tqdm(iterable, **kwargs)
+
+
+def show(markdown):
+    """Markdown in a notebook (Jupyter, Colab, papermill's saved copy), plain text elsewhere."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        display(Markdown(markdown))
+    else:
+        print(markdown)

@@ -3,6 +3,7 @@ distillation loss, computed with helpers.distill.distillation's own loss as pand
 """
 import pandas as pd
 
+from helpers.core.models import DISTIL_FROM_TEACHER
 from helpers.core.sentiment import LABEL_NAMES, positive_probability
 from helpers.data.imdb import preview
 from helpers.distill.distillation import TEACHER_LOGITS, distillation_loss, distillation_terms, distillation_weights
@@ -60,3 +61,13 @@ def distillation_parts(named_students, batch, temperature, alpha):
         columns[name] = {**loss_parts(logits, batch, temperature, alpha),
                          "distillation.distillation_loss": distillation_loss(logits, batch, temperature, alpha).item()}
     return pd.DataFrame(columns).round(4).rename_axis(f"alpha {alpha:g}, T {temperature:g}")
+
+
+def student_text(params):
+    """Where this run's student comes from."""
+    if params.student_model == DISTIL_FROM_TEACHER:
+        return ("**This run's student** (`student_model: distil-from-teacher`): a DistilBERT built from every other "
+                "layer of the fine-tuned teacher (half the layers, the same width and vocabulary), as DistilBERT "
+                "itself was initialised from BERT; its head starts from the teacher's and must adapt to fewer layers.")
+    return (f"**This run's student** (`student_model: {params.student_model}`): the pre-trained model of that name "
+            "with a new 2-label head; it shares the teacher's vocabulary, so both read the same word pieces.")

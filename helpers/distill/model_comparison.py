@@ -19,6 +19,7 @@ from helpers.core.int8 import quantize_int8
 from helpers.core.models import count_parameters
 from helpers.core.sentiment import positive_probability
 from helpers.evaluate.metrics import classification_metrics, sets_table
+from helpers.evaluate.scored_sets import cpu_samples
 from helpers.train.prediction import timed_cpu_logits
 
 
@@ -32,14 +33,6 @@ def serialized_mb(model):
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return buffer.getbuffer().nbytes / 1e6
-
-
-def cpu_samples(n_test, n_sample, n_speed, seed):
-    """Positions of the test reviews scored on the CPU (at most `n_sample`, all when fewer or None)
-    and of those timed (the first `n_speed` of the same seeded draw): the timed reviews are part of
-    the scored ones, so every CPU figure rests on the same reviews. Both sorted."""
-    drawn = np.random.default_rng(seed).permutation(n_test)[:n_sample or n_test]
-    return np.sort(drawn), np.sort(drawn[:n_speed])
 
 
 def compare(trained, sets, probs, tokenizer, params, baseline_footprint, onnx_dir=None):

@@ -48,3 +48,19 @@ def probabilities_by_set(frame):
     """The inverse of probabilities_frame: {set: {model: probs}}."""
     return {name: {model: part[model].to_numpy() for model in part.columns if model not in ("set", "review")}
             for name, part in frame.groupby("set", sort=False)}
+
+
+def cpu_samples(n_test, n_sample, n_speed, seed):
+    """Positions of the test reviews scored on the CPU (at most `n_sample`, all when fewer or None)
+    and of those timed (the first `n_speed` of the same seeded draw): the timed reviews are part of
+    the scored ones, so every CPU figure rests on the same reviews. Both sorted."""
+    drawn = np.random.default_rng(seed).permutation(n_test)[:n_sample or n_test]
+    return np.sort(drawn), np.sort(drawn[:n_speed])
+
+
+def baseline_footprint(bag_of_words, test_texts, params):
+    """The baseline's row of the distill stage's comparison (learnt numbers, size, CPU reviews/s on the reviews every
+    model is timed on), measured here where it is fitted, so the distill stage need not fit it again."""
+    _, timed = cpu_samples(len(test_texts), params.n_cpu_test, params.n_speed, params.seed)
+    n_params, size_mb, speed = baseline.footprint(bag_of_words, [test_texts.iloc[i] for i in timed])
+    return {"params": n_params, "size_mb": size_mb, "reviews_per_s": speed}

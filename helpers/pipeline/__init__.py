@@ -1,2 +1,2 @@
 """The machinery that runs the stages: one function per stage (stages), the batch runner (runner), the notebooks'
-set-up (notebook), the checks that open a run (checks), estimates, report, Colab, sweeps, the notebooks' teaching text."""
+set-up (notebook), the checks that open a run (checks), estimates, report, Colab, sweeps."""

@@ -199,7 +199,7 @@ def _parts(work, stage):
                       "CPU part": sum(cpu_part.values())})
         return parts, _training_words(p, student, learnt, epochs, steps, saves)
     if stage == "distill_cpu":
-        from helpers.distill.model_comparison import cpu_samples
+        from helpers.evaluate.scored_sets import cpu_samples
 
         sampled = {name: costs.resized(lengths[name], len(cpu_samples(len(lengths[name]), p.n_cpu_test, 0, 0)[0]))
                    for name in ("test", *extra)}

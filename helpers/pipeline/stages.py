@@ -12,7 +12,7 @@ import pandas as pd
 
 from helpers.core import models, sentiment
 from helpers.core.accelerators import is_main_process, make_accelerator
-from helpers.core.files import read_json, remove_tree, write_frame, write_json
+from helpers.core.files import read_json, write_frame, write_json
 from helpers.core.progress import quiet_library_bars
 from helpers.data import extra_sets, imdb, unlabelled
 from helpers.distill import distillation, model_comparison
@@ -20,7 +20,7 @@ from helpers.evaluate import baseline, calibration, metrics, plots, scored_sets
 from helpers.pipeline import estimates
 from helpers.runs import layout
 from helpers.runs.run_folder import stages_from_first_missing
-from helpers.serve import export, onnx_backend
+from helpers.serve import export
 from helpers.tokens import tokens
 from helpers.train import prediction
 from helpers.train.trainer import TrainSettings, train
@@ -143,7 +143,7 @@ def evaluate_stage(run):
     write_frame(run.dir / layout.CONFIDENT_ERRORS, errors)
     write_json(run.dir / layout.TEST_SET_SCORES, scores)
     write_json(run.dir / layout.BASELINE, {"c": bag_of_words.c, "val_accuracy_by_c": bag_of_words.val_accuracy_by_c,
-                                                    "footprint": baseline_footprint(bag_of_words, test["text"], params)})
+                                                    "footprint": scored_sets.baseline_footprint(bag_of_words, test["text"], params)})
     write_json(run.dir / layout.TEACHER_CALIBRATION, {k: v for k, v in fitted.items() if k != "tables"})
     teacher_metrics = {**scores[scored_sets.MAIN]["teacher"], "ece": fitted["ece"],
                        "ece_uncalibrated": fitted["ece_uncalibrated"], "temperature": fitted["temperature"]}
@@ -155,14 +155,6 @@ def evaluate_stage(run):
                  "reliability": plots.reliability(*fitted["tables"])},
         values={"metrics": teacher_metrics, "calibration": fitted})
     return _finish(run, "evaluate", result, started)
-
-
-def baseline_footprint(bag_of_words, test_texts, params):
-    """The baseline's row of the distill stage's comparison (learnt numbers, size, CPU reviews/s on the reviews every
-    model is timed on), measured here where it is fitted, so the distill stage need not fit it again."""
-    _, timed = model_comparison.cpu_samples(len(test_texts), params.n_cpu_test, params.n_speed, params.seed)
-    n_params, size_mb, speed = baseline.footprint(bag_of_words, [test_texts.iloc[i] for i in timed])
-    return {"params": n_params, "size_mb": size_mb, "reviews_per_s": speed}
 
 
 def fit_calibration(raw, val_labels, test_labels):
@@ -214,7 +206,7 @@ def distill_stage(run):
     write_json(run.dir / layout.STUDENT_METRICS, student_metrics)
     write_json(run.dir / layout.STUDENT_CALIBRATION, {k: v for k, v in fitted.items() if k != "tables"})
     with estimates.measured(run, "distill_cpu"):  # the CPU part, beside its estimate (on Colab: the runtime's CPU)
-        onnx_dir = student_onnx_copies(run)
+        onnx_dir = export.student_copies_if_installed(run)
         baseline_row = read_json(run.require(layout.BASELINE))["footprint"]
         comparison = model_comparison.compare({"teacher": (teacher, teacher_dir), "student": (student, student_dir)},
                                               sets, probs, tokenizer, params, baseline_row, onnx_dir)
@@ -226,15 +218,6 @@ def distill_stage(run):
         values={"comparison": comparison, "student_metrics": student_metrics,
                 "training_reviews": {"labelled": len(tokenized["train"]), "unlabelled": len(train_split) - len(tokenized["train"])}})
     return _finish(run, "distill", result, started)
-
-
-def student_onnx_copies(run):
-    """With the export extra installed, the student's ONNX copies in distill/onnx/ (helpers.serve.export.student_copies),
-    for the comparison's ONNX Runtime rows and the export; without it, None, and no copies of an earlier run left."""
-    if not onnx_backend.installed():
-        remove_tree(run.dir / layout.STUDENT_ONNX)  # copies of an earlier student would mislead export
-        return None
-    return export.student_copies(run)
 
 
 def _epochs_table(history):

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from helpers.core import models
-from helpers.core.files import atomic_dir, read_json, write_json
+from helpers.core.files import atomic_dir, read_json, remove_tree, write_json
 from helpers.evaluate import calibration
 from helpers.runs import layout
 from helpers.runs.run_folder import load_run
@@ -131,6 +131,15 @@ def student_copies(run):
     with atomic_dir(folder) as tmp:
         write_copies(calibrated_for_export(run, "student"), tmp)
     return folder
+
+
+def student_copies_if_installed(run):
+    """With the export extra installed, the student's ONNX copies in distill/onnx/ (helpers.serve.export.student_copies),
+    for the comparison's ONNX Runtime rows and the export; without it, None, and no copies of an earlier run left."""
+    if not onnx_backend.installed():
+        remove_tree(run.dir / layout.STUDENT_ONNX)  # copies of an earlier student would mislead export
+        return None
+    return student_copies(run)
 
 
 def _reuse_or_export(run, model, folder, who):

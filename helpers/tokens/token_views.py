@@ -46,3 +46,15 @@ def around_cut(tokenizer, text, max_length, head_share=1.0, n=4):
     read = ["yes (head)" if i < start else "yes (tail)" if i >= stop else "no: cut" for i in near]
     return pd.DataFrame({"piece": tokenizer.convert_ids_to_tokens([ids[i] for i in near]), "read": read},
                         index=pd.Index(near, name="position"))
+
+
+def truncation_text(params):
+    """How this run cuts a review longer than max_length."""
+    if params.truncation_head >= 1.0:
+        return (f"**This run's truncation** (`truncation_head` 1.0): the model reads the first {params.max_length} "
+                "word pieces of a long review and never sees the rest. Reviewers often give their verdict at the "
+                "end; `truncation_head` below 1.0 would keep the end too.")
+    head, _ = tokens.cut_span(params.max_length + 1, params.max_length, params.truncation_head)  # the tokenize stage's arithmetic
+    return (f"**This run's truncation** (`truncation_head` {params.truncation_head}, head+tail after Sun et al. 2019): "
+            f"of a long review the model reads the first {head} and the last {params.max_length - head} word "
+            f"pieces ({params.max_length} in all), where reviewers often give their verdict; the middle is dropped.")

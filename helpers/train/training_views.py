@@ -221,3 +221,14 @@ def batch_loss(model, batch):
                       "ln 2 (a 50/50 guess)": math.log(2),
                       "mean P(positive)": positive_probability(logits.numpy()).mean().item(),
                       "accuracy on this batch": (logits.argmax(-1) == labels).float().mean().item()}, name="batch")
+
+
+def head_text(params):
+    """The classification head this run's teacher gets."""
+    if params.head == "cls":
+        return ("**This run's head** (`head: cls`): the classifier reads the `[CLS]` state itself, through a fresh "
+                "dense layer and GELU, then a linear layer to the 2 labels; BERT's tanh pooler is not used "
+                "(docs/recipe.md says why). transformers saves this model as `ElectraForSequenceClassification`, "
+                "whose encoder is BERT's layer for layer, so `pipeline()` and `AutoModel` load it as they are.")
+    return ("**This run's head** (`head: pooler`, BERT's own): the `[CLS]` state goes through BERT's pre-trained "
+            "pooler (a dense layer and tanh), then a new linear layer to the 2 labels.")
