@@ -104,6 +104,46 @@ def test_the_onnx_path_reads_standard_input_without_importing_torch(smoke_export
     assert list(written.columns) == ["text", "predicted", "p_positive"] and len(written) == 5
 
 
+def test_both_backends_answer_one_interface_with_the_same_probabilities_and_labels():
+    import inspect
+
+    from helpers.core import sentiment
+    from helpers.serve import onnx_backend
+    from helpers.serve.classifier import Classifier
+    from helpers.serve.torch_backend import TorchClassifier
+
+    backends = {"torch": TorchClassifier(None, None, 1.0, 64, 1.0, batch_size=7),
+                "onnx": onnx_backend.ExportedClassifier(None, None, {"batch_size": 7})}
+    for method in ("load", "logits"):  # the same methods, called the same way
+        assert len({str(inspect.signature(getattr(type(b), method))) for b in backends.values()}) == 1
+    logits = np.random.default_rng(0).normal(0, 4, (50, 2)).astype(np.float32)
+    for backend in backends.values():
+        assert isinstance(backend, Classifier) and backend.batch_size == 7 and backend.engine
+        assert backend.label_names == {0: "NEGATIVE", 1: "POSITIVE"}
+        np.testing.assert_array_equal(backend.positive_probability(logits), sentiment.positive_probability(logits))
+    with pytest.raises(TypeError, match="abstract"):  # a backend without logits is refused, not half-served
+        type("NoLogits", (Classifier,), {"load": classmethod(lambda cls, folder, model="student", threads=None: None)})()
+
+
+def test_the_onnx_batches_are_padded_as_the_torch_loaders_pad(tiny_tokenizer):
+    from datasets import Dataset
+
+    from helpers.core.padding import padded_length
+    from helpers.serve import onnx_backend
+    from helpers.train.batching import make_loader
+
+    assert padded_length(np.array([1, 8, 9, 16, 17])).tolist() == [8, 8, 16, 16, 24] and padded_length(8.5) == 16
+    for lengths in ([3], [8], [9, 2], [17, 16, 1]):
+        ids = [list(range(5, 5 + n)) for n in lengths]
+        dataset = Dataset.from_dict({"input_ids": ids, "attention_mask": [[1] * n for n in lengths],
+                                     "labels": [0] * len(ids)})
+        on_torch = next(iter(make_loader(dataset, tiny_tokenizer, len(ids))))
+        on_onnx = onnx_backend.padded_batch(ids, tiny_tokenizer.pad_token_id)
+        assert on_onnx["input_ids"].shape == (len(ids), padded_length(max(lengths)))
+        for name in ("input_ids", "attention_mask"):
+            np.testing.assert_array_equal(on_onnx[name], on_torch[name].numpy())
+
+
 def test_a_run_folder_and_its_export_score_alike_head_and_tail_cut_the_same(smoke_run_dir, smoke_export_dir):
     from helpers.serve import onnx_backend
     from helpers.serve.torch_backend import TorchClassifier

@@ -28,7 +28,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICA
 
 from helpers.core.errors import ConfigError
 from helpers.core.files import atomic_dir, project_path
-from helpers.core.sentiment import LABEL_NAMES
+from helpers.core.sentiment import PIPELINE_LABELS
 
 MINILM = "minilm-l6"
 TINY = "tiny-random-bert"
@@ -36,8 +36,6 @@ DISTIL_FROM_TEACHER = "distil-from-teacher"
 TINY_CONFIG = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
                    max_position_embeddings=512)
 ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
-# the names saved models answer with, as the ecosystem's sentiment models do (transformers.pipeline shows them)
-PIPELINE_LABELS = {label: name.upper() for label, name in LABEL_NAMES.items()}  # 0: NEGATIVE, 1: POSITIVE
 LABELS = dict(num_labels=2, id2label=PIPELINE_LABELS, label2id={v: k for k, v in PIPELINE_LABELS.items()})
 
 

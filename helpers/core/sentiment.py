@@ -3,6 +3,8 @@ these, so an exported model is served (helpers.predict on an export folder) with
 import numpy as np
 
 LABEL_NAMES = {0: "negative", 1: "positive"}
+# the names saved models and helpers.predict answer with, as the ecosystem's sentiment models do (transformers.pipeline)
+PIPELINE_LABELS = {label: name.upper() for label, name in LABEL_NAMES.items()}  # 0: NEGATIVE, 1: POSITIVE
 LABEL_WORDS = {"0": 0, "1": 1, "neg": 0, "pos": 1, "negative": 0, "positive": 1}  # what a labelled file may hold
 DECISION_THRESHOLD = 0.5  # P(positive) at or above it is predicted positive
 

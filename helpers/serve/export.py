@@ -4,16 +4,14 @@
     python -m helpers.export runs/quick --out my_model --teacher
     python -m helpers.export runs/quick --push-to-hub you/imdb-distilbert-int8
 
-The folder holds, per model, the ONNX graph (dynamic batch and sequence axes, the calibration
-temperature folded into the classifier, checked against PyTorch on test reviews), a copy optimized
-by ONNX Runtime's transformer optimizer (attention, GELU and LayerNorm fused) and, for the student,
-an int8 copy of that (dynamic quantization: no calibration data); the tokenizer; `serving.json`
-(truncation, labels, files: helpers.serve.onnx_backend); and a model card, README.md. helpers.predict
-scores reviews with it: `python -m helpers.predict runs/quick/export reviews.csv --out scored.csv`.
+The folder holds, per model, the ONNX graph (dynamic batch and sequence axes, the calibration temperature folded
+into the classifier, checked against PyTorch on test reviews), a copy optimized by ONNX Runtime's transformer
+optimizer (attention, GELU and LayerNorm fused) and, for the student, an int8 copy of that (dynamic quantization);
+the tokenizer; `serving.json` (helpers.serve.onnx_backend); and a model card, README.md. helpers.predict scores
+reviews with it: `python -m helpers.predict runs/quick/export reviews.csv --out scored.csv`.
 
-Why these settings (docs/results.md has the measurements): torch's TorchScript exporter on a model
-loaded with eager attention gives the graph whose attention ONNX Runtime's optimizer recognises and
-fuses; the dynamo exporter's graph, and the SDPA attention's masks, are left unfused.
+Why TorchScript on eager attention (docs/results.md has the measurements): that graph's attention is the one ONNX
+Runtime's optimizer fuses; the dynamo exporter's graph, and the SDPA attention's masks, are left unfused.
 """
 import argparse
 import copy
@@ -26,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from helpers.core import models
 from helpers.core.files import atomic_dir, read_json, remove_tree, write_json
+from helpers.core.sentiment import PIPELINE_LABELS
 from helpers.evaluate import calibration
 from helpers.runs import layout
 from helpers.runs.run_folder import load_run
@@ -61,8 +59,7 @@ def calibrated_for_export(run, who):
 
 
 def export_onnx(model, path):
-    """`model` as ONNX at `path` (TorchScript exporter, opset 17), batch and sequence axes dynamic. A copy
-    with eager attention is exported (its graph is the one the optimizer fuses); `model` is left as it is."""
+    """`model` as ONNX at `path`, batch and sequence axes dynamic; a copy with eager attention is exported."""
     eager = copy.deepcopy(model).eval()
     eager.set_attn_implementation("eager")
     example = torch.ones((2, 16), dtype=torch.long)
@@ -80,8 +77,8 @@ def export_onnx(model, path):
 
 
 def optimize(path, out, config):
-    """ONNX Runtime's transformer optimizer on `path` (fusions only, no hardware-specific rewrites: opt_level
-    0), saved to `out`; returns {fused operator: count}."""
+    """ONNX Runtime's transformer optimizer on `path` (fusions only: opt_level 0, no hardware-specific rewrites),
+    saved to `out`; returns {fused operator: count}."""
     from onnxruntime.transformers import optimizer
 
     heads = getattr(config, "num_attention_heads", None) or config.n_heads
@@ -92,9 +89,8 @@ def optimize(path, out, config):
 
 
 def quantize(path, out):
-    """An int8 copy of an ONNX model: weights of its matrix products in int8, activations quantized on the fly.
-
-    FLOAT as the default tensor type lets the quantizer past tensors whose type shape inference leaves open."""
+    """An int8 copy of an ONNX model: matrix product weights in int8, activations quantized on the fly. FLOAT as the
+    default tensor type lets the quantizer past tensors whose type shape inference leaves open."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -104,8 +100,8 @@ def quantize(path, out):
 
 
 def onnx_copies(model, folder, name="student", int8=True):
-    """Write `name`.onnx, its optimized copy and (with `int8`) the int8 copy of that into `folder`:
-    {'onnx', 'optimized', 'int8': file name} and the fusions the optimizer made."""
+    """`name`.onnx, its optimized copy and (with `int8`) the int8 copy of that, into `folder`:
+    ({'onnx', 'optimized', 'int8': file name}, the optimizer's fusions)."""
     folder = Path(folder)
     files = {"onnx": f"{name}.onnx", "optimized": f"{name}.optimized.onnx"}
     export_onnx(model, folder / files["onnx"])
@@ -158,12 +154,11 @@ def _reuse_or_export(run, model, folder, who):
 
 
 def largest_logit_difference(model, paths, dataset, tokenizer, batch_size):
-    """max |ONNX - PyTorch| over the logits of `dataset`'s reviews, for each ONNX file in `paths`."""
+    """The largest |ONNX - PyTorch| logit on `dataset`'s reviews, over the ONNX files in `paths`."""
     expected = prediction.predict_logits(model, dataset, tokenizer, batch_size, desc="checking the export")
-    ids = dataset["input_ids"]
-    return {str(path): float(np.abs(onnx_backend.session_logits(onnx_backend.make_session(path), ids,
-                                                                tokenizer.pad_token_id, batch_size) - expected).max())
-            for path in paths}
+    onnx_logits = (onnx_backend.session_logits(onnx_backend.make_session(path), dataset["input_ids"],
+                                               tokenizer.pad_token_id, batch_size) for path in paths)
+    return max(float(np.abs(logits - expected).max()) for logits in onnx_logits)
 
 
 def export_run(run_dir, out=None, teacher=False):
@@ -171,21 +166,20 @@ def export_run(run_dir, out=None, teacher=False):
     from helpers.serve.model_card import write_model_card
 
     run = load_run(run_dir)
-    out = Path(out) if out else run.dir / "export"
+    out = Path(out or run.dir / "export")
     tokenizer = tokens.load_saved_tokenizer(run.require("tokenize"))
     check_set = tokens.load_tokenized(run.require("tokenize"))["test"]
     check_set = check_set.select(range(min(CHECK_REVIEWS, len(check_set))))
     serving = {"max_length": run.params.max_length, "truncation_head": run.params.truncation_head,
-               "pad_token_id": tokenizer.pad_token_id, "labels": models.PIPELINE_LABELS,
+               "pad_token_id": tokenizer.pad_token_id, "labels": PIPELINE_LABELS,
                "batch_size": run.params.eval_batch_size, "exporter": "torchscript", "opset": OPSET,
                "files": {}, "fusions": {}, "check": {}}
     with atomic_dir(out) as tmp:
         for who in ("student", "teacher") if teacher else ("student",):
             model = calibrated_for_export(run, who)
             files, serving["fusions"][who] = _reuse_or_export(run, model, tmp, who)
-            differences = largest_logit_difference(model, [tmp / files["onnx"], tmp / files["optimized"]], check_set,
-                                                   tokenizer, run.params.eval_batch_size)
-            worst = max(differences.values())
+            worst = largest_logit_difference(model, [tmp / files["onnx"], tmp / files["optimized"]], check_set,
+                                             tokenizer, run.params.eval_batch_size)
             print(f"{who}: largest |ONNX - PyTorch| logit difference on {len(check_set)} test reviews: {worst:.2e}")
             if not worst <= MAX_LOGIT_DIFF:
                 raise RuntimeError(f"the exported {who} gives logits up to {worst:.2e} away from PyTorch's "
@@ -239,10 +233,9 @@ def main(argv=None):
         if not (Path(args.run_dir) / needed).is_file():
             raise SystemExit(f"{args.run_dir} has no {needed}: give a run folder whose distill stage has finished")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    out = Path(args.out) if args.out else Path(args.run_dir) / "export"
-    export_run(args.run_dir, out, args.teacher)
+    export_run(args.run_dir, args.out, args.teacher)
     if args.push_to_hub:
-        print(f"uploaded: {push_to_hub(out, args.push_to_hub)}")
+        print(f"uploaded: {push_to_hub(args.out or Path(args.run_dir) / 'export', args.push_to_hub)}")
 
 
 if __name__ == "__main__":

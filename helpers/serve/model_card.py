@@ -1,10 +1,6 @@
-"""The model card of an export folder: README.md with Hugging Face card metadata, from the run's own files.
-
-Every figure is read from what the run wrote (params.json, data/summary.json, evaluate/ and distill/), so
-the card says what this run measured: its data and their source, the command that made it, test
-accuracy with its 95% interval beside the teacher and the TF-IDF baseline, the calibration, and the
-short sentences as a known limit.
-"""
+"""The model card of an export folder: README.md with Hugging Face card metadata. Every figure is read from what
+the run wrote (params.json, data/summary.json, distill/), so the card says what this run measured: its data, the
+command that made it, test accuracy beside the teacher and the baseline, the calibration, the short sentences."""
 from helpers.core.files import atomic_write, read_json
 from helpers.runs import layout
 from helpers.runs.run_folder import profile_overrides

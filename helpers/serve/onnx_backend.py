@@ -1,12 +1,9 @@
 """An exported model (helpers.export) served by ONNX Runtime, with neither torch nor transformers.
 
-An export folder holds the ONNX copies, the tokenizer (`tokenizer.json`, read by the `tokenizers`
-library) and `serving.json`: how the run truncated its reviews (max_length, truncation_head), the
-padding id, the label names and which file holds which copy. Reviews are tokenized whole and cut by
-helpers.tokens.truncation, exactly as the tokenize stage cut the training reviews; batches go shortest
-first, padded to their longest review. helpers.predict serves export folders through this module
-alone, so a machine with onnxruntime and no torch can score reviews; the distill stage's comparison
-and helpers.export's check run their ONNX copies through `session_logits` too.
+An export folder holds the ONNX copies, the tokenizer (`tokenizer.json`, read by the `tokenizers` library) and
+`serving.json`: the run's truncation (max_length, truncation_head), the padding id, the labels and which file holds
+which copy. Reviews are cut by helpers.tokens.truncation as the tokenize stage cut the training reviews. The
+distill stage's comparison and helpers.export's check run their ONNX copies through `session_logits` too.
 """
 import importlib.util
 import json
@@ -15,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.core.padding import padded_length
+from helpers.serve.classifier import Classifier
 from helpers.tokens.truncation import truncate
 
 SERVING_FILE = "serving.json"
 TOKENIZER_FILE = "tokenizer.json"
-PAD_TO_MULTIPLE = 8  # as the torch loaders pad (helpers.train.batching): vectorised kernels run fastest on multiples of 8
 
 
 class ExportError(ValueError):
@@ -68,8 +66,8 @@ def make_session(path, threads=None):
 
 
 def padded_batch(ids_list, pad_id):
-    """input_ids and attention_mask arrays for reviews of token ids, padded to the longest (a multiple of 8)."""
-    width = -(-max(len(ids) for ids in ids_list) // PAD_TO_MULTIPLE) * PAD_TO_MULTIPLE
+    """input_ids and attention_mask arrays for reviews of token ids, padded as the torch loaders pad (core.padding)."""
+    width = padded_length(max(len(ids) for ids in ids_list))
     input_ids = np.full((len(ids_list), width), pad_id, dtype=np.int64)
     attention_mask = np.zeros((len(ids_list), width), dtype=np.int64)
     for row, ids in enumerate(ids_list):
@@ -93,11 +91,16 @@ def session_logits(session, ids_list, pad_id, batch_size, on_batch=None):
 
 
 @dataclass
-class ExportedClassifier:
-    """One ONNX copy of an export folder, its tokenizer and its truncation: texts in, calibrated logits out."""
+class ExportedClassifier(Classifier):
+    """One ONNX copy of an export folder, its tokenizer and its truncation; the temperature is folded into the copy."""
     session: object
     tokenizer: object
     serving: dict
+    engine = "ONNX Runtime"
+
+    @property
+    def batch_size(self):
+        return self.serving["batch_size"]
 
     @classmethod
     def load(cls, folder, model="student", threads=None):
@@ -116,5 +119,4 @@ class ExportedClassifier:
         return [truncate(item.ids, self.serving["max_length"], self.serving["truncation_head"]) for item in encoded]
 
     def logits(self, texts, batch_size, on_batch=None):
-        """Calibrated logits (the temperature is folded into the exported classifier) for `texts`, in order."""
         return session_logits(self.session, self.token_ids(texts), self.serving["pad_token_id"], batch_size, on_batch)

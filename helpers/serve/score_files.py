@@ -19,14 +19,14 @@ import signal
 import sys
 import time
 from contextlib import ExitStack, redirect_stdout
+from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from helpers.core import sentiment
 from helpers.core.files import atomic_write
-from helpers.core.sentiment import accuracy_interval, predicted_labels
+from helpers.core.sentiment import LABEL_WORDS, accuracy_interval, predicted_labels
 from helpers.runs import layout
 from helpers.serve import onnx_backend
 
@@ -59,14 +59,9 @@ def read_chunks(source, kind):
     else:
         handle = source if hasattr(source, "read") else open(source, encoding="utf-8")
         with handle:
-            lines = []
-            for line in handle:
-                lines.append(line.rstrip("\r\n"))
-                if len(lines) == CHUNK_ROWS:
-                    yield pd.DataFrame({"text": lines})
-                    lines = []
-            if lines:
-                yield pd.DataFrame({"text": lines})
+            lines = (line.rstrip("\r\n") for line in handle)
+            while texts := list(islice(lines, CHUNK_ROWS)):
+                yield pd.DataFrame({"text": texts})
 
 
 def input_format(path, given):
@@ -87,8 +82,7 @@ def usable_text(column):
 
 
 def label_values(column):
-    """Labels as 0/1, NaN where a value is neither 0/1 nor one of helpers.data.imdb's label words."""
-    from helpers.core.sentiment import LABEL_WORDS
+    """Labels as 0/1, NaN where a value is neither 0/1 nor one of the label words (core.sentiment.LABEL_WORDS)."""
 
     def parse(value):
         if isinstance(value, str):
@@ -125,31 +119,23 @@ class OutputWriter:
         self.first = False
 
 
-def load_backend(source, model, batch_size, threads):
-    """(logits function, label names, description) for a run folder (PyTorch) or an export folder (ONNX Runtime)."""
+def load_classifier(source, model, threads):
+    """A run folder's model (PyTorch) or an export folder's (ONNX Runtime), behind helpers.serve.classifier."""
     if onnx_backend.is_export_folder(source):
-        classifier = onnx_backend.ExportedClassifier.load(source, model, threads)
-        size = batch_size or classifier.serving["batch_size"]
-        names = {int(k): v for k, v in classifier.serving["labels"].items()}
-        return (lambda texts, step: (classifier.logits(texts, size, step), sentiment.positive_probability)), names, \
-            f"{source}'s {model} (ONNX Runtime, batch {size})"
+        return onnx_backend.ExportedClassifier.load(source, model, threads)
     if not (Path(source) / layout.PARAMS_FILE).is_file():
         raise InputError(f"{source} is neither a run folder (params.json) nor an export folder "
                          f"({onnx_backend.SERVING_FILE}); give one of those")
     from helpers.serve.torch_backend import TorchClassifier
 
-    classifier = TorchClassifier.load(source, model, threads)
-    size = batch_size or classifier.batch_size
-    return (lambda texts, step: (classifier.logits(texts, size, step), classifier.positive_probability)), \
-        classifier.label_names, f"{source}'s {model} (PyTorch, batch {size})"
+    return TorchClassifier.load(source, model, threads)
 
 
 def score(args, stream):
     """Read, score and write every chunk; returns the summary printed at the end."""
     kind = input_format(args.input, args.input_format)
-    source = sys.stdin if args.input == "-" and kind != "parquet" else (sys.stdin.buffer if args.input == "-"
-                                                                       else args.input)
-    chunks = read_chunks(source, kind)
+    stdin = sys.stdin.buffer if kind == "parquet" else sys.stdin
+    chunks = read_chunks(stdin if args.input == "-" else args.input, kind)
     first = next(chunks, None)
     if first is None or args.text_column not in first.columns:
         found = "no rows" if first is None else f"columns {list(first.columns)}"
@@ -158,14 +144,15 @@ def score(args, stream):
     clash = [name for name in ADDED if name in first.columns]
     if clash:
         raise InputError(f"{args.input}: already has column(s) {clash}, which the output adds; rename them")
-    predict, names, described = load_backend(args.source, args.model, args.batch_size, args.threads)
+    classifier = load_classifier(args.source, args.model, args.threads)
+    batch_size = args.batch_size or classifier.batch_size
     from tqdm import tqdm
 
     totals = {"rows": 0, "scored": 0, "labelled": 0, "correct": 0, "bad_rows": [], "seconds": 0.0}
     with ExitStack() as stack:
         writer = OutputWriter(stack, args.out, stream)
         bar = stack.enter_context(tqdm(desc="scoring", unit="reviews", file=sys.stderr, disable=args.quiet))
-        for chunk in _chained(first, chunks):
+        for chunk in chain([first], chunks):
             ok = usable_text(chunk[args.text_column])
             bad = np.flatnonzero(~ok) + totals["rows"]
             if len(bad) and args.strict:
@@ -176,27 +163,22 @@ def score(args, stream):
             started = time.perf_counter()
             p_positive = np.full(len(chunk), np.nan)
             if ok.any():
-                logits, to_probability = predict(chunk[args.text_column][ok].tolist(), bar.update)
-                p_positive[ok] = to_probability(logits)
+                logits = classifier.logits(chunk[args.text_column][ok].tolist(), batch_size, bar.update)
+                p_positive[ok] = classifier.positive_probability(logits)
             totals["seconds"] += time.perf_counter() - started
-            predicted = pd.Series([names[int(v)] for v in predicted_labels(p_positive[ok])], dtype=object)
+            decided = predicted_labels(p_positive[ok])
             chunk["predicted"] = pd.Series(None, index=chunk.index, dtype=object)
-            chunk.loc[chunk.index[ok], "predicted"] = predicted.to_numpy()
+            chunk.loc[chunk.index[ok], "predicted"] = np.array([classifier.label_names[v] for v in decided], dtype=object)
             chunk["p_positive"] = p_positive
             if "label" in chunk.columns:
                 labels = label_values(chunk["label"])[ok]
                 known = ~np.isnan(labels)
                 totals["labelled"] += int(known.sum())
-                totals["correct"] += int((predicted_labels(p_positive[ok])[known] == labels[known]).sum())
+                totals["correct"] += int((decided[known] == labels[known]).sum())
             writer.write(chunk)
             totals["rows"] += len(chunk)
             totals["scored"] += int(ok.sum())
-    return {**totals, "model": described}
-
-
-def _chained(first, rest):
-    yield first
-    yield from rest
+    return {**totals, "model": f"{args.source}'s {args.model} ({classifier.engine}, batch {batch_size})"}
 
 
 def summary_lines(totals):

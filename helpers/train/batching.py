@@ -12,9 +12,9 @@ from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding
 
 from helpers.core.errors import CheckpointError
+from helpers.core.padding import PAD_TO_MULTIPLE
 
 GROUP_BATCHES = 50  # batches per length-sorted group: large enough to find similar lengths, small enough to mix
-PAD_TO_MULTIPLE = 8  # tensor-core and vectorised kernels run fastest on multiples of 8
 
 
 class EpochSampler(Sampler):
