@@ -2,8 +2,10 @@
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -78,6 +80,21 @@ def test_batch_run_writes_every_artifact(smoke_run):
     params = json.loads((smoke_run / "params.json").read_text())
     assert params["profile"] == "smoke" and params["params"]["n_test"] == 32
     assert sorted(json.loads((smoke_run / "timings.json").read_text())) == sorted(NOTEBOOKS)
+
+
+def run_folder_files(run_dir):
+    """Every file of a run folder, relative, with the tensorboard writers' time stamps and host names masked."""
+    names = (str(path.relative_to(run_dir)) for path in Path(run_dir).rglob("*") if path.is_file())
+    return sorted(re.sub(r"tfevents\..*", "tfevents.<host>", re.sub(r"/[0-9]+\.[0-9]+/", "/<time>/", name)) for name in names)
+
+
+def test_a_smoke_run_folder_holds_the_same_files_under_the_same_names_as_before_the_package_moved(smoke_run):
+    """tests/smoke_run_files.txt lists a smoke run folder made at 62f5603, before helpers/ became sub-packages
+    (with the export extra installed: without it, no ONNX files)."""
+    expected = (Path(__file__).parent / "smoke_run_files.txt").read_text().split()
+    if not importlib.util.find_spec("onnxruntime"):
+        expected = [name for name in expected if not name.startswith(("export/", "distill/onnx/", "distill/my_reviews"))]
+    assert run_folder_files(smoke_run) == expected
 
 
 def test_metrics_and_comparison_have_the_promised_keys(smoke_run):
