@@ -1,4 +1,5 @@
-# Two commands on a fresh machine (Python 3.10+ with venv):
+# On a fresh machine (Python 3.10+ with venv):
+#   make smoke   set up .venv, then run the `smoke` profile (a tiny model: a minute or two)
 #   make quick   set up .venv, then run the `quick` profile (offline, CPU, under 15 minutes)
 #   make test    set up .venv, then run the test suite
 #   make test-colab   the same code on Colab's package versions (constraints/colab.txt), in .venv-colab

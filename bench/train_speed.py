@@ -275,7 +275,7 @@ def main(argv=None):
                         help="train every variant this many times (seeds 42, 43, ...), to see how far accuracy "
                              "moves with the seed alone")
     parser.add_argument("--precision", choices=PRECISIONS,
-                        help="the loops' precision (default auto: helpers/precision.py's decision table; "
+                        help="the loops' precision (default auto: helpers/core/precision.py's decision table; "
                              "fp32 with --overhead)")
     parser.add_argument("--overhead", action="store_true",
                         help="time the loops' fixed costs instead: ours against the Trainer on the tiny model, per "

@@ -1,4 +1,4 @@
-"""The README's Colab steps, walked the way Colab runs them (smoke, real kernels through papermill).
+"""The Colab steps of docs/colab.md, walked the way Colab runs them (smoke, real kernels through papermill).
 
 Each notebook runs in a runtime of its own: a fresh process, a fresh working folder, Drive not yet
 mounted. A stand-in `google.colab` module, imported at kernel start by a sitecustomize.py on the

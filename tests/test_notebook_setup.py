@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.core import files
 from helpers.core.errors import ConfigError
 from helpers.pipeline import colab, notebook
 from helpers.runs.run_folder import LAST_RUN, run_name
@@ -26,6 +27,14 @@ def test_a_later_notebook_left_empty_continues_the_run_the_last_one_opened(root,
     later = notebook.open_stage("data", "", "", {})  # profile and overrides read from the run folder
     assert later.dir == first.dir and later.profile == "smoke" and later.params.n_test == 32
     assert "profile 'smoke', overrides {'n_test': 32}" in capsys.readouterr().out
+
+
+def test_a_relative_run_dir_is_read_from_the_project_root_not_the_kernels_folder(monkeypatch, tmp_path):
+    monkeypatch.setattr(files, "PROJECT_ROOT", tmp_path / "project")
+    (tmp_path / "project" / "notebooks").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "project" / "notebooks")  # where Jupyter and papermill start a notebook's kernel
+    run = notebook.open_stage("data", "smoke", "runs/mine", {}, drive=False)
+    assert run.dir == tmp_path / "project" / "runs" / "mine" and (run.dir / "params.json").exists()
 
 
 def test_the_same_values_name_the_same_folder_and_other_values_another():

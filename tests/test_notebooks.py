@@ -39,6 +39,7 @@ def smoke_run(tmp_path_factory):
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (run_dir.parent / "stdout.txt").write_text(result.stdout)
+    (run_dir.parent / "stderr.txt").write_text(result.stderr)
     return run_dir
 
 
@@ -46,6 +47,15 @@ def test_the_runner_streams_each_stages_progress_to_the_terminal(smoke_run):
     out = (smoke_run.parent / "stdout.txt").read_text()
     assert "epoch 1:" in out and "reviews/s" in out and "loss=" in out  # the loop's text bar, live
     assert "epoch 2: val accuracy" in out and "teacher logits" in out
+
+
+def test_the_log_holds_nothing_a_user_cannot_act_on(smoke_run):
+    """No kernel start-up warning about TCP (one per notebook before), no training step's source code (03 shows it
+    to a person stepping through the notebook, not to a batch run's log)."""
+    out, err = (smoke_run.parent / "stdout.txt").read_text(), (smoke_run.parent / "stderr.txt").read_text()
+    assert "without encryption" not in err and "IPKernelApp" not in err, err[-2000:]
+    assert "def step(self" not in out
+    assert "def step(self" not in _notebook_text(smoke_run / "notebooks" / "03_train.ipynb")
 
 
 def test_plain_papermill_without_the_runner_is_a_batch_run_too(smoke_run, tmp_path):

@@ -1,11 +1,10 @@
 """Extra labelled test sets, scored by every model beside the run's own test split.
 
-The `extra_test` parameter names them, comma-separated: `short` is the set shipped with the
-project (1,000 single sentences from IMDB reviews, labelled: Kotzias et al. 2015, see the README's
-credits), anything else a Parquet or CSV file with `text` and `label` columns. A relative path
-is read from the project root, whatever folder a notebook runs in:
+The `extra_test` parameter names them, comma-separated: `short` is the set shipped with the project (1,000
+single sentences from IMDB reviews, labelled: Kotzias et al. 2015, see the README's credits), anything else
+a Parquet or CSV file with `text` and `label` columns (relative paths as the README's "Paths" says):
 
-    python -m helpers.run quick -p extra_test short,data/my_reviews.csv
+    python -m helpers.run quick -p extra_test short,helpers/data/sample_data/my_reviews.csv
 
 Each set is named by its file's stem (`short`, `my_reviews`) in tables and JSON files.
 """

@@ -8,17 +8,15 @@
   given, or else the one a notebook last opened (`LAST_RUN` in the runs root, on Google Drive on
   Colab), reading its profile and overrides from its params.json. On Colab, where no run can be
   found, they stop and say what to set; elsewhere they start `quick` and say that no run was found.
-- Named parameters left at NOT_GIVEN (`...`) keep the profile's value; None already means "all
-  reviews" for n_train and n_test, so it cannot also mean "not given".
-- Standing alone: when the run folder lacks an earlier stage's output (each notebook on Colab
-  runs on a machine of its own), the missing earlier stages run here first, and say so.
-- `fresh` empties the run folder and starts it afresh with these parameters.
+- Named parameters left at NOT_GIVEN (`...`) keep the profile's value (None means "all reviews" for n_train, n_test).
+- Standing alone: the stages a run folder lacks (on Colab each notebook has a machine of its own) run here first.
+  `fresh` empties the run folder and starts it afresh; a relative `run_dir` starts at the project root.
 """
 import json
 from pathlib import Path
 
 from helpers.core.errors import ConfigError
-from helpers.core.files import read_json
+from helpers.core.files import project_path, read_json
 from helpers.pipeline import colab, stages
 from helpers.pipeline.checks import open_run
 from helpers.runs import layout
@@ -37,6 +35,7 @@ def open_stage(stage, profile="", run_dir="", overrides=None, fresh=False, drive
     overrides = {**parse_overrides(overrides), **given(named)}
     root = colab.runs_root(drive)
     if run_dir:
+        run_dir = project_path(run_dir)  # the kernel runs in notebooks/: relative paths start at the project root
         colab.mount_if_on_drive(run_dir)
     elif not profile:
         run_dir = last_run(root) or ""

@@ -117,7 +117,7 @@ def summary_section(run_dir):
         rows.append((f"{notebook[:2]} {stage}", status, timings.get(notebook, NAN), estimates.get(stage, {}).get("seconds", NAN)))
     if CPU_PART in estimates:  # measured only where the stage records it (helpers.pipeline.estimates.measured)
         part = estimates[CPU_PART]
-        rows.append(("05 distill: its CPU part", "part of 05", part.get("measured_seconds", NAN), part["seconds"]))
+        rows.append(("05 distill: its CPU part", "part of 05", part.get("measured_seconds", NAN), part.get("seconds", NAN)))
     frame = pd.DataFrame(rows, columns=["stage", "status", "seconds", "estimated seconds"])
     if estimates:
         frame["seconds / estimated"] = frame["seconds"] / frame["estimated seconds"]
@@ -138,7 +138,7 @@ def _estimates_note(estimates):
                                            sorted(entry.get("parts", {}).items(), key=lambda item: -item[1])[:3])}
             for stage, entry in estimates.items()]
     return ("<details><summary>How each estimate was made (estimates.json): the work, over the rate of a matrix "
-            "product timed on the device just before the stage (helpers/estimates.py)</summary>\n"
+            "product timed on the device just before the stage (helpers/pipeline/estimates.py)</summary>\n"
             + html_table(pd.DataFrame(rows), "kv") + "</details>\n")
 
 

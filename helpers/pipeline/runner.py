@@ -3,14 +3,11 @@
     python -m helpers.run quick                                  # offline default, CPU
     python -m helpers.run smoke --run-dir /tmp/smoke             # seconds; what the tests run
     python -m helpers.run subset -p n_train 2000 -p epochs 2     # hub data and bert-base-uncased
-    python -m helpers.run quick --run-dir runs/q2 --overwrite    # start a run folder afresh
     python -m helpers.run quick --sweep n_train=250,500,1000,2000 # a learning curve (helpers.pipeline.sweep)
     python -m helpers.run quick --seeds 3                         # seeds 42, 43, 44: mean and spread
-    python -m helpers.run quick --sweep n_train=250,500 --seeds 3 # each size under 3 seeds: medians
 
-Parameters are validated before any notebook starts. The run folder ends up holding the
-executed notebooks (notebooks/), params.json, environment.json, timings.json, each
-stage's files and report.html (helpers.report), written also when a stage fails.
+Parameters are validated before any notebook starts; the run folder (docs/run_folder.md) gets its report.html
+(helpers.report) even when a stage fails.
 """
 import argparse
 import os
@@ -39,12 +36,15 @@ from helpers.runs.run_folder import default_run_dir, read_timings, stages_from_f
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 STAGE_NOTEBOOKS = layout.NOTEBOOKS
 NOTEBOOKS = tuple(STAGE_NOTEBOOKS.values())
+# the kernel's own log, not the notebook's output: a warning about TCP without encryption at every start, an error when
+# the interrupt that opens its shutdown lands mid-message; nothing a user can act on (papermill reports failing cells)
+QUIET_KERNEL = ["--IPKernelApp.log_level=CRITICAL"]
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="python -m helpers.run", description=__doc__.split("\n\n")[0],
-        epilog="parameters (-p NAME VALUE):\n  " + "\n  ".join(describe_params()),
+        epilog=PATH_RULE + "\n\nparameters (-p NAME VALUE):\n  " + "\n  ".join(describe_params()),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("profile", help=f"named parameter set in profiles/: {', '.join(available_profiles())}")
     parser.add_argument("--run-dir", default="", help="run folder (default: runs/<profile>)")
@@ -131,7 +131,7 @@ def _plan(args):
     if not args.sweep:
         return [(Path(args.run_dir or default_run_dir(args.profile, overrides)).resolve(), overrides)]
     name, values = parse_sweep(args.sweep)
-    sweep_dir = Path(args.run_dir or default_run_dir(f"{args.profile}-sweep-{name}")).resolve()
+    sweep_dir = Path(args.run_dir or f"{default_run_dir(args.profile, overrides)}-sweep-{name}").resolve()
     seeds = _seeds(args) if args.seeds and name != "seed" else [None]
     plan = []
     for value, value_dir in run_dirs(sweep_dir, name, values).items():
@@ -145,14 +145,16 @@ def _plan(args):
 
 
 PATH_PARAMS = ("data", "model", "student_model", "unlabelled", "extra_test")  # extra_test: a comma-separated list
+PATH_RULE = (f"paths: relative paths on this command line (--run-dir, and -p {', '.join(PATH_PARAMS)})\n"
+             "are read from the current folder (a -p value naming nothing there is passed on as typed: a hub name,\n"
+             "or a path from the project root). In a notebook's parameters and papermill's -p, relative paths are\n"
+             "read from the project root.")
 PATH_KEYWORDS = ("", "sample", "short", "minilm-l6", "tiny-random-bert", "distil-from-teacher")  # never paths
 
 
 def typed_paths(overrides, start=None):
-    """Path parameters as the user meant them: a relative path naming something that exists from the folder
-    the command was started in is made absolute (or relative to the project root when inside it, so runs
-    started from there keep their folder names). Names that exist nowhere stay as typed: a hub name,
-    'sample', 'short', or a path the notebooks resolve from the project root (helpers.runs.config.project_path)."""
+    """Path parameters as PATH_RULE tells users: one that exists from `start` is made absolute (relative to the project
+    root when inside it, so run folder names stay put); the rest stay as typed (helpers.core.files.project_path)."""
     start = Path(start or Path.cwd())
     typed = dict(overrides)
     for name in PATH_PARAMS:
@@ -239,7 +241,7 @@ def execute_notebooks(run, overrides, kernel, stage_names=tuple(STAGE_NOTEBOOKS)
             papermill.execute_notebook(
                 NOTEBOOK_DIR / name, out_dir / name, kernel_name=kernel, cwd=NOTEBOOK_DIR, progress_bar=False,
                 parameters={"profile": run.profile, "run_dir": str(run.dir), "overrides": overrides},
-                stdout_file=sys.stdout)
+                stdout_file=sys.stdout, extra_arguments=QUIET_KERNEL)
         except papermill.PapermillExecutionError as error:
             failure = error
         finally:  # also on Ctrl-C: the time spent is kept, and the failed stage's time reaches its report
