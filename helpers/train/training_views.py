@@ -20,7 +20,7 @@ from transformers import get_scheduler
 
 from helpers.core import models
 from helpers.core.sentiment import LABEL_NAMES, positive_probability
-from helpers.train.batching import PAD_TO_MULTIPLE, EpochSampler, make_loader, token_lengths
+from helpers.train.batching import PAD_TO_MULTIPLE, EpochSampler, make_loader, padded_length, token_lengths
 from helpers.train.optimization import param_groups, planned_epochs
 from helpers.train.prediction import batch_logits
 from helpers.train.trainer import classification_loss
@@ -160,7 +160,7 @@ def epoch_padding(dataset, settings, epoch=1):
         for start in range(0, len(order), settings.batch_size):
             batch = lengths[order[start:start + settings.batch_size]]
             real += int(batch.sum())
-            padded += math.ceil(batch.max() / PAD_TO_MULTIPLE) * PAD_TO_MULTIPLE * len(batch)
+            padded += padded_length(batch) * len(batch)
         shares["length-grouped (group_by_length: true)" if grouped else "random order (group_by_length: false)"] = \
             round(1 - real / padded, 4)
     return pd.Series(shares, name="padding share")
