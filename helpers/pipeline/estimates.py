@@ -3,24 +3,22 @@
     estimates.announce(run, "train")   # before a stage's cell: prints two lines, updates estimates.json
     with estimates.measured(run, "distill_cpu"): ...   # the actual seconds of a part no notebook times alone
 
-A stage's estimate is its notebook's time (as `timings.json` records it): device work, the FLOPs of the batches the
-loop makes (EpochSampler, padded_length, planned_epochs and Cadence, called here) over the rate of an encoder layer
-timed on such a batch (`layer_seconds`) times EFFICIENCY, plus fixed costs. 05's CPU part (`model_comparison.compare`:
-on a GPU runtime it runs on the CPU) is also estimated apart, as `distill_cpu`. Other load on the machine slows the
-timed rates and, through the load average, the fixed CPU parts. Not modelled: several GPUs (estimated as one).
-Where each constant comes from, and how close the estimates come: docs/results.md, "Stage time estimates".
+A stage's estimate is its notebook's time (`timings.json`): the FLOPs of the batches the loop makes (EpochSampler,
+padded_length, planned_epochs, Cadence: called here) over the FLOP/s of an encoder layer timed on such a batch
+(`Work.*_rate`: the teacher's on the device, the student's on the CPU) times EFFICIENCY, plus fixed costs that
+other load lengthens; 05's CPU part also apart, as `distill_cpu`. Not modelled: several GPUs, downloads. Where the
+constants come from, and how close the estimates come: docs/results.md, "Stage time estimates".
 """
 import contextlib
 import math
 import os
 import time
-from dataclasses import dataclass
+from collections import namedtuple
 from functools import cached_property
 
 import numpy as np
 import torch
 from accelerate import PartialState
-from huggingface_hub import try_to_load_from_cache
 from transformers import AutoConfig, BertConfig
 from transformers.models.bert.modeling_bert import BertLayer
 
@@ -44,29 +42,19 @@ ADAMW_SECONDS_PER_WEIGHT = {"cpu": 1.5e-9, "gpu": 1e-10}  # fused AdamW and clip
 KERNEL_START_SECONDS = 8.0  # a notebook kernel's start, the project's imports and the set-up cell
 CELL_SECONDS = {"data": 1.0, "tokenize": 1.0, "train": 2.0, "evaluate": 2.0, "distill": 3.0}  # figures, tables, peeks
 MODEL_LOAD_SECONDS = 0.5  # building a model object, besides reading its weights
-DISK_BYTES_PER_S, DRIVE_BYTES_PER_S, DOWNLOAD_BYTES_PER_S = 400e6, 40e6, 50e6  # Drive and hub: assumed, not measured
-HUB_DATA_BYTES = 130e6  # stanfordnlp/imdb's train, test and unsupervised Parquet files
+DISK_BYTES_PER_S, DRIVE_BYTES_PER_S = 400e6, 40e6  # weights read or written: a local disk, Google Drive (assumed)
 TOKENIZE_TOKENS_PER_S = 400e3  # the fast tokenizer, whole reviews
 BASELINE_SECONDS_PER_REVIEW = 2e-3  # TF-IDF fit and the 7 logistic regressions of the C search, per training review
-SENTENCE_CHECK_SECONDS = 2e-7  # one unlabelled review searched for one extra-test sentence (helpers.data.unlabelled)
 CHECKPOINT_BYTES_PER_WEIGHT = 12  # fp32 weights and AdamW's two moments
 ONNX_SECONDS_PER_WEIGHT = 1.6e-7  # the student's ONNX export: traced, optimized, quantized (docs/results.md)
 MAX_TIMED_TOKENS = {"cpu": 2048, "gpu": 65536}  # tokens of the timed batch: on a CPU, few enough to time it in a second
 HUB_SIZES = {"train": 25000, "test": 25000, "unlabelled": 50000}  # IMDB's: what 'none' means for data off the hub
+CPU_BOUND_PARTS = ("kernel start and imports", "figures and tables", "tokenizing", "TF-IDF baseline",  # slower
+                   "unlabelled tokenized", "model load", "model loads")  # on a busy machine
 
 
-@dataclass(frozen=True)
-class Shape:
-    """What the estimates read of a model: its encoder's shape and all its parameters (embeddings too)."""
-    layers: int
-    hidden: int
-    intermediate: int
-    heads: int
-    parameters: int
-
-    @property
-    def weights(self):  # the encoder's, which the FLOPs count
-        return self.layers * (4 * self.hidden ** 2 + 2 * self.hidden * self.intermediate)
+class Shape(namedtuple("Shape", "layers hidden intermediate heads parameters weights")):
+    """A model's encoder shape, its parameters (all: the bytes saved) and its encoder's weights (the FLOPs)."""
 
     def forward_flops(self, batches, layers=None):
         """FLOPs of a forward pass over `batches` ((rows, padded length) arrays) through all layers, or `layers`."""
@@ -79,8 +67,9 @@ def shape_of(config, layers=None):
     """A transformers config (BERT or DistilBERT names) as a Shape, with only `layers` of its layers if given."""
     layers, hidden = layers or config.num_hidden_layers, config.hidden_size
     inner = getattr(config, "intermediate_size", None) or config.hidden_dim
-    return Shape(layers, hidden, inner, config.num_attention_heads, (config.vocab_size + config.max_position_embeddings)
-                 * hidden + layers * (4 * hidden ** 2 + 2 * hidden * inner + 9 * hidden + inner))
+    weights = layers * (4 * hidden + 2 * inner) * hidden  # biases and LayerNorms: 9 x hidden + inner a layer
+    parameters = (config.vocab_size + config.max_position_embeddings) * hidden + weights + layers * (9 * hidden + inner)
+    return Shape(layers, hidden, inner, config.num_attention_heads, parameters, weights)
 
 
 def model_config(name):
@@ -88,8 +77,7 @@ def model_config(name):
 
 
 def batches(lengths, batch_size, max_length, order=None):
-    """(rows, padded length) arrays of the batches of `lengths` (tokens per review) cut at max_length, in `order`
-    (default: shortest first, as helpers.train.prediction predicts), each padded as the loaders pad."""
+    """(rows, padded length) arrays of `lengths`' batches cut at max_length, in `order` (default: shortest first)."""
     capped = np.minimum(np.asarray(lengths, dtype=float), max_length)
     ordered = capped[np.argsort(capped, kind="stable") if order is None else np.asarray(order, dtype=int)]
     chunks = [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
@@ -97,35 +85,29 @@ def batches(lengths, batch_size, max_length, order=None):
 
 
 def checkpoints_written(steps_per_epoch, epochs, settings, step_seconds, validation_seconds):
-    """Checkpoints one training run writes: the loop's Cadence asked where helpers.train.trainer asks it (after each
-    step, and at each epoch's end but the last), on a clock moved by the estimated seconds of steps and validations."""
-    clock, written, total = [0.0], 0, steps_per_epoch * epochs
+    """Checkpoints a training run writes: the loop's Cadence, asked as the loop asks it, on the estimated clock."""
+    clock, written = [0.0], 0
     cadence = checkpoints.Cadence(settings.checkpoint_every, settings.checkpoint_minutes, lambda: clock[0])
-    for step in range(1, total + 1):
-        epoch_end = step % steps_per_epoch == 0
-        clock[0] += step_seconds + (validation_seconds if epoch_end else 0.0)
-        if step < total and cadence.due(step, epoch_end=epoch_end):
+    for step in range(1, steps_per_epoch * epochs):  # none after the last step
+        clock[0] += step_seconds + (validation_seconds if step % steps_per_epoch == 0 else 0.0)
+        if cadence.due(step, epoch_end=step % steps_per_epoch == 0):
             written += 1
             cadence.restart()
     return written
 
 
 def layer_seconds(shape, rows, length, mixed="no", device="cpu", backward=False, int8=False, repeats=5):
-    """Best time of one encoder layer of `shape` over `rows` x `length` tokens on `device`, as the stages run it:
-    forward in inference mode or also backward, under autocast in `mixed` precision or with int8 linear layers."""
+    """Best time of one encoder layer of `shape` over `rows` x `length` tokens on `device`, as the stages run it."""
     config = BertConfig(hidden_size=shape.hidden, intermediate_size=shape.intermediate, num_attention_heads=shape.heads,
                         attention_probs_dropout_prob=0.0, attn_implementation="sdpa")  # as the stages train (config.py)
-    layer = BertLayer(config).to(device).train(backward)
-    layer = quantize_int8(layer) if int8 else layer
+    layer = quantize_int8(BertLayer(config).eval()) if int8 else BertLayer(config).to(device).train(backward)
     hidden = torch.randn(rows, length, shape.hidden, device=device, requires_grad=backward)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed, torch.float32)
 
     def one_pass():
-        with torch.autocast(device, dtype=dtype, enabled=dtype != torch.float32), \
-                (contextlib.nullcontext() if backward else torch.inference_mode()):
+        with torch.autocast(device, dtype=dtype, enabled=dtype != torch.float32), torch.inference_mode(not backward):
             out = layer(hidden)
-        if backward:
-            out.float().sum().backward()
+        out.float().sum().backward() if backward else None
     return precision.best_seconds(one_pass, device, repeats)
 
 
@@ -133,18 +115,13 @@ class Work:
     """What one run's stages will do on this machine, and how fast it does it: measured when first asked."""
 
     def __init__(self, run, device=None):
-        self.run, self.params = run, run.params
-        self.device = device or precision.detect_device()
+        self.run, self.params, self.device = run, run.params, device or precision.detect_device()
         self.kind = "cpu" if self.device.kind == "cpu" else "gpu"
         self.mixed = precision.choose_precision(self.params.precision, self.device).mixed_precision
-        # runnable processes per core over the last minute (1 and under: this process has the CPU to itself)
-        self.contention = max(1.0, os.getloadavg()[0] / os.cpu_count())
+        self.contention = max(1.0, os.getloadavg()[0] / os.cpu_count())  # runnable processes per core, or 1
         self.disk_rate = DRIVE_BYTES_PER_S if run.dir.resolve().is_relative_to(DRIVE_MOUNT) else DISK_BYTES_PER_S
 
     teacher = cached_property(lambda self: shape_of(model_config(self.params.model)))
-    lengths = cached_property(lambda self: review_lengths(self.run))  # {set: tokens of each review}
-    # FLOP/s of an encoder layer: the teacher's, training and predicting on the device in the run's precision; the
-    # student's, predicting on the CPU in fp32 and with its linear layers in int8 (05's CPU part)
     train_rate = cached_property(lambda self: self._rate(self.params.batch_size, backward=True))
     predict_rate = cached_property(lambda self: self._rate(self.params.eval_batch_size))
     cpu_rate = cached_property(lambda self: self._rate(self.params.eval_batch_size, on_cpu=True))
@@ -181,43 +158,35 @@ class Work:
                    + steps * (STEP_SECONDS[self.kind] + shape.parameters * ADAMW_SECONDS_PER_WEIGHT[self.kind]))
         validating = self.predict(shape, self.lengths["val"])
         saves = checkpoints_written(steps_per_epoch, epochs, settings, seconds / steps, validating)
-        saved_models = epochs + (role == "student")  # the best so far at each epoch; the student's also once more
         words = (f"{len(lengths):,} reviews x {np.minimum(lengths, self.params.max_length).mean():.0f} tokens x {epochs} "
                  f"epoch{'s' * (epochs > 1)} ({steps:,} steps) of a {shape.layers}-layer, {shape.hidden}-wide model; "
                  f"{saves} checkpoint{'s' * (saves != 1)} of {CHECKPOINT_BYTES_PER_WEIGHT * shape.parameters / 1e6:,.0f} MB")
-        return {"training": seconds, "validation": epochs * validating, "checkpoints": saves * CHECKPOINT_BYTES_PER_WEIGHT
-                * shape.parameters / self.disk_rate, "saved models": saved_models * 4 * shape.parameters / self.disk_rate}, words
+        return {"training": seconds, "validation": epochs * validating,  # the student is also saved once more
+                "checkpoints": saves * CHECKPOINT_BYTES_PER_WEIGHT * shape.parameters / self.disk_rate,
+                "saved models": (epochs + (role == "student")) * 4 * shape.parameters / self.disk_rate}, words
 
-    def load(self, shape, name=None):
-        """Seconds to load a model's fp32 weights, first downloaded if `name` is a hub model not in the local cache."""
-        download = name not in (None, models.MINILM, models.TINY, models.DISTIL_FROM_TEACHER) and not os.path.exists(
-            os.path.expanduser(name)) and not isinstance(try_to_load_from_cache(name, "model.safetensors"), str)
-        return MODEL_LOAD_SECONDS + 4 * shape.parameters * (1 / self.disk_rate + download / DOWNLOAD_BYTES_PER_S)
+    def load(self, shape):  # seconds to build a model and read its fp32 weights
+        return MODEL_LOAD_SECONDS + 4 * shape.parameters / self.disk_rate
 
-
-def review_lengths(run):
-    """{name: tokens of each review, uncut} for train, val, test, unlabelled and every extra test set: exact once the
-    tokenize stage has run; before, counted from the words of the run's own reviews, or of the committed sample's."""
-    params, data = run.params, run.dir / "data"
-    sets = {name: _from_words(frame["text"]) for name, frame in extra_sets.load_extra_tests(params.extra_test).items()}
-    if (run.dir / layout.DONE_MARKERS["tokenize"]).exists():
-        sets.update({name: np.asarray(ds["full_length"]) for name, ds in load_tokenized(run.dir / "tokenize").items()})
-    elif (run.dir / layout.DONE_MARKERS["data"]).exists():
-        sets.update({name: _from_words(frame["text"]) for name, frame in imdb.load_splits(data).items()})
-    else:  # the sample's lengths spread to the sizes asked ('none': all of the sample's reviews, or IMDB's)
-        sample = imdb.load_imdb("sample")
+    @cached_property
+    def lengths(self):
+        """{name: tokens of each review, uncut} for train, val, test, unlabelled and every extra test set: exact once
+        the tokenize stage has run; before, counted from words (the committed sample's, spread to the sizes asked)."""
+        params, run_dir = self.params, self.run.dir
+        sets = {name: _from_words(frame["text"]) for name, frame in extra_sets.load_extra_tests(params.extra_test).items()}
+        if (run_dir / layout.DONE_MARKERS["tokenize"]).exists():
+            drawn = run_dir / "data" / "unlabelled.parquet"  # none when n_unlabelled is 0
+            sets["unlabelled"] = _from_words(imdb.read_table(drawn)["text"] if drawn.exists() else [])
+            sets.update({name: np.asarray(ds["full_length"]) for name, ds in load_tokenized(run_dir / "tokenize").items()})
+            return sets
+        sample, shipped = imdb.load_imdb("sample"), _from_words(unlabelled.load_unlabelled("sample")["text"])
         sizes = {name: len(frame) for name, frame in sample.items()} if params.data == "sample" else HUB_SIZES
+        n_unlabelled = len(shipped) if params.unlabelled == "sample" else HUB_SIZES["unlabelled"]  # for 'none': all
         n_train, pool = params.n_train or sizes["train"], np.concatenate([_from_words(f["text"]) for f in sample.values()])
         n_val = math.ceil(n_train * params.val_fraction)
-        sets.update({name: resized(pool, n) for name, n in
-                     (("train", n_train - n_val), ("val", n_val), ("test", params.n_test or sizes["test"]))})
-    if (data / "unlabelled.parquet").exists():
-        sets["unlabelled"] = _from_words(imdb.read_table(data / "unlabelled.parquet")["text"])
-    else:  # the shipped reviews' lengths spread to n_unlabelled (none: all of them, or IMDB's)
-        shipped = _from_words(unlabelled.load_unlabelled("sample")["text"])
-        n = len(shipped) if params.unlabelled == "sample" else HUB_SIZES["unlabelled"]
-        sets["unlabelled"] = resized(shipped, n if params.n_unlabelled is None else params.n_unlabelled)
-    return sets
+        return {**sets, "train": resized(pool, n_train - n_val), "val": resized(pool, n_val),
+                "test": resized(pool, params.n_test or sizes["test"]),
+                "unlabelled": resized(shipped, n_unlabelled if params.n_unlabelled is None else params.n_unlabelled)}
 
 
 def _from_words(texts):
@@ -228,53 +197,37 @@ def resized(lengths, n):  # `n` lengths spread as `lengths` are (its quantiles):
     return np.quantile(np.asarray(lengths), (np.arange(n) + 0.5) / max(n, 1)) if n else np.zeros(0)
 
 
-# plain CPU work of a fixed size: on a machine busy with other work each takes longer (Work.contention)
-CPU_BOUND_PARTS = ("kernel start and imports", "figures and tables", "unlabelled reviews drawn", "tokenizing",
-                   "extra sets tokenized", "unlabelled tokenized", "TF-IDF baseline", "model load", "model loads")
-
-
 def stage_parts(work, stage):
     """({part: seconds}, a few words on the work) of one stage's notebook on this machine."""
-    parts, words = _parts(work, stage)
-    return {name: float(seconds) * (work.contention if name in CPU_BOUND_PARTS else 1.0)
-            for name, seconds in parts.items()}, words
-
-
-def _parts(work, stage):
     p, lengths, teacher = work.params, work.lengths, work.teacher
     extra = [name for name in lengths if name not in ("train", "val", "test", "unlabelled")]
     tested = np.concatenate([lengths[name] for name in ("val", "test", *extra)])
-    learnt, baseline = np.concatenate([lengths["train"], lengths["unlabelled"]]), BASELINE_SECONDS_PER_REVIEW * len(lengths["train"])
+    learnt = np.concatenate([lengths["train"], lengths["unlabelled"]])
+    baseline = BASELINE_SECONDS_PER_REVIEW * len(lengths["train"])
     parts = {"kernel start and imports": KERNEL_START_SECONDS, "figures and tables": CELL_SECONDS.get(stage, 0.0)}
     if stage == "data":
-        searched = min(2 * len(lengths["unlabelled"]), HUB_SIZES["unlabelled"])
-        parts["unlabelled reviews drawn"] = searched * sum(len(lengths[n]) for n in extra) * SENTENCE_CHECK_SECONDS
-        if p.data != "sample" and not os.path.exists(os.path.expanduser(p.data)):
-            parts["download"] = HUB_DATA_BYTES / DOWNLOAD_BYTES_PER_S
-        return parts, f"{sum(len(lengths[n]) for n in ('train', 'val', 'test')):,} reviews split"
-    if stage == "tokenize":
+        words = f"{sum(len(lengths[n]) for n in ('train', 'val', 'test')):,} reviews split"
+    elif stage == "tokenize":
         split = np.concatenate([lengths[n] for n in ("train", "val", "test")])
         parts["tokenizing"] = MODEL_LOAD_SECONDS + split.sum() / TOKENIZE_TOKENS_PER_S
-        return parts, f"{len(split):,} reviews, {split.sum() / 1e6:.2f} M tokens"
-    if stage == "train":
+        words = f"{len(split):,} reviews, {split.sum() / 1e6:.2f} M tokens"
+    elif stage == "train":
         training, words = work.train("teacher", lengths["train"])
-        return {**parts, "model loads": work.load(teacher, p.model) + work.load(teacher), **training}, words
-    if stage == "evaluate":
+        parts.update({"model loads": 2 * work.load(teacher), **training})
+    elif stage == "evaluate":
         parts.update({"model load": work.load(teacher), "predictions": work.predict(teacher, tested),
-                      "extra sets tokenized": sum(lengths[n].sum() for n in extra) / TOKENIZE_TOKENS_PER_S,
                       "TF-IDF baseline": baseline, "saved model": 4 * teacher.parameters / work.disk_rate})
-        return parts, f"{len(tested):,} reviews predicted ({len(lengths['val']):,} validation, {', '.join(['test', *extra])})"
-    student = work.student
-    if stage == "distill":
+        words = f"{len(tested):,} reviews predicted ({len(lengths['val']):,} validation, {', '.join(['test', *extra])})"
+    elif stage == "distill":
         training, words = work.train("student", learnt)
-        parts.update({"model loads": 2 * work.load(teacher) + work.load(student, p.student_model) + 3 * work.load(student),
+        parts.update({"model loads": 2 * work.load(teacher) + 4 * work.load(work.student),
                       "unlabelled tokenized": lengths["unlabelled"].sum() / TOKENIZE_TOKENS_PER_S,
                       "teacher logits": work.predict(teacher, learnt), **training,
-                      "predictions": work.predict(student, tested), "TF-IDF baseline": baseline,
-                      "CPU part": sum(_parts(work, "distill_cpu")[0].values())})
-        return parts, words
-    if stage == "distill_cpu":  # model_comparison's own draw of the reviews scored and timed on the CPU
-        drawn = {name: cpu_samples(len(lengths[name]), p.n_cpu_test, p.n_speed, p.seed) for name in ("test", *extra)}
+                      "predictions": work.predict(work.student, tested), "TF-IDF baseline": baseline,
+                      "CPU part": sum(stage_parts(work, "distill_cpu")[0].values())})
+    elif stage == "distill_cpu":  # model_comparison's own draw of the reviews scored and timed on the CPU
+        student, sets = work.student, ("test", *extra)
+        drawn = {name: cpu_samples(len(lengths[name]), p.n_cpu_test, p.n_speed, p.seed) for name in sets}
         samples = np.concatenate([lengths[name][scored] for name, (scored, _) in drawn.items()])
         timed = lengths["test"][drawn["test"][1]]
         int8, fp32 = work.predict(student, samples, on="int8"), work.predict(student, timed, on="cpu")
@@ -283,11 +236,11 @@ def _parts(work, stage):
         if onnx_backend.installed():  # the export extra: the student's ONNX copies and their rows
             parts["ONNX Runtime copies: export, int8 on the samples, fp32 timed"] = \
                 ONNX_SECONDS_PER_WEIGHT * student.parameters + int8 + fp32
-        return parts, f"int8 student on {len(samples):,} reviews, the models timed on {len(timed):,}"
-    raise ValueError(f"no estimate for stage {stage!r}; stages: {', '.join((*layout.STAGES, 'distill_cpu'))}")
-
-
-RATES = {"train": "train_rate", "distill": "train_rate", "evaluate": "predict_rate", "distill_cpu": "cpu_rate"}
+        words = f"int8 student on {len(samples):,} reviews, the models timed on {len(timed):,}"
+    else:
+        raise ValueError(f"no estimate for stage {stage!r}; stages: {', '.join((*layout.STAGES, 'distill_cpu'))}")
+    return {name: float(seconds) * (work.contention if name in CPU_BOUND_PARTS else 1.0)
+            for name, seconds in parts.items()}, words
 
 
 def estimate(run, stage, device=None, work=None):
@@ -295,34 +248,30 @@ def estimate(run, stage, device=None, work=None):
     work = work or Work(run, device)
     parts, words = stage_parts(work, stage)
     on_cpu = stage == "distill_cpu" or work.kind == "cpu"
-    entry = {"seconds": round(sum(parts.values()), 1), "parts": {k: round(v, 1) for k, v in parts.items()},
-             "work": words, "device": f"this CPU ({os.cpu_count()} cores)" if on_cpu else f"this GPU ({work.device.name})",
-             "precision": "fp32 and int8" if stage == "distill_cpu" else {"no": "fp32"}.get(work.mixed, work.mixed)}
-    if stage in RATES:  # the stages that run models: the rate their device work was estimated at
-        entry["measured_gflops"] = float(f"{getattr(work, RATES[stage]) / 1e9:.3g}")
-    return {**entry, "made": time.strftime("%Y-%m-%d %H:%M:%S")}
+    rate = {"train": "train_rate", "distill": "train_rate", "evaluate": "predict_rate", "distill_cpu": "cpu_rate"}.get(stage)
+    return {"seconds": round(sum(parts.values()), 1), "parts": {k: round(v, 1) for k, v in parts.items()},
+            "work": words, "device": f"this CPU ({os.cpu_count()} cores)" if on_cpu else f"this GPU ({work.device.name})",
+            "precision": "fp32 and int8" if stage == "distill_cpu" else {"no": "fp32"}.get(work.mixed, work.mixed),
+            **({"measured_gflops": float(f"{getattr(work, rate) / 1e9:.3g}")} if rate else {}),  # the stages with models
+            "made": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
 def announce(run, stage, device=None):
-    """Print the estimate of `stage` (05 also its CPU part) and record it in the run's estimates.json.
-    Call it before the stage's cell; returns {stage: estimate}."""
+    """Print the estimate of `stage` (05's also of its CPU part), record it in estimates.json and return it."""
     if stage == "train" and device is None and torch.cuda.device_count() > 1:  # counted without initialising CUDA
-        print("train: no estimate on a machine with several GPUs (timing a layer would initialise CUDA in this "
-              "process, and Accelerate's notebook_launcher then refuses to start one process per GPU)")
+        print("train: no estimate with several GPUs (timing a layer would initialise CUDA, which notebook_launcher refuses)")
         return {}
     work = Work(run, device)
     found = {name: estimate(run, name, work=work) for name in ([stage, "distill_cpu"] if stage == "distill" else [stage])}
-    for name, entry in found.items():
-        print(describe(name, entry), flush=True)
+    print("\n".join(describe(name, entry) for name, entry in found.items()), flush=True)
     save(run.dir, found)
     return found
 
 
 def describe(stage, entry):
     """Two lines: how long, where (and the rate timed there); then the work and the largest parts."""
-    ahead = entry["seconds"] - entry["parts"].get("kernel start and imports", 0.0)
+    ahead, gflops = entry["seconds"] - entry["parts"].get("kernel start and imports", 0.0), entry.get("measured_gflops")
     largest = sorted(entry["parts"].items(), key=lambda item: -item[1])[:3]
-    gflops = entry.get("measured_gflops")
     rate = "" if gflops is None else \
         f"; an encoder layer timed here ran at {f'{gflops:,.0f}' if gflops >= 10 else f'{gflops:.2g}'} GFLOP/s"
     return (f"{stage}: about {duration(ahead)} on {entry['device']} ({entry['precision']}{rate})\n    {entry['work']}; "
@@ -330,8 +279,7 @@ def describe(stage, entry):
 
 
 def duration(seconds):
-    return f"{max(seconds, 1):.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 \
-        else f"{seconds / 3600:.1f} h"
+    return f"{max(seconds, 1):.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def read_estimates(run_dir):  # {stage: estimate} recorded so far in a run folder ({} before any)
@@ -346,9 +294,7 @@ def save(run_dir, entries):
 
 @contextlib.contextmanager
 def measured(run, stage):
-    """Record the seconds a block takes as `measured_seconds` of `stage` in estimates.json (for a part no notebook
-    times on its own, such as 05's CPU part), beside its estimate."""
+    """Record the seconds a block takes (a part no notebook times alone) as `measured_seconds` of `stage`."""
     started = time.perf_counter()
     yield
-    entry = read_estimates(run.dir).get(stage, {})
-    save(run.dir, {stage: {**entry, "measured_seconds": round(time.perf_counter() - started, 1)}})
+    save(run.dir, {stage: {**read_estimates(run.dir).get(stage, {}), "measured_seconds": round(time.perf_counter() - started, 1)}})
