@@ -1,6 +1,6 @@
-"""Stage time estimates (helpers.pipeline.estimates, helpers.pipeline.costs) with the device's rate faked, so each check is exact.
+"""Stage time estimates (helpers.pipeline.estimates) with the device's rate faked, so each check is exact.
 
-The encoder layer the estimates time on the device (`costs.layer_seconds`) is replaced by one that answers
+The encoder layer the estimates time on the device (`estimates.layer_seconds`) is replaced by one that answers
 from a fixed rate per device (and for int8); the tests then check that the arithmetic scales as the work does, that the GPU path gives a
 GPU's figures, and that estimates.json is written and merged. How close the estimates come to real runs
 is measured, not tested: docs/results.md, "Stage time estimates".
@@ -13,7 +13,7 @@ import pytest
 from transformers import BertConfig, DistilBertConfig
 
 from helpers.core import precision
-from helpers.pipeline import costs, estimates
+from helpers.pipeline import estimates
 from helpers.runs import layout
 from helpers.runs.config import resolve_params
 from helpers.runs.run_folder import Run
@@ -33,10 +33,10 @@ def rates(monkeypatch):
         flops = shape.forward_flops((np.array([float(rows)]), np.array([float(length)])), layers=1)
         return (3 if backward else 1) * flops / chosen["int8" if int8 else device]
 
-    monkeypatch.setattr(costs, "layer_seconds", layer_seconds)
+    monkeypatch.setattr(estimates, "layer_seconds", layer_seconds)
     monkeypatch.setattr(os, "getloadavg", lambda: (1.0, 1.0, 1.0))  # an idle machine, whatever runs beside the tests
-    real_config = costs.model_config
-    monkeypatch.setattr(costs, "model_config", lambda name: HUB_SHAPES.get(name) or real_config(name))
+    real_config = estimates.model_config
+    monkeypatch.setattr(estimates, "model_config", lambda name: HUB_SHAPES.get(name) or real_config(name))
     return chosen
 
 
@@ -78,8 +78,8 @@ def test_a_faster_device_shortens_the_device_work_only(tmp_path, rates):
 
 
 def test_forward_flops_follow_the_model_and_the_tokens():
-    small, large = costs.shape_of(BertConfig(num_hidden_layers=6, hidden_size=384, intermediate_size=1536)), \
-        costs.shape_of(BertConfig())
+    small, large = estimates.shape_of(BertConfig(num_hidden_layers=6, hidden_size=384, intermediate_size=1536)), \
+        estimates.shape_of(BertConfig())
     one = (np.array([8.0]), np.array([128.0]))
     # the weights term: 2 x layers x (4h² + 2hi) x tokens; bert-base's encoder has 8x MiniLM-L6's weights
     assert large.weights == 8 * small.weights == 12 * (4 * 768 ** 2 + 2 * 768 * 3072)
@@ -90,7 +90,7 @@ def test_forward_flops_follow_the_model_and_the_tokens():
 
 
 def test_batches_pad_to_the_longest_review_rounded_to_8():
-    rows, padded = costs.batches([5, 30, 17, 600, 9], batch_size=2, max_length=256)
+    rows, padded = estimates.batches([5, 30, 17, 600, 9], batch_size=2, max_length=256)
     assert rows.tolist() == [2, 2, 1] and padded.tolist() == [16, 32, 256]
 
 
@@ -99,12 +99,12 @@ def test_checkpoints_follow_the_loops_cadence():
 
     settings = TrainSettings.from_params(resolve_params("quick", {"checkpoint_every": 100}))
     # 225 steps in one epoch: steps 100 and 200, none at the end of the last epoch
-    assert costs.checkpoints_written(225, 1, settings, step_seconds=1.0, validation_seconds=0.0) == 2
-    assert costs.checkpoints_written(225, 2, settings, step_seconds=1.0, validation_seconds=0.0) == 5  # + epoch 1's end
+    assert estimates.checkpoints_written(225, 1, settings, step_seconds=1.0, validation_seconds=0.0) == 2
+    assert estimates.checkpoints_written(225, 2, settings, step_seconds=1.0, validation_seconds=0.0) == 5  # + epoch 1's end
     by_time = TrainSettings.from_params(resolve_params("quick", {"checkpoint_minutes": 20}))
     # 171 steps of 16 s (45.6 minutes): one at 20 minutes, one at 40, none after the last epoch
-    assert costs.checkpoints_written(57, 3, by_time, step_seconds=16.0, validation_seconds=5.0) == 2
-    assert costs.checkpoints_written(225, 1, by_time, step_seconds=0.5, validation_seconds=0.0) == 0
+    assert estimates.checkpoints_written(57, 3, by_time, step_seconds=16.0, validation_seconds=5.0) == 2
+    assert estimates.checkpoints_written(225, 1, by_time, step_seconds=0.5, validation_seconds=0.0) == 0
 
 
 def test_lengths_are_exact_once_the_run_is_tokenized(tmp_path, rates):

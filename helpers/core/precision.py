@@ -107,12 +107,17 @@ def matmul_seconds(dtype, shape=(512, 384, 1536), device="cpu", repeats=5):
     BERT feed-forward layer (MiniLM-sized). The training benchmark times its matmul peak with it too."""
     m, k, n = shape
     a, b = torch.randn(m, k, device=device).to(dtype), torch.randn(k, n, device=device).to(dtype)
+    return best_seconds(lambda: torch.mm(a, b), device, repeats)
+
+
+def best_seconds(work, device="cpu", repeats=5):
+    """Best wall time of `repeats` calls of `work()` on `device` (the first call, before them, warms up)."""
     best = float("inf")
-    for _ in range(repeats + 1):  # the first call warms up
-        if device == "cuda":
+    for _ in range(repeats + 1):
+        if device == "cuda":  # CUDA runs asynchronously: time from an idle device until it is idle again
             torch.cuda.synchronize()
         started = time.perf_counter()
-        torch.mm(a, b)
+        work()
         if device == "cuda":
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - started)

@@ -137,8 +137,8 @@ def _estimates_note(estimates):
              "largest parts (s)": ", ".join(f"{name} {seconds:,.0f}" for name, seconds in
                                            sorted(entry.get("parts", {}).items(), key=lambda item: -item[1])[:3])}
             for stage, entry in estimates.items()]
-    return ("<details><summary>How each estimate was made (estimates.json): the work, over the rate of a matrix "
-            "product timed on the device just before the stage (helpers/pipeline/estimates.py)</summary>\n"
+    return ("<details><summary>How each estimate was made (estimates.json): the work, over the rate of an encoder "
+            "layer timed on the device just before the stage (helpers.pipeline.estimates)</summary>\n"
             + html_table(pd.DataFrame(rows), "kv") + "</details>\n")
 
 

@@ -6,13 +6,14 @@ batch holds reviews of similar length and is padded little; the batches are then
 the order still changes every epoch and no epoch runs from the longest reviews to the shortest.
 Every loader pads a batch to its longest review, rounded up to a multiple of 8 for fast kernels.
 """
+
 import pyarrow.compute as pc
 import torch
 from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding
 
 from helpers.core.errors import CheckpointError
-from helpers.core.padding import PAD_TO_MULTIPLE
+from helpers.core.padding import padded_length
 
 GROUP_BATCHES = 50  # batches per length-sorted group: large enough to find similar lengths, small enough to mix
 
@@ -80,7 +81,7 @@ def length_grouped_order(lengths, batch_size, generator, group_batches=GROUP_BAT
 
 
 def make_loader(dataset, tokenizer, batch_size, sampler=None, extra_columns=()):
-    """Batches padded to their longest review (rounded up to PAD_TO_MULTIPLE).
+    """Batches padded to their longest review rounded up to PAD_TO_MULTIPLE (helpers.core.padding).
 
     Without a sampler the batches follow the dataset's order. The loader draws its worker seed
     from a generator of its own, so starting a pass over it does not move torch's global random
@@ -93,7 +94,11 @@ def make_loader(dataset, tokenizer, batch_size, sampler=None, extra_columns=()):
     main process little, while a worker would start anew at every epoch and every resume.
     """
     columns = ["input_ids", "attention_mask", "labels", *extra_columns]
-    collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=PAD_TO_MULTIPLE, return_tensors="pt")
+
+    def collator(rows):
+        width = padded_length(max(len(row["input_ids"]) for row in rows))
+        return DataCollatorWithPadding(tokenizer, padding="max_length", max_length=width, return_tensors="pt")(rows)
+
     return DataLoader(dataset.select_columns(columns), batch_size=batch_size, sampler=sampler, collate_fn=collator,
                       generator=torch.Generator().manual_seed(0), pin_memory=torch.cuda.is_available())
 
