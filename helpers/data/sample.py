@@ -44,7 +44,7 @@ def write_unlabelled(source):
 
     test_reviews = pd.read_parquet(source / "test.parquet")["text"]
     sentences = pd.read_parquet(SHIPPED["short"])["text"]
-    drawn = draw_unlabelled(str(source / "unsup.parquet"), N_UNLABELLED, SAMPLE_SEED, test_reviews, sentences)
+    drawn, _ = draw_unlabelled(str(source / "unsup.parquet"), N_UNLABELLED, SAMPLE_SEED, test_reviews, sentences)
     write_frame(SHIPPED_FILE, drawn[["text"]], compression="zstd", index=False)
     print(f"{SHIPPED_FILE}: {len(drawn)} unlabelled reviews")
 

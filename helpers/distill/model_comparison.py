@@ -6,7 +6,6 @@ runtime's CPU). Every CPU figure rests on a seeded sample of each test set (`cpu
 timed reviews are part of it, so a ratio between two rows always compares the same reviews.
 """
 import io
-import time
 from functools import partial
 from pathlib import Path
 
@@ -18,12 +17,14 @@ from helpers.core.files import dir_size_mb, read_json
 from helpers.core.int8 import quantize_int8
 from helpers.core.models import count_parameters
 from helpers.core.sentiment import positive_probability
+from helpers.core.timing import warmed_timing
 from helpers.evaluate.metrics import classification_metrics, sets_table
-from helpers.train.prediction import timed_cpu_logits
+from helpers.evaluate.paired import paired_comparisons
+from helpers.train.prediction import cpu_logits, timed_cpu_logits, warm_up_batch
 
 
 def cpu_throughput(model, dataset, tokenizer, batch_size):
-    """Reviews per second of `model` predicting on the CPU."""
+    """Reviews per second of `model` predicting on the CPU (after a warm-up batch: `timed_cpu_logits`)."""
     return len(dataset) / timed_cpu_logits(model, dataset, tokenizer, batch_size)[1]
 
 
@@ -75,7 +76,7 @@ def compare(trained, sets, probs, tokenizer, params, baseline_footprint, onnx_di
     scored = {name: _score_set(ds, everyone[name], params) for name, ds in sets.items()}
     models = {name: {"params": n_params, "size_mb": round(size_mb, 2), "reviews_per_s": round(speed, 2),
                      **scored[main_name]["models"][name]} for name, (n_params, size_mb, speed) in footprints.items()}
-    return {"reviews": scored[main_name]["reviews"],
+    return {"reviews": scored[main_name]["reviews"], "paired": scored[main_name]["paired"],
             "cpu": {"batch_size": params.eval_batch_size, "threads": torch.get_num_threads()}, "models": models,
             "extra_test_sets": {name: result for name, result in scored.items() if name != main_name}}
 
@@ -87,8 +88,8 @@ def cpu_copies(student, tokenizer, batch_size, onnx_dir=None):
     sample ("cpu_sample"); the fp32 ONNX copy, which gives the student's own logits (helpers.export checks them
     to 1e-3), on its timed reviews only ("timed"), so its row costs little time."""
     int8 = quantize_int8(student)
-    copies = {"student_int8": (lambda ds: timed_cpu_logits(int8, ds, tokenizer, batch_size)[0], serialized_mb(int8),
-                               "cpu_sample")}
+    copies = {"student_int8": (partial(cpu_logits, int8, tokenizer=tokenizer, batch_size=batch_size),
+                               serialized_mb(int8), "cpu_sample")}
     if onnx_dir is None:
         return copies
     from helpers.serve import export, onnx_backend
@@ -110,24 +111,19 @@ def _session_logits(session, pad_id, batch_size, dataset):
 
 def _copy_probabilities(logits_of, scope, sets, params):
     """One CPU copy's P(positive) on each set's reviews of its `scope` (NaN elsewhere), and its seconds on the
-    test split's timed reviews. Those are part of what it scores, so the timed pass scores them too; the extra
-    sets go first, so the timed pass never meets a cold copy when there are any."""
-    main_name, *others = sets
-    probs, seconds = {}, None
-    for name in [*others, main_name]:
-        dataset = sets[name]
+    test split's timed reviews, after one untimed batch of them (`warm_up_batch`), as every timed model."""
+    main_name, probs, seconds = next(iter(sets)), {}, None
+    for name, dataset in sets.items():
         sample, timed = cpu_samples(len(dataset), params.n_cpu_test, params.n_speed, params.seed)
         rows = sample if scope == "cpu_sample" else timed
         probs[name] = np.full(len(dataset), np.nan)
-        if name != main_name:
+        if name == main_name:  # its timed reviews are scored by the timed pass
+            timed_set = dataset.select(timed)
+            logits, seconds = warmed_timing(logits_of, timed_set, warm_up_batch(timed_set, params.eval_batch_size))
+            probs[name][timed] = positive_probability(logits)
+            rows = np.setdiff1d(rows, timed)
+        if len(rows):
             probs[name][rows] = positive_probability(logits_of(dataset.select(rows)))
-            continue
-        rest = np.setdiff1d(rows, timed)
-        if len(rest):
-            probs[name][rest] = positive_probability(logits_of(dataset.select(rest)))
-        started = time.perf_counter()
-        probs[name][timed] = positive_probability(logits_of(dataset.select(timed)))
-        seconds = time.perf_counter() - started
     return probs, seconds
 
 
@@ -139,7 +135,8 @@ def _score_set(dataset, probs, params):
     sample, timed = cpu_samples(len(dataset), params.n_cpu_test, params.n_speed, params.seed)
     return {"reviews": {"test": len(dataset), "cpu_sample": len(sample), "timed": len(timed)},
             "models": {name: {"test": _scores(labels, p), "cpu_sample": _scores(labels[sample], p[sample]),
-                              "timed": _scores(labels[timed], p[timed])} for name, p in probs.items()}}
+                              "timed": _scores(labels[timed], p[timed])} for name, p in probs.items()},
+            "paired": paired_comparisons(labels, probs)}
 
 
 def _scores(labels, probs):
@@ -151,11 +148,12 @@ def _scores(labels, probs):
 
 
 def comparison_table(comparison):
-    """Every model in readable units, with each one's share of the teacher's.
+    """Every model in readable units, each one's share of the teacher's (rows "/ teacher") and the paired
+    differences (rows "a - b", helpers.evaluate.paired: accuracy difference, its paired interval, McNemar p).
 
     Column names say on how many reviews each figure rests (the timed ones for speed, with the batch
-    size and threads; the test split or its CPU sample for scores, where one pair of columns serves
-    every model when the sample is the whole split), and each accuracy has its 95% interval.
+    size and threads; the test split or its CPU sample for scores, one pair of columns for every
+    model when the sample is the whole split), and each accuracy has its 95% interval.
     """
     reviews, cpu = comparison["reviews"], comparison.get("cpu")
     setting = f", batch {cpu['batch_size']}, {cpu['threads']} threads" if cpu else ""
@@ -179,6 +177,14 @@ def comparison_table(comparison):
     for name in [n for n in comparison["models"] if n != "teacher"]:
         table.loc[f"{name} / teacher"] = table.loc[name] / table.loc["teacher"]
         table.loc[f"{name} / teacher", sorted(set(intervals))] = np.nan  # a ratio of interval ends means nothing
+    if comparison.get("paired"):
+        table["McNemar p"] = np.nan
+    for pair, stats in comparison.get("paired", {}).items():
+        suffix = next((scored_on[where] for where in scored_on if reviews[where] == stats["n"]), None)
+        if suffix is None:  # on reviews no column of the table holds
+            continue
+        table.loc[pair, ["accuracy" + suffix, "95% low" + suffix, "95% high" + suffix, "McNemar p"]] = [
+            stats["difference"], *stats["ci95"], stats["p_mcnemar"]]
     return table.round(3)
 
 

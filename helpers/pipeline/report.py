@@ -151,22 +151,33 @@ def _outcome(run_dir):
         low, high = metrics.get("accuracy_ci95", [float("nan")] * 2)
         lines.append(f"Teacher: test accuracy <b>{metrics['accuracy']:.4f}</b> (95% interval {low:.3f} to "
                      f"{high:.3f}), F1 {metrics['f1']:.4f} ({metrics['n']:,} test reviews).")
-    sets = read_run_json(run_dir, "evaluate/test_sets.json")
+    sets, paired = read_run_json(run_dir, "evaluate/test_sets.json"), read_run_json(run_dir, "evaluate/paired.json") or {}
     if sets:
         lines += [f"On {name} ({by_model['teacher']['n']:,} reviews): teacher {by_model['teacher']['accuracy']:.4f}, "
-                  f"TF-IDF baseline {by_model['baseline']['accuracy']:.4f}." for name, by_model in sets.items()]
+                  f"TF-IDF baseline {by_model['baseline']['accuracy']:.4f}{_difference(paired.get(name, {}), 'teacher - baseline')}."
+                  for name, by_model in sets.items()]
     comparison = read_run_json(run_dir, "distill/comparison.json")
     if comparison:
-        models, reviews = comparison["models"], comparison["reviews"]
+        models, reviews, pairs = comparison["models"], comparison["reviews"], comparison.get("paired", {})
         teacher, student, int8 = (models[name] for name in ("teacher", "student", "student_int8"))
         share = student["test"]["accuracy"] / teacher["test"]["accuracy"]
-        lines.append(f"Student: test accuracy <b>{student['test']['accuracy']:.4f}</b> ({share:.1%} of the teacher's), "
-                     f"{student['params'] / teacher['params']:.0%} of its parameters, "
-                     f"{student['reviews_per_s'] / teacher['reviews_per_s']:.1f}x its CPU speed.")
+        lines.append(f"Student: test accuracy <b>{student['test']['accuracy']:.4f}</b> ({share:.1%} of the teacher's"
+                     f"{_difference(pairs, 'student - teacher')}), {student['params'] / teacher['params']:.0%} of its "
+                     f"parameters, {student['reviews_per_s'] / teacher['reviews_per_s']:.1f}x its CPU speed.")
         lines.append(f"Student in int8: accuracy <b>{int8['cpu_sample']['accuracy']:.4f}</b> against the teacher's "
-                     f"{teacher['cpu_sample']['accuracy']:.4f} on the same {reviews['cpu_sample']:,} test reviews, "
+                     f"{teacher['cpu_sample']['accuracy']:.4f} on the same {reviews['cpu_sample']:,} test reviews"
+                     f"{_difference(pairs, 'student_int8 - student')}, "
                      f"{int8['reviews_per_s'] / teacher['reviews_per_s']:.1f}x the teacher's CPU speed.")
     return "".join(f"<p>{line}</p>\n" for line in lines)
+
+
+def _difference(paired, pair):
+    """'; student - teacher: -0.4 points (...), within noise' (helpers.evaluate.paired), or nothing for an old run."""
+    if pair not in paired:
+        return ""
+    from helpers.evaluate.paired import paired_sentence
+
+    return "; " + html.escape(paired_sentence(pair, paired[pair]))
 
 
 SECTIONS = (  # anchor, heading, builder: the page's order

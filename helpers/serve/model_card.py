@@ -6,6 +6,7 @@ accuracy with its 95% interval beside the teacher and the TF-IDF baseline, the c
 short sentences as a known limit.
 """
 from helpers.core.files import atomic_write, read_json
+from helpers.evaluate.calibration import calibration_summary, lowered_nll
 from helpers.runs.run_folder import profile_overrides
 
 IMDB = ("the Large Movie Review Dataset (Maas et al. 2011, https://ai.stanford.edu/~amaas/data/sentiment/; "
@@ -34,7 +35,7 @@ def _accuracy(scores):
 
 def _data_source(params, splits):
     """Where the run's reviews came from, in words, with the number in each split."""
-    counts = ", ".join(f"{row['reviews']:,} {row['split']}" for row in splits)
+    counts = ", ".join(f"{row['reviews']:,} {row['split']}" for row in splits if row["split"] != "unlabelled")
     if params["data"] == "sample":
         where = f"A stratified sample of {IMDB}, shipped with the project"
     elif "/" in params["data"] and not params["data"].startswith((".", "/", "~")):
@@ -93,7 +94,7 @@ def model_card(run, serving):
 
 A {models['student']['params'] / 1e6:.1f}M-parameter DistilBERT student distilled from a fine-tuned
 `{params['model']}` teacher ({models['teacher']['params'] / 1e6:.1f}M parameters). It reads an English movie
-review and answers NEGATIVE or POSITIVE with a calibrated probability.
+review and answers NEGATIVE or POSITIVE with {"a calibrated" if lowered_nll(fitted) else "a"} probability.
 
 ## Data
 
@@ -124,10 +125,7 @@ difference {serving['check']['student']['max_abs_logit_diff']:.1e}.
 
 ## Calibration
 
-Temperature scaling (Guo et al. 2017): T = {fitted['temperature']:.3f}, fitted on {fitted['val_reviews']:,}
-validation reviews and folded into the classifier, so the probabilities are the calibrated ones. Expected
-calibration error on the test reviews ({fitted['bins']} bins): {fitted['ece_uncalibrated']:.3f} before,
-{fitted['ece']:.3f} after.
+Temperature scaling (Guo et al. 2017), folded into the classifier. {calibration_summary(fitted)}
 
 ## Known limits
 

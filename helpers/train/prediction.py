@@ -6,14 +6,14 @@
 - `predict_logits`: a whole tokenized dataset, batched shortest first behind a progress bar, on the
   stage's Accelerator (its devices and precision) or, without one, where the model is;
 - `predict_sets`: several datasets with one model, on the stage's Accelerator;
-- `timed_cpu_logits`: a model on the CPU in its own precision (fp32, or int8 for a quantized copy), timed;
+- `cpu_logits`, `timed_cpu_logits`: a model on the CPU in its own precision (fp32, or int8), timed after a warm-up;
 - `batch_logits`: one batch the notebooks show (helpers.train.training_views, helpers.distill.distill_views, the demo);
 - `positive_probability`: P(positive) from logits, divided by a calibration temperature if given.
 
 Validation, the test predictions, the teacher's soft labels, the CPU copies and their timing, the
 export's check, helpers.predict on a run folder, the demo and the notebook views all predict here.
 """
-import time
+from functools import partial
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from helpers.core.accelerators import plain_model
 from helpers.core.progress import progress
+from helpers.core.timing import warmed_timing
 from helpers.train.batching import make_loader, token_lengths
 
 MODEL_INPUTS = ("input_ids", "attention_mask")  # token type ids are left out: a single review is one segment
@@ -81,13 +82,21 @@ def predict_sets(model, sets, tokenizer, batch_size, accelerator, desc="predicti
             for name, dataset in sets.items()}
 
 
+def cpu_logits(model, dataset, tokenizer, batch_size):
+    """The logits of `model` predicting `dataset` on the CPU, in the model's own precision: fp32, or int8 for a
+    quantized copy (never a loop's bf16 autocast: `plain_model`)."""
+    return predict_logits(plain_model(model).to("cpu"), dataset, tokenizer, batch_size, desc="on the CPU")
+
+
 def timed_cpu_logits(model, dataset, tokenizer, batch_size):
-    """The logits of `model` predicting `dataset` on the CPU, and the seconds that took, in the model's own
-    precision: fp32, or int8 for a quantized copy (never a loop's bf16 autocast: `plain_model`)."""
-    model = plain_model(model).to("cpu")
-    started = time.perf_counter()
-    logits = predict_logits(model, dataset, tokenizer, batch_size, desc="timing on the CPU")
-    return logits, time.perf_counter() - started
+    """`cpu_logits` and the seconds they took, after one untimed batch of the same shapes (`warm_up_batch`)."""
+    predict = partial(cpu_logits, model, tokenizer=tokenizer, batch_size=batch_size)
+    return warmed_timing(predict, dataset, warm_up_batch(dataset, batch_size))
+
+
+def warm_up_batch(dataset, batch_size):
+    """The `batch_size` longest reviews of `dataset`: one batch of the largest shape a timed pass over it meets."""
+    return dataset.select(np.sort(np.argsort(token_lengths(dataset), kind="stable")[-batch_size:]))
 
 
 def batch_logits(model, batch):
