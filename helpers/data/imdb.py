@@ -1,13 +1,8 @@
-"""Stage 1: load IMDB, check it, draw seeded stratified subsets, split off validation, save.
+"""Stage 1: load IMDB, check it, draw seeded stratified subsets, split off validation, drop duplicates, save.
 
-Sources, by the `data` parameter:
-- "sample": the stratified sample committed in `helpers/data/sample_data/` (offline default);
-- a local folder holding train/test as Parquet or CSV files with `text` and `label` columns,
-  or the original `aclImdb/` layout (train/pos/*.txt, train/neg/*.txt, test/...);
-- anything else is a Hugging Face hub dataset name, e.g. "stanfordnlp/imdb": its train/test
-  Parquet files go through the hub cache (helpers.data.hub), so a dataset downloaded once loads offline too.
-
-Splits travel as pandas frames (`Dataset.to_pandas()`, the documented route on NumPy 2).
+`data` is "sample" (the stratified sample in `helpers/data/sample_data/`, offline default), a local folder of
+train/test Parquet or CSV files with `text` and `label` (or the original `aclImdb/` layout), or a hub dataset
+name such as "stanfordnlp/imdb" (through the hub cache, helpers.data.hub). Splits travel as pandas frames.
 """
 import csv
 import io

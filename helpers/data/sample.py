@@ -1,11 +1,5 @@
-"""Draw the stratified IMDB sample that ships in `helpers/data/sample_data/`.
-
-The sample is the offline data of the `smoke` and `quick` profiles. It was drawn once with
-
-    python -m helpers.data.sample ../shared/data/imdb
-
-and is committed, so this script only matters to someone who wants to redraw it.
-"""
+"""Draw the stratified IMDB sample that ships in `helpers/data/sample_data/` (the offline data of `smoke` and
+`quick`), once, committed: `python -m helpers.data.sample ../shared/data/imdb` redraws it."""
 import argparse
 from pathlib import Path
 

@@ -1,20 +1,8 @@
-"""Unlabelled reviews for distillation: the teacher labels them, the student learns from its soft labels.
-
-DistilBERT and TinyBERT distil on far more text than the labelled set: a student that sees only
-the teacher's training reviews learns the teacher's answers on those, not how it reads text in
-general. The `unlabelled` parameter names where the extra reviews come from, `n_unlabelled` how
-many are drawn (seeded):
-
-- "sample": IMDB's unsupervised split (`unsup`, 50,000 reviews; Maas et al. 2011), a slice of
-  which ships in `helpers/data/sample_data/unlabelled.parquet` (offline default, `quick`);
-- a Parquet or CSV file with a `text` column (any `label` column is ignored), relative paths
-  from the project root;
-- a hub dataset name, e.g. "stanfordnlp/imdb": its "unsupervised" split (helpers.data.hub).
-
-Before the draw go reviews equal to one of the run's labelled splits (compared after `clean_review`:
-the student would learn the teacher's guess on a text it is selected, calibrated or scored on) and
-reviews containing a sentence of an extra test set of at least CONTAINED_CHARS characters (the short
-set was cut from IMDB reviews, a few in `unsup`; shorter ones are common phrases, "a great movie.").
+"""Unlabelled reviews for distillation (as DistilBERT and TinyBERT): the teacher labels them, the student learns
+its soft labels. `unlabelled` is "sample" (a slice of IMDB's 50,000-review `unsup` split, shipped), a Parquet/CSV
+file with `text`, or a hub dataset's "unsupervised" split; `n_unlabelled` reviews are drawn, seeded. Dropped
+first: reviews equal to one of a labelled split (after `clean_review`), and those holding a sentence of an extra
+test set of CONTAINED_CHARS or more (shorter ones are common phrases, "a great movie.").
 """
 
 import pandas as pd

@@ -1,9 +1,6 @@
-"""05's comparison: the student's CPU copies (PyTorch's int8, and ONNX Runtime's from helpers.export) and
-every model side by side: size, CPU speed and accuracy with intervals on the same reviews of every test set.
-
-The int8 copy and the CPU timings run on the CPU whatever device trained the models (on Colab: the
-runtime's CPU). Every CPU figure rests on a seeded sample of each test set (`cpu_samples`), and the
-timed reviews are part of it, so a ratio between two rows always compares the same reviews.
+"""05's comparison: the student's CPU copies (torch int8; ONNX Runtime's from helpers.serve.export) and every
+model side by side: size, warm CPU speed, accuracy with intervals and paired differences on the same reviews.
+CPU figures rest on a seeded sample of each test set (`cpu_samples`) holding the timed reviews.
 """
 import io
 from functools import partial
@@ -44,19 +41,12 @@ def cpu_samples(n_test, n_sample, n_speed, seed):
 
 
 def compare(trained, sets, probs, tokenizer, params, baseline_footprint, onnx_dir=None):
-    """Size, CPU speed and scores of the baseline, the teacher, the student and the student's CPU copies:
-    quantized to int8 by torch and, when `onnx_dir` holds the student's ONNX copies (helpers.serve.export.student_copies:
-    the distill stage writes them when onnxruntime is installed), ONNX Runtime's fp32 and int8.
+    """Size, CPU speed and scores of the baseline, teacher, student and the student's CPU copies (`cpu_copies`).
 
-    `trained` maps "teacher" and "student" to (model, saved folder); `sets` maps each test set
-    (the run's test split first, then the extra sets) to its tokenized reviews, and `probs` each
-    set to {model: P(positive) per review} of the baseline, the teacher and the student;
-    `baseline_footprint` is the baseline's row as the evaluate stage measured it where it fitted it
-    (evaluate/baseline.json: parameters, size, CPU reviews/s on the same timed reviews). The CPU
-    copies are scored on a seeded sample of each set (`n_cpu_test` reviews; all when fewer), or on its
-    timed reviews (`cpu_copies` says which); the others on the whole set and on the same reviews, so a
-    ratio between two rows always compares the same reviews. Speed is timed on the same `n_speed` reviews of the test split's sample for every
-    model (the baseline on their text), in batches of `eval_batch_size`, on torch's CPU threads.
+    `trained`: {"teacher"/"student": (model, saved folder)}; `sets`: {test set: tokenized reviews}, the run's
+    test split first; `probs`: {set: {model: P(positive)}}; `baseline_footprint`: evaluate/baseline.json's row.
+    Copies are scored on each set's CPU sample (or its timed reviews), the others on the whole set; every model
+    is timed on the same `n_speed` reviews, in batches of `eval_batch_size`, on torch's CPU threads.
     """
     copies = cpu_copies(trained["student"][0], tokenizer, params.eval_batch_size, onnx_dir)
     main_name = next(iter(sets))
@@ -82,11 +72,9 @@ def compare(trained, sets, probs, tokenizer, params, baseline_footprint, onnx_di
 
 
 def cpu_copies(student, tokenizer, batch_size, onnx_dir=None):
-    """{row name: (function from tokenized reviews to logits, size in MB, reviews scored)} of the student's CPU
-    copies: torch's int8 and, from `onnx_dir` (helpers.serve.export.write_copies), the ONNX Runtime copies (fp32
-    optimized and int8), run on as many threads as torch uses. The int8 copies are scored on each set's CPU
-    sample ("cpu_sample"); the fp32 ONNX copy, which gives the student's own logits (helpers.export checks them
-    to 1e-3), on its timed reviews only ("timed"), so its row costs little time."""
+    """{row: (tokenized reviews -> logits, MB, "cpu_sample" or "timed": the reviews it scores)} of the student's CPU
+    copies: torch int8 and, from `onnx_dir`, ONNX Runtime's optimized fp32 (the student's own logits: its timed
+    reviews only) and int8, on as many threads as torch uses."""
     int8 = quantize_int8(student)
     copies = {"student_int8": (partial(cpu_logits, int8, tokenizer=tokenizer, batch_size=batch_size),
                                serialized_mb(int8), "cpu_sample")}
@@ -128,9 +116,8 @@ def _copy_probabilities(logits_of, scope, sets, params):
 
 
 def _score_set(dataset, probs, params):
-    """One test set's scores for every model in `probs` ({model: P(positive) per review, NaN where it was not
-    scored}): on the whole set, on the CPU sample and on its timed reviews (the first `n_speed` of the
-    sample's draw), None where a model did not score all of those reviews."""
+    """One test set's scores of every model (NaN where it did not score) on the whole set, the CPU sample and the
+    timed reviews (None where a model missed some of them), and the paired differences."""
     labels = np.asarray(dataset["labels"])
     sample, timed = cpu_samples(len(dataset), params.n_cpu_test, params.n_speed, params.seed)
     return {"reviews": {"test": len(dataset), "cpu_sample": len(sample), "timed": len(timed)},
@@ -148,13 +135,8 @@ def _scores(labels, probs):
 
 
 def comparison_table(comparison):
-    """Every model in readable units, each one's share of the teacher's (rows "/ teacher") and the paired
-    differences (rows "a - b", helpers.evaluate.paired: accuracy difference, its paired interval, McNemar p).
-
-    Column names say on how many reviews each figure rests (the timed ones for speed, with the batch
-    size and threads; the test split or its CPU sample for scores, one pair of columns for every
-    model when the sample is the whole split), and each accuracy has its 95% interval.
-    """
+    """Every model in readable units; rows "/ teacher" its share of the teacher's, rows "a - b" the paired
+    differences (accuracy difference, paired interval, McNemar p). Column names say the reviews each rests on."""
     reviews, cpu = comparison["reviews"], comparison.get("cpu")
     setting = f", batch {cpu['batch_size']}, {cpu['threads']} threads" if cpu else ""
     columns = {"params": "params (M)", "size_mb": "size (MB)",

@@ -1,17 +1,12 @@
-"""The bag-of-words baseline set beside every model: TF-IDF n-grams and a logistic regression.
-
-It says what the transformers add: on the `quick` split a baseline like this one scores
-close to the fine-tuned MiniLM, in seconds. It is chosen and fitted the way the teacher is:
-its regularisation strength C is picked on the validation split, the model is fitted on the
-training reviews only, and the test split is never seen (no function here takes it).
+"""The bag-of-words baseline beside every model: TF-IDF n-grams and a logistic regression, chosen and fitted the
+way the teacher is (C picked on validation, fitted on the training reviews; no function here takes the test split).
 
     baseline = fit_baseline(train.text, train.label, val.text, val.label, seed)
-    prob = baseline_proba(baseline, test.text)
-    metrics.classification_metrics(test.label, prob)   # scored like the transformers
+    prob = baseline_proba(baseline, test.text)   # scored like the transformers
 """
 import pickle
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -58,13 +53,8 @@ def make_classifier(c, seed):
 
 
 def fit_baseline(train_texts, train_labels, val_texts, val_labels, seed, c_grid=C_GRID):
-    """The baseline whose C scores best on the validation split, fitted on the training reviews only.
-
-    The vectorizer is fitted once, on the training reviews; one classifier per C is fitted on
-    them and scored on validation. The best one is kept as it is (it was already fitted on the
-    training reviews alone, so the validation split stays held out, as it does for the teacher).
-    Ties go to the smaller C, the simpler model.
-    """
+    """The baseline whose C scores best on validation (ties: the smaller C), fitted on the training reviews only:
+    the vectorizer once, one classifier per C, the best kept as fitted."""
     vectorizer = make_vectorizer()
     train_features = vectorizer.fit_transform(list(train_texts))
     val_features = vectorizer.transform(list(val_texts))

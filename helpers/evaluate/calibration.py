@@ -1,17 +1,8 @@
-"""Are the probabilities right? Calibration error, reliability diagrams and temperature scaling.
+"""Are the probabilities right? Calibration error (with its interval), reliability diagrams, temperature scaling.
 
-A model is calibrated when, of the reviews it calls positive with 80% confidence, 80% are
-positive. Fine-tuned transformers tend to be overconfident (Guo et al. 2017, "On Calibration
-of Modern Neural Networks"); temperature scaling fixes most of it with one number fitted on
-the validation split: the logits are divided by T, which changes no prediction (the larger
-logit stays the larger) and only their confidence.
-
-    temperature = fit_temperature(val_logits, val_labels)   # the stage writes it to its calibration.json
-    probabilities = positive_probability(logits / temperature)   # where predictions are made
-    fold_temperature(model, temperature)   # an exported copy (helpers.export): calibrated logits for every consumer
-
-The stages keep their saved models as trained and the temperature beside them; only a copy that leaves
-the project (the ONNX export) has it folded into its classifier.
+Fine-tuned transformers tend to be overconfident (Guo et al. 2017); one temperature T fitted on the validation
+split divides the logits, which changes no prediction, only its confidence. The stages keep their models raw
+and T in their calibration.json; only the exported copy has it folded into its classifier (`fold_temperature`).
 """
 import math
 
@@ -121,14 +112,9 @@ def calibration_summary(fitted):
 
 
 def fold_temperature(model, temperature):
-    """Divide the final classification layer's weights and bias by `temperature`, in place.
-
-    The model's logits become logits / T, so whatever reads it (ONNX Runtime, transformers.pipeline on an
-    exported copy) gets the calibrated ones. The temperature is multiplied into
-    `model.config.calibration_temperature` (saved with the config), so raw logits stay
-    recoverable: raw = calibrated * recorded_temperature(model.config). Fold before quantizing:
-    a quantized classifier is no longer a torch.nn.Linear and is refused.
-    """
+    """Divide the classifier's weights and bias by `temperature`, in place, so that every reader of an exported copy
+    gets calibrated logits; `model.config.calibration_temperature` records it (raw = calibrated * recorded). Fold
+    before quantizing: a quantized classifier is refused."""
     if not (math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a positive number; got {temperature!r}")
     classifier = classifier_layer(model)

@@ -1,12 +1,7 @@
-"""Two models scored on the same reviews: their difference in accuracy with a paired interval, and McNemar's test.
-
-Two models that err on mostly the same reviews differ less by chance than their two separate intervals
-suggest: the paired figures rest on the reviews where one model is right and the other wrong.
-
-    paired_comparisons(labels, {"teacher": p_teacher, "student": p_student})["student - teacher"]
+"""Two models scored on the same reviews: the accuracy difference with a paired interval, and McNemar's test.
+Models that err on mostly the same reviews differ less by chance than their two separate intervals suggest.
 """
 import numpy as np
-import pandas as pd
 from scipy.stats import binomtest
 
 from helpers.core.sentiment import predicted_labels
@@ -47,14 +42,10 @@ def paired_comparisons(labels, probs, pairs=PAIRS):
     return out
 
 
-def within_noise(stats):
-    low, high = stats["ci95"]
-    return low <= 0 <= high
-
-
 def verdict(stats):
     """"within noise" when the paired interval holds 0, else which way the difference goes."""
-    return "within noise" if within_noise(stats) else "beyond noise, " + ("a gain" if stats["difference"] > 0 else "a loss")
+    low, high = stats["ci95"]
+    return "within noise" if low <= 0 <= high else "beyond noise, " + ("a gain" if stats["difference"] > 0 else "a loss")
 
 
 def paired_sentence(name, stats):
@@ -63,11 +54,3 @@ def paired_sentence(name, stats):
     low, high = stats["ci95"]
     return (f"{name}: {100 * stats['difference']:+.1f} points (95% paired interval {100 * low:+.1f} to {100 * high:+.1f}; "
             f"McNemar p {stats['p_mcnemar']:.2g}; {stats['n']:,} reviews), {verdict(stats)}")
-
-
-def paired_table(paired_by_set):
-    """One row per test set and pair from {set: `paired_comparisons`}: reviews, difference, interval, p, verdict."""
-    rows = [{"test set": name, "difference": pair, "reviews": s["n"], "accuracy difference": s["difference"],
-             "95% low": s["ci95"][0], "95% high": s["ci95"][1], "McNemar p": s["p_mcnemar"], "verdict": verdict(s)}
-            for name, by_pair in paired_by_set.items() for pair, s in by_pair.items()]
-    return pd.DataFrame(rows).set_index(["test set", "difference"]).round(4) if rows else pd.DataFrame()

@@ -1,18 +1,11 @@
-"""One self-contained `report.html` per run folder: what a person opens to see how a run went.
+"""One self-contained `report.html` per run folder, built only from the files the stages left there (a missing
+stage shows "not run yet"); figures embedded as data URIs, CSS inline, so the one file can be mailed.
 
     python -m helpers.report runs/quick      # (re)build runs/quick/report.html
 
-The batch runner writes it at the end of every run (also after a failed stage). It is built
-only from the files the stages leave in the run folder, so it can be rebuilt for any run, old
-or partial: a stage whose files are missing shows "not run yet" instead of failing. Every
-figure is embedded as a base64 data URI and the CSS is inline, so the one file can be mailed,
-attached to an issue or opened from Drive without its folder. The summary (this module) shows each
-stage's seconds beside the time estimated before it ran (estimates.json, helpers.pipeline.estimates); the
-sections on what each stage made are in helpers.pipeline.report_sections.
-
-A small inline script checks, once the page has loaded, that every figure decoded; it
-replaces a broken one with a visible note and records the counts on <body> as
-`data-figures` and `data-figures-loaded`, for a reader and for the headless-browser test.
+This module holds the page and its summary (each stage's seconds beside its estimate); the sections are in
+helpers.pipeline.report_sections. An inline script replaces a figure that fails to decode with a note and
+records the counts on <body> (`data-figures`, `data-figures-loaded`) for the headless-browser test.
 """
 import argparse
 import html
@@ -21,17 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 from helpers.core.files import atomic_write
-from helpers.pipeline.report_sections import (
-    data_section,
-    distillation_section,
-    environment_section,
-    evaluation_section,
-    html_table,
-    parameters_section,
-    read_run_json,
-    tokens_section,
-    training_section,
-)
+from helpers.pipeline.report_sections import (data_section, distillation_section, environment_section,
+                                              evaluation_section, html_table, parameters_section, read_run_json,
+                                              tokens_section, training_section)
 from helpers.runs import layout
 
 REPORT_NAME = "report.html"

@@ -1,10 +1,5 @@
-"""The sections of report.html on what each stage made (parameters, environment, data, tokens, training,
-test metrics, distillation), and the HTML pieces every section is built of (helpers.report puts the page
-together and writes its summary).
-
-Each section is one function of the run folder that returns HTML, built only from the files the stages
-left there; a stage whose file is missing shows "not run yet" instead of failing. Text from the data
-(reviews, parameter values) is escaped: pandas escapes table cells, `html.escape` the rest.
+"""The sections of report.html, one function of the run folder each, built only from the files the stages left
+(a missing one shows "not run yet"), and the HTML pieces they are built of. Text from the data is escaped.
 """
 import base64
 import html
@@ -130,16 +125,15 @@ def evaluation_section(run_dir):
 
 
 def _paired(paired_by_set):
-    """Paired differences ({set: helpers.evaluate.paired.paired_comparisons}) as sentences and a table."""
+    """Paired differences ({set: helpers.evaluate.paired.paired_comparisons}), one sentence each."""
     if not any((paired_by_set or {}).values()):
         return ""
-    from helpers.evaluate.paired import paired_sentence, paired_table
+    from helpers.evaluate.paired import paired_sentence
 
     lines = "".join(f"<li>{html.escape(name)}: {html.escape(paired_sentence(pair, stats))}</li>\n"
                     for name, by_pair in paired_by_set.items() for pair, stats in by_pair.items())
     return ("<h3>Paired differences (same reviews)</h3>\n<p>Accuracy differences with a paired bootstrap interval and "
-            "McNemar's exact test; \"within noise\" where the interval holds 0.</p>\n<ul>\n" + lines + "</ul>\n"
-            + html_table(paired_table(paired_by_set).reset_index()))
+            "McNemar's exact test; \"within noise\" where the interval holds 0.</p>\n<ul>\n" + lines + "</ul>\n")
 
 
 def _calibration(fitted, title):
@@ -164,10 +158,7 @@ def distillation_section(run_dir):
     comparison = read_run_json(run_dir, "distill/comparison.json")
     if comparison is None:
         return not_run("distill/comparison.json")
-    from helpers.distill.model_comparison import (  # import torch: only when there is something to show
-        comparison_table,
-        extra_sets_table,
-    )
+    from helpers.distill.model_comparison import comparison_table, extra_sets_table  # torch: only when needed
 
     out = ("<p>TF-IDF baseline, teacher, student and int8-quantised student; each column's name says which test "
            "reviews it rests on (the int8 student runs on the CPU, on a seeded sample). The <i>/ teacher</i> rows "

@@ -1,7 +1,5 @@
-"""The five stages, one function each: read the previous stage's files, work, write, report.
-
-Each notebook calls its stage function and displays what it returns; the batch runner runs
-the notebooks, so a stage behaves the same stepped through in Colab or run by papermill.
+"""The five stages, one function each (read the previous stage's files, work, write, report), which the
+notebooks call, so a stage behaves the same stepped through in Colab or run by papermill.
 """
 import time
 from dataclasses import dataclass, field
@@ -178,9 +176,8 @@ def baseline_footprint(bag_of_words, test_texts, params):
 
 
 def fit_calibration(raw, val_labels, test_labels):
-    """Fit the temperature on the validation split (never the test split) and say what it changes on the test
-    split: expected calibration error with its bootstrap interval, and the mean NLL, before and after. The saved
-    model stays as trained; whatever predicts with it divides its logits by the temperature."""
+    """The temperature fitted on validation (never test), and the test split's ECE (with its interval) and mean NLL
+    before and after it. The saved model stays raw; whatever predicts with it divides its logits by T."""
     temperature = calibration.fit_temperature(raw["val"], np.asarray(val_labels))
     test_labels = np.asarray(test_labels)
     before, after = (sentiment.positive_probability(raw[scored_sets.MAIN], t) for t in (1.0, temperature))

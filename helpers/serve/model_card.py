@@ -1,9 +1,5 @@
-"""The model card of an export folder: README.md with Hugging Face card metadata, from the run's own files.
-
-Every figure is read from what the run wrote (params.json, data/summary.json, evaluate/ and distill/), so
-the card says what this run measured: its data and their source, the command that made it, test
-accuracy with its 95% interval beside the teacher and the TF-IDF baseline, the calibration, and the
-short sentences as a known limit.
+"""The model card of an export folder (README.md with Hugging Face metadata), every figure read from the run's
+own files: data and source, the command, accuracy beside teacher and baseline, calibration, known limits.
 """
 from helpers.core.files import atomic_write, read_json
 from helpers.evaluate.calibration import calibration_summary, lowered_nll
