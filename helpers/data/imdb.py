@@ -25,8 +25,7 @@ LEAK_ORDER = ("test", "val", "train")  # a review in two splits stays in the fir
 
 
 def clean_review(text):
-    """A review with IMDB's <br /> tags and runs of whitespace as single spaces, stripped: what duplicates
-    are compared by, what the baseline reads and what previews show."""
+    """A review with IMDB's <br /> tags and runs of whitespace as one space: what duplicates are compared by."""
     return " ".join(LINE_BREAK.sub(" ", text).split())
 
 
@@ -63,9 +62,8 @@ def _local_folder(source):
 
 
 def check_source(source, sizes=None):
-    """The quick checks of a data source, run before any stage: its files exist, can be read and
-    have `text` and `label` columns (reading only their headers), and Parquet files hold at least
-    the `sizes` asked for ({split: n}, from their footers). Hub names are checked on loading."""
+    """The quick checks before any stage, from headers and footers only: the files exist, are readable, have `text`
+    and `label`, and Parquet files hold the `sizes` asked for ({split: n}). Hub names are checked on loading."""
     folder = _local_folder(source)
     if folder is None or (folder / "train" / "pos").is_dir():
         return
@@ -262,21 +260,14 @@ def load_splits(folder, names=("train", "val", "test")):
 
 
 def split_summary(splits, dropped=None):
-    """Reviews, label balance, length in words and, given `dropped` ({split: counts}, `without_duplicates`),
-    the duplicates dropped from it, one row per split."""
+    """One row per split: reviews, labels, length in words and the duplicates `dropped` from it (`without_duplicates`)."""
     rows = []
     for name, frame in splits.items():
-        words = frame["text"].str.split().str.len()
-        rows.append({
-            "split": name,
-            "reviews": len(frame),
-            "negative": int((frame["label"] == 0).sum()),
-            "positive": int((frame["label"] == 1).sum()),
-            "positive_share": round(float(frame["label"].mean()), 3),
-            "median_words": int(words.median()),
-            "max_words": int(words.max()),
-            **{f"dropped_{kind}": n for kind, n in (dropped or {}).get(name, {}).items()},
-        })
+        words, labels = frame["text"].str.split().str.len(), frame["label"]
+        rows.append({"split": name, "reviews": len(frame), "negative": int((labels == 0).sum()),
+                     "positive": int((labels == 1).sum()), "positive_share": round(float(labels.mean()), 3),
+                     "median_words": int(words.median()), "max_words": int(words.max()),
+                     **{f"dropped_{kind}": n for kind, n in (dropped or {}).get(name, {}).items()}})
     return pd.DataFrame(rows).set_index("split")
 
 

@@ -44,8 +44,7 @@ def load_unlabelled(spec):
 
 
 def _unique_reviews(spec):
-    """`load_unlabelled`'s frame, and how many extra copies (compared after `clean_review`) it left out:
-    IMDB's unsup split repeats some of its texts."""
+    """`load_unlabelled`'s frame and the extra copies it left out (after `clean_review`; IMDB's unsup repeats some)."""
     file = _file(spec)
     if file is None:
         from helpers.data.hub import hub_unsupervised

@@ -33,9 +33,8 @@ def serialized_mb(model):
 
 
 def cpu_samples(n_test, n_sample, n_speed, seed):
-    """Positions of the test reviews scored on the CPU (at most `n_sample`, all when fewer or None)
-    and of those timed (the first `n_speed` of the same seeded draw): the timed reviews are part of
-    the scored ones, so every CPU figure rests on the same reviews. Both sorted."""
+    """Sorted positions of the test reviews scored on the CPU (at most `n_sample`; all when None) and of those timed
+    (the first `n_speed` of the same seeded draw, so every CPU figure rests on the same reviews)."""
     drawn = np.random.default_rng(seed).permutation(n_test)[:n_sample or n_test]
     return np.sort(drawn), np.sort(drawn[:n_speed])
 
@@ -98,8 +97,7 @@ def _session_logits(session, pad_id, batch_size, dataset):
 
 
 def _copy_probabilities(logits_of, scope, sets, params):
-    """One CPU copy's P(positive) on each set's reviews of its `scope` (NaN elsewhere), and its seconds on the
-    test split's timed reviews, after one untimed batch of them (`warm_up_batch`), as every timed model."""
+    """A CPU copy's P(positive) on its `scope` of each set (NaN elsewhere) and its seconds on the timed reviews, warm."""
     main_name, probs, seconds = next(iter(sets)), {}, None
     for name, dataset in sets.items():
         sample, timed = cpu_samples(len(dataset), params.n_cpu_test, params.n_speed, params.seed)
@@ -171,8 +169,7 @@ def comparison_table(comparison):
 
 
 def extra_sets_table(comparison):
-    """The per-set results table (helpers.evaluate.metrics.sets_table) of every model on each extra test set: on the
-    whole set, or on its CPU sample where the student's CPU copies read only that (the sample's size is given)."""
+    """`sets_table` of every model on each extra set: on the whole set, or the CPU sample where a copy read only that."""
     scores = {}
     for name, result in comparison.get("extra_test_sets", {}).items():
         scores[name] = {}

@@ -30,16 +30,14 @@ FIT_THREADS = 1
 
 @dataclass(frozen=True)
 class Baseline:
-    """A fitted baseline: the TF-IDF + logistic regression pipeline, the C it uses and the
-    validation accuracy of every C tried ({C: accuracy}, for the report)."""
+    """A fitted baseline: the TF-IDF + logistic regression pipeline, its C, and validation accuracy by C tried."""
     pipeline: Pipeline
     c: float
     val_accuracy_by_c: dict
 
 
 def vectorizer_text(text):
-    """What the vectorizer reads: the cleaned review (no "br" words from IMDB's tags), lower-cased, since a
-    custom preprocessor replaces scikit-learn's own, lower-casing included."""
+    """What the vectorizer reads: the cleaned review, lower-cased (a custom preprocessor replaces sklearn's)."""
     return clean_review(text).lower()
 
 
@@ -92,8 +90,6 @@ def pickled_mb(baseline):
 
 
 def footprint(baseline, texts):
-    """(learnt numbers, pickled megabytes, reviews per second predicting `texts` on the CPU): the baseline's
-    row of the distill stage's comparison, measured once where the baseline is fitted (the evaluate stage), after
-    an untimed warm-up on the same texts (`warmed_timing`)."""
+    """(learnt numbers, pickled MB, warm CPU reviews/s on `texts`): the baseline's row of the comparison."""
     seconds = warmed_timing(partial(baseline_proba, baseline), texts, texts)[1]
     return baseline_parameters(baseline), pickled_mb(baseline), len(texts) / seconds

@@ -24,8 +24,8 @@ ECE_DRAWS = 1000  # bootstrap draws behind ECE's interval
 
 
 def _binned(prob_positive, labels, bins):
-    """Each review's confidence bin (`bins` equal-width bins over [0, 1], each (lower, upper]), its confidence (the
-    predicted class's probability, max(p, 1 - p): only bins above 0.5 ever fill) and whether it was right."""
+    """Each review's bin (`bins` equal-width bins over [0, 1], each (lower, upper]), its confidence max(p, 1 - p) (only
+    bins above 0.5 fill) and whether it was right."""
     prob_positive, labels = np.asarray(prob_positive, dtype=float), np.asarray(labels)
     predicted = predicted_labels(prob_positive)
     confidence = np.where(predicted == 1, prob_positive, 1 - prob_positive)
@@ -58,8 +58,7 @@ def expected_calibration_error(prob_positive, labels, bins=CALIBRATION_BINS):
 
 
 def ece_interval(prob_positive, labels, bins=CALIBRATION_BINS, draws=ECE_DRAWS, seed=0):
-    """The 95% interval of `expected_calibration_error` from a seeded bootstrap of the reviews (percentiles of
-    `draws` resamples): how far the figure could move on another test set of this size."""
+    """The 95% interval of `expected_calibration_error` from a seeded bootstrap of the reviews (`draws` resamples)."""
     index, confidence, correct = _binned(prob_positive, labels, bins)
     rng, n = np.random.default_rng(seed), len(index)
     eces = []
@@ -91,20 +90,16 @@ def fit_temperature(val_logits, val_labels):
 
 
 def lowered_nll(fitted):
-    """Whether the fitted temperature lowered the mean NLL on the held-out test reviews (`fit_calibration`'s
-    record): only then are the probabilities called calibrated; False for a record that did not measure it."""
+    """Whether the temperature lowered the test reviews' mean NLL (False where never measured): only then calibrated."""
     return fitted.get("nll", math.inf) < fitted.get("nll_uncalibrated", -math.inf)
 
 
 def calibration_summary(fitted):
-    """What a stage's calibration record says, in one paragraph: the temperature, ECE with its interval and the
-    mean NLL on the test reviews before and after, and whether it helped."""
-    def ece(key):
-        low, high = fitted.get(key + "_ci95", (math.nan, math.nan))
-        return f"{fitted[key]:.3f} (95% interval {low:.3f}-{high:.3f})"
-
+    """A calibration record in words: T, ECE with its interval and mean NLL on the test reviews, before and after."""
+    ece = {key: f"{fitted[key]:.3f} (95% interval {'{:.3f}-{:.3f}'.format(*fitted.get(key + '_ci95', [math.nan] * 2))})"
+           for key in ("ece_uncalibrated", "ece")}
     text = (f"Temperature T = {fitted['temperature']:.3f}, fitted on {fitted['val_reviews']:,} validation reviews. On the "
-            f"test reviews, ECE ({fitted['bins']} bins) {ece('ece_uncalibrated')} before, {ece('ece')} after")
+            f"test reviews, ECE ({fitted['bins']} bins) {ece['ece_uncalibrated']} before, {ece['ece']} after")
     if "nll" not in fitted:
         return text + "."
     return (text + f"; mean NLL {fitted['nll_uncalibrated']:.4f} before, {fitted['nll']:.4f} after: the temperature "
@@ -132,9 +127,8 @@ def recorded_temperature(config):
 
 
 def load_with_temperature(run, who):
-    """A run's `who` ('teacher' or 'student') as its stage saved it, and the temperature its logits still need
-    dividing by to be calibrated: the one its stage fitted, less any the model already holds (its config records
-    it; the stages save their models raw, so normally all of it). The demo, helpers.predict and the export use it."""
+    """A run's `who` ('teacher' or 'student') as saved, and the temperature its logits still need: the one its stage
+    fitted, less any its config records as folded in (the demo, helpers.predict and the export use it)."""
     model = load_trained(run.require(*layout.MODEL_FOLDERS[who]))
     fitted = read_json(run.require(*layout.CALIBRATION_FILES[who]))["temperature"]
     return model, fitted / recorded_temperature(model.config)

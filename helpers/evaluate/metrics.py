@@ -1,6 +1,5 @@
-"""Every metric: validation scores, test metrics with their intervals, the per-set results table, the
-confusion matrix and the reviews a model gets most wrong. Predictions come from helpers.train.prediction.
-"""
+"""Every metric: validation scores, test metrics with intervals, the per-set table, the confusion matrix, the
+surest mistakes. Predictions come from helpers.train.prediction; paired differences from helpers.evaluate.paired."""
 import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support

@@ -31,8 +31,7 @@ def paired_difference(labels, prob_a, prob_b, draws=BOOTSTRAP_DRAWS, seed=BOOTST
 
 
 def paired_comparisons(labels, probs, pairs=PAIRS):
-    """{"a - b": `paired_difference`} for each pair of `pairs` that `probs` ({model: P(positive) per review, NaN
-    where it did not score}) holds, on the reviews both models scored."""
+    """{"a - b": `paired_difference`} for each pair of `pairs` in `probs`, on the reviews both scored (not NaN)."""
     labels, out = np.asarray(labels), {}
     for a, b in pairs:
         if a in probs and b in probs:
@@ -49,8 +48,7 @@ def verdict(stats):
 
 
 def paired_sentence(name, stats):
-    """One line: 'student - teacher: -0.4 points (95% paired interval -1.6 to +0.8; McNemar p 0.52; 1,000 reviews),
-    within noise'."""
+    """'student - teacher: -0.4 points (95% paired interval -1.6 to +0.8; McNemar p 0.52; 1,000 reviews), within noise'."""
     low, high = stats["ci95"]
     return (f"{name}: {100 * stats['difference']:+.1f} points (95% paired interval {100 * low:+.1f} to {100 * high:+.1f}; "
             f"McNemar p {stats['p_mcnemar']:.2g}; {stats['n']:,} reviews), {verdict(stats)}")

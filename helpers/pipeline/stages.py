@@ -168,8 +168,7 @@ def evaluate_stage(run):
 
 
 def baseline_footprint(bag_of_words, test_texts, params):
-    """The baseline's row of the distill stage's comparison (learnt numbers, size, CPU reviews/s on the reviews every
-    model is timed on), measured here where it is fitted, so the distill stage need not fit it again."""
+    """The baseline's row of the comparison (helpers.evaluate.baseline.footprint on the reviews every model is timed on)."""
     _, timed = model_comparison.cpu_samples(len(test_texts), params.n_cpu_test, params.n_speed, params.seed)
     n_params, size_mb, speed = baseline.footprint(bag_of_words, [test_texts.iloc[i] for i in timed])
     return {"params": n_params, "size_mb": size_mb, "reviews_per_s": speed}
@@ -241,8 +240,8 @@ def distill_stage(run):
 
 
 def student_onnx_copies(run):
-    """With the export extra installed, the student's ONNX copies in distill/onnx/ (helpers.serve.export.student_copies),
-    for the comparison's ONNX Runtime rows and the export; without it, None, and no copies of an earlier run left."""
+    """The student's ONNX copies in distill/onnx/ with the export extra installed; without it None (and an earlier
+    run's copies removed, which would mislead the export)."""
     if not onnx_backend.installed():
         remove_tree(run.stage("distill") / export.STUDENT_COPIES)  # copies of an earlier student would mislead export
         return None

@@ -61,8 +61,7 @@ def predict_sets(model, sets, tokenizer, batch_size, accelerator, desc="predicti
 
 
 def cpu_logits(model, dataset, tokenizer, batch_size):
-    """The logits of `model` predicting `dataset` on the CPU, in the model's own precision: fp32, or int8 for a
-    quantized copy (never a loop's bf16 autocast: `plain_model`)."""
+    """Logits of `model` on the CPU in its own precision (fp32, or int8; never a loop's autocast: `plain_model`)."""
     return predict_logits(plain_model(model).to("cpu"), dataset, tokenizer, batch_size, desc="on the CPU")
 
 
