@@ -1,5 +1,6 @@
 """Bad input, one test per case: refused at once with a message naming the file, row or parameter and
 the fix, before any model is loaded, and with nothing in an existing run folder changed."""
+import json
 import math
 import warnings
 
@@ -138,13 +139,20 @@ def test_pos_neg_labels_are_mapped_and_said_so(tmp_path, frames):
     assert loaded["train"]["label"].dtype == "int64"
 
 
-def test_duplicates_between_train_and_test_are_counted_in_a_warning(tmp_path, frames):
+def test_training_reviews_equal_to_test_reviews_are_dropped_and_counted(tmp_path, frames):
     train = frames["train"].copy()
     train.loc[:2, "text"] = frames["test"]["text"].iloc[:3].to_numpy()
+    train.loc[3, "text"] = frames["test"]["text"].iloc[3].replace(" ", " <br /><br />", 1)  # equal once cleaned
+    train.loc[4, "text"] = frames["test"]["text"].iloc[4] + "  "
+    train.loc[5, "text"] = train.loc[6, "text"]  # a copy within the training reviews
     _write(tmp_path, {"train": train, "test": frames["test"]})
     run = open_run("smoke", tmp_path / "run", _overrides(tmp_path))
-    with pytest.warns(DataWarning, match="3 of the 20 test reviews also appear word for word among the training"):
-        stages.data_stage(run)
+    dropped = stages.data_stage(run).values["duplicates_dropped"]
+    assert sum(n for split in ("train", "val") for n in dropped[split].values()) == 6
+    assert dropped["test"] == {"copies": 0, "in_earlier": 0}
+    summary = {row["split"]: row for row in json.loads((run.dir / "data" / "summary.json").read_text())}
+    assert summary["train"]["reviews"] + summary["val"]["reviews"] == N_TRAIN - 6
+    assert summary["train"]["dropped_in_earlier"] == dropped["train"]["in_earlier"]
 
 
 def test_clean_data_gives_no_warning(tmp_path, frames):

@@ -129,3 +129,41 @@ def test_folds_multiply_and_the_inverse_fold_gives_back_the_raw_model(tiny_teach
     calibration.fold_temperature(tiny_teacher, 1 / calibration.recorded_temperature(tiny_teacher.config))
     torch.testing.assert_close(tiny_teacher.classifier.weight, raw.classifier.weight)
     assert calibration.recorded_temperature(tiny_teacher.config) == pytest.approx(1.0)
+
+
+def test_the_ece_interval_is_seeded_holds_the_figure_and_narrows_with_more_reviews():
+    prob, labels = _draws(20_000, seed=3)
+    overconfident = 1 / (1 + np.exp(-2 * np.log(prob / (1 - prob))))
+    widths = []
+    for n in (500, 20_000):
+        low, high = calibration.ece_interval(overconfident[:n], labels[:n])
+        assert low <= calibration.expected_calibration_error(overconfident[:n], labels[:n]) <= high
+        assert calibration.ece_interval(overconfident[:n], labels[:n]) == [low, high]
+        widths.append(high - low)
+    assert widths[1] < widths[0] / 3  # about 1 / sqrt(40) as wide
+
+
+def _miscalibrated(n, scale, rng):
+    """Two-class logits `scale` times too confident for labels drawn from the true ones."""
+    true = rng.normal(0, 2, n)
+    labels = (rng.uniform(size=n) < 1 / (1 + np.exp(-true))).astype(int)
+    return np.c_[np.zeros(n), scale * true], labels
+
+
+@pytest.mark.parametrize("scale", [3.0, 0.4])  # overconfident, underconfident
+def test_a_temperature_fitted_on_some_reviews_lowers_the_nll_of_others_on_average(scale):
+    rng, changes = np.random.default_rng(0), []
+    for _ in range(40):
+        logits, labels = _miscalibrated(600, scale, rng)
+        temperature = calibration.fit_temperature(logits[:300], labels[:300])
+        changes.append(calibration.mean_nll(logits[300:], labels[300:], temperature)
+                       - calibration.mean_nll(logits[300:], labels[300:]))
+    assert np.mean(changes) < 0
+
+
+def test_calibrated_probabilities_are_claimed_only_where_the_held_out_nll_fell():
+    fitted = {"temperature": 1.2, "val_reviews": 200, "bins": 15, "ece_uncalibrated": 0.041, "ece": 0.049,
+              "ece_uncalibrated_ci95": [0.03, 0.06], "ece_ci95": [0.035, 0.07], "nll_uncalibrated": 0.30, "nll": 0.31}
+    assert not calibration.lowered_nll(fitted) and "did not lower it" in calibration.calibration_summary(fitted)
+    assert calibration.lowered_nll({**fitted, "nll": 0.29}) and "lowered it." in calibration.calibration_summary({**fitted, "nll": 0.29})
+    assert not calibration.lowered_nll({k: v for k, v in fitted.items() if not k.startswith("nll")})  # never measured

@@ -69,6 +69,30 @@ def test_validation_comes_from_train_and_test_stays_apart(sample):
     assert splits["train"]["label"].iloc[:20].nunique() == 2  # shuffled, not negatives first
 
 
+def test_planted_duplicates_leave_no_review_in_two_splits(tmp_path, sample):
+    small = _small(sample, 60)
+    train, test = small["train"].copy(), small["test"].copy()
+    train.loc[:4, "text"] = [t.replace(" ", "<br /><br />", 1) + " " for t in test["text"].iloc[:5]]  # test reviews
+    train.loc[5:9, "text"] = train["text"].iloc[10:15].to_numpy()  # copies within train (some will land in val)
+    test.loc[20, "text"] = test.loc[21, "text"]  # a copy within test, which the test split keeps
+    _write(tmp_path, {"train": train, "test": test}, "parquet")
+    params = resolve_params("smoke", {"data": str(tmp_path), "n_train": 60, "n_test": 60, "val_fraction": 0.25})
+    splits, dropped = imdb.without_duplicates(imdb.draw_splits(params))
+    keys = {name: frame["text"].map(imdb.clean_review) for name, frame in splits.items()}
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        assert not set(keys[a]) & set(keys[b]), (a, b)
+    assert keys["train"].is_unique and keys["val"].is_unique and len(splits["test"]) == 60
+    assert sum(n for split in ("train", "val") for n in dropped[split].values()) == 10
+    assert len(splits["train"]) + len(splits["val"]) == 50 and dropped["test"] == {"copies": 0, "in_earlier": 0}
+    for name, frame in imdb.make_splits(params).items():
+        pd.testing.assert_frame_equal(frame, splits[name])
+
+
+def test_clean_review_is_what_duplicates_are_compared_by():
+    assert imdb.clean_review("  Great<br /><br />film.<BR>A\tmust   see. ") == "Great film. A must see."
+    assert imdb.preview("A<br />b", 10) == "A b" and imdb.preview("abcdef", 3) == "abc..."
+
+
 def test_splits_round_trip_through_the_run_folder(tmp_path, smoke_params):
     splits = imdb.make_splits(smoke_params)
     imdb.save_splits(splits, tmp_path)

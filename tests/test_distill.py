@@ -112,6 +112,20 @@ def test_comparison_table_adds_each_models_share_of_the_teacher_and_names_the_sa
     assert np.isnan(table.loc["student_onnx_int8 / teacher", "95% low" + sample])  # a ratio of intervals means nothing
 
 
+def test_the_comparison_table_shows_each_paired_difference_in_the_columns_of_its_reviews():
+    stats = {"difference": -0.01, "ci95": [-0.03, 0.012], "p_mcnemar": 0.4, "only_a_right": 5, "only_b_right": 9}
+    comparison = {"reviews": {"test": 25000, "cpu_sample": 2000, "timed": 256},
+                  "models": {name: _row(1e6, 1.0, 10.0, _scores(0.9, 0.9), _scores(0.9, 0.9))
+                             for name in ("teacher", "student", "student_int8")},
+                  "paired": {"student - teacher": {**stats, "n": 25000}, "student_int8 - student": {**stats, "n": 2000}}}
+    table = model_comparison.comparison_table(comparison)
+    assert table.loc["student - teacher", ["accuracy (all 25,000 test)", "95% low (all 25,000 test)",
+                                           "95% high (all 25,000 test)", "McNemar p"]].tolist() == [-0.01, -0.03, 0.012, 0.4]
+    assert table.loc["student_int8 - student", "accuracy (CPU sample of 2,000)"] == -0.01
+    assert np.isnan(table.loc["student_int8 - student", "accuracy (all 25,000 test)"])
+    assert np.isnan(table.loc["teacher", "McNemar p"])
+
+
 def test_a_sample_that_is_the_whole_split_gives_one_pair_of_score_columns():
     scores = _scores(0.8, 0.8)
     comparison = {"reviews": {"test": 40, "cpu_sample": 40, "timed": 40},
@@ -195,6 +209,7 @@ def test_compare_scores_every_model_on_the_same_sample_of_every_set(tiny_teacher
         table = model_comparison.comparison_table(comparison)
         assert table.loc["student_onnx", "accuracy (timed 8)"] == rows["student_onnx"]["timed"]["accuracy"]
         assert np.isnan(table.loc["student_onnx", "accuracy (CPU sample of 24)"])
+    assert comparison["paired"]["student_int8 - student"]["n"] == 24 and comparison["paired"]["teacher - baseline"]["n"] == 64
     short = comparison["extra_test_sets"]["short"]
     assert short["reviews"] == {"test": 30, "cpu_sample": 24, "timed": 8}
     assert set(short["models"]) == {"baseline", "teacher", "student", *copies}
@@ -247,3 +262,21 @@ def test_int8_student_quantizes_every_linear_layer_and_keeps_its_predictions(tin
     assert seconds > 0 and logits.shape == fp32.shape
     assert np.abs(logits - fp32).max() < 0.05  # int8 weights move the logits a little, not the answers
     assert isinstance(next(student.parameters()), torch.nn.Parameter)  # the fp32 student is left as it was
+
+
+def test_a_cpu_copy_is_timed_after_an_untimed_batch_like_every_model(synthetic):
+    import time
+
+    from helpers.runs.config import resolve_params
+
+    calls = []
+
+    def logits_of(dataset):  # a copy whose first call pays for its set-up
+        calls.append(len(dataset))
+        time.sleep(0.5 if len(calls) == 1 else 0.0)
+        return np.zeros((len(dataset), 2))
+
+    params = resolve_params("smoke", {"n_cpu_test": 24, "n_speed": 8, "eval_batch_size": 4})
+    probs, seconds = model_comparison._copy_probabilities(logits_of, "cpu_sample", {"test": synthetic["val"]}, params)
+    assert calls == [4, 8, 16] and seconds < 0.4  # warm-up batch, the timed reviews, the rest of the sample
+    assert np.isfinite(probs["test"]).sum() == 24

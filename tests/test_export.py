@@ -45,8 +45,9 @@ def test_the_model_card_says_what_the_model_is_and_where_it_fails(smoke_run_dir,
     for heading in ("## Data", "## How it was made", "## Results", "## Calibration", "## Known limits",
                     "## Intended use"):
         assert heading in text
-    temperature = json.loads((smoke_run_dir / "distill" / "calibration.json").read_text())["temperature"]
-    assert f"T = {temperature:.3f}" in text
+    fitted = json.loads((smoke_run_dir / "distill" / "calibration.json").read_text())
+    assert f"T = {fitted['temperature']:.3f}" in text and f"{fitted['ece']:.3f} (95% interval" in text
+    assert ("with a calibrated probability" in text) == (fitted["nll"] < fitted["nll_uncalibrated"])
 
 
 def test_the_export_reuses_the_distill_stages_onnx_copies(smoke_run_dir, tmp_path, monkeypatch):

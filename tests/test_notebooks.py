@@ -127,6 +127,8 @@ def test_metrics_and_comparison_have_the_promised_keys(smoke_run):
     assert models["student_int8"]["params"] == models["student"]["params"]
     assert models["student_int8"]["size_mb"] < models["student"]["size_mb"]
     assert models["teacher"]["test"]["accuracy"] == metrics["accuracy"]
+    assert set(comparison["paired"]) == {"teacher - baseline", "student - teacher",
+                                         *(f"{name} - student" for name in ["student_int8", *onnx])}
     short = comparison["extra_test_sets"]["short"]  # smoke scores the shipped short sentences too
     assert short["reviews"] == {"test": 1000, "cpu_sample": 1000, "timed": 40} and set(short["models"]) == set(models)
     sets = json.loads((smoke_run / "evaluate" / "test_sets.json").read_text())

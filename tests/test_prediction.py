@@ -1,5 +1,6 @@
 """One prediction path (helpers.train.prediction): every prediction of a PyTorch model goes through one function."""
 import ast
+import time
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +111,23 @@ def test_every_prediction_on_a_bf16_accelerator_runs_in_bf16_even_after_the_mode
     fp32 = prediction.predict_logits(tiny_teacher, reviews, tiny_tokenizer, 8)  # no accelerator: the model's own
     assert dtypes[-1] == torch.float32 and np.abs(fp32 - first["a"]).max() > 0
     assert "_original_forward" not in tiny_teacher.__dict__  # the model is never left wrapped
+
+
+def test_a_timed_pass_comes_after_one_untimed_batch_of_the_same_shapes(tiny_teacher, tiny_tokenizer, reviews):
+    from helpers.core.timing import warmed_timing
+
+    calls = []
+
+    def slow_first(inputs):  # a model whose first call pays for its set-up
+        calls.append(len(inputs))
+        time.sleep(0.5 if len(calls) == 1 else 0.0)
+        return sum(inputs)
+
+    assert warmed_timing(slow_first, [1, 2, 3], [1])[0] == 6 and calls == [1, 3]
+    assert warmed_timing(slow_first, [1], [1])[1] < 0.4
+    shapes = []
+    tiny_teacher.register_forward_hook(lambda module, args, kwargs, out: shapes.append(tuple(kwargs["input_ids"].shape)),
+                                       with_kwargs=True)
+    prediction.timed_cpu_logits(tiny_teacher, reviews, tiny_tokenizer, 4)
+    timed = shapes[1:]
+    assert len(timed) == -(-len(reviews) // 4) and shapes[0] == (4, max(length for _, length in timed))

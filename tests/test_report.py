@@ -90,6 +90,25 @@ def test_a_complete_run_shows_every_section_and_embeds_every_figure(tmp_path):
     assert page.index("<h2>Summary</h2>") < page.index("<h2>Parameters</h2>")  # the outcome leads
 
 
+def test_paired_differences_and_calibration_are_shown_with_their_noise(tmp_path):
+    run = make_run(tmp_path / "run")
+    noise = {"difference": -0.005, "ci95": [-0.02, 0.01], "p_mcnemar": 0.61, "only_a_right": 7, "only_b_right": 12, "n": 32}
+    real = {"difference": 0.03, "ci95": [0.01, 0.05], "p_mcnemar": 0.002, "only_a_right": 40, "only_b_right": 10, "n": 1000}
+    _json(run / "evaluate/paired.json", {"test": {"teacher - baseline": real}})
+    _json(run / "evaluate/test_sets.json", {"test": {name: {"n": 1000, "accuracy": accuracy, "accuracy_ci95": [0.7, 0.9],
+                                                            "f1": 0.8} for name, accuracy in (("teacher", 0.83), ("baseline", 0.8))}})
+    _json(run / "distill/comparison.json", {**_comparison(), "paired": {"student - teacher": noise}})
+    fitted = {"temperature": 1.24, "val_reviews": 200, "bins": 15, "ece_uncalibrated": 0.044, "ece": 0.03,
+              "ece_uncalibrated_ci95": [0.031, 0.062], "ece_ci95": [0.021, 0.047], "nll_uncalibrated": 0.35, "nll": 0.33}
+    _json(run / "evaluate/calibration.json", fitted)
+    page = report.write_report(run).read_text()
+    summary = page.split("<h2>Summary</h2>")[1].split("<h2>")[0]
+    assert "student - teacher: -0.5 points (95% paired interval -2.0 to +1.0; McNemar p 0.61; 32 reviews), within noise" in summary
+    assert "teacher - baseline: +3.0 points" in summary and "beyond noise, a gain" in summary
+    assert "0.030 (95% interval 0.021-0.047) after" in page and "the temperature lowered it" in page
+    assert "<td>student - teacher</td>" in page  # the comparison table's paired row
+
+
 def test_text_from_the_data_is_escaped(tmp_path):
     page = report.write_report(make_run(tmp_path / "run")).read_text()
     assert NASTY not in page and "<b>bold</b>" not in page and "<script>alert" not in page

@@ -34,13 +34,24 @@ def test_the_shipped_slice_is_clean_of_the_short_sentences_and_the_sample_test_r
 def test_a_draw_is_seeded_sized_and_unlabelled(tmp_path):
     file = tmp_path / "unsup.csv"
     _frame([f"review number {i}" for i in range(300)] + ["x " + SENTENCE]).to_csv(file, index=False)
-    a = unlabelled.draw_unlabelled(str(file), 50, seed=1, test_reviews=["review number 7"], test_sentences=[SENTENCE])
-    b = unlabelled.draw_unlabelled(str(file), 50, seed=1, test_reviews=["review number 7"], test_sentences=[SENTENCE])
+    a, _ = unlabelled.draw_unlabelled(str(file), 50, seed=1, labelled_reviews=["review number 7"], test_sentences=[SENTENCE])
+    b, _ = unlabelled.draw_unlabelled(str(file), 50, seed=1, labelled_reviews=["review number 7"], test_sentences=[SENTENCE])
     assert a.equals(b) and len(a) == 50 and set(a["label"]) == {unlabelled.NO_LABEL}
-    every = unlabelled.draw_unlabelled(str(file), None, seed=2, test_reviews=["review number 7"], test_sentences=[SENTENCE])
+    every, dropped = unlabelled.draw_unlabelled(str(file), None, seed=2, labelled_reviews=["review number 7"],
+                                                test_sentences=[SENTENCE])
     assert len(every) == 299 and "review number 7" not in set(every["text"])
+    assert dropped == {"copies": 0, "in_earlier": 2}
     with pytest.raises(DataError, match="299 usable reviews, fewer than n_unlabelled 400"):
-        unlabelled.draw_unlabelled(str(file), 400, seed=1, test_reviews=["review number 7"], test_sentences=[SENTENCE])
+        unlabelled.draw_unlabelled(str(file), 400, seed=1, labelled_reviews=["review number 7"], test_sentences=[SENTENCE])
+
+
+def test_unlabelled_copies_and_reviews_of_any_split_are_dropped_after_cleaning(tmp_path):
+    file = tmp_path / "unsup.csv"
+    texts = ["A fine film.<br /><br />Really.", "A fine film. Really.", "In validation.", "In train.", "Kept."]
+    _frame(texts).to_csv(file, index=False)
+    drawn, dropped = unlabelled.draw_unlabelled(str(file), None, seed=0, labelled_reviews=["In  validation.", "In train. "])
+    assert sorted(drawn["text"]) == sorted([texts[0], "Kept."])  # the first of two copies stays
+    assert dropped == {"copies": 1, "in_earlier": 2}
 
 
 def test_bad_sources_are_refused_before_any_work(tmp_path):

@@ -1,16 +1,12 @@
-"""Stage 1: load IMDB, check it, draw seeded stratified subsets, split off validation, save.
+"""Stage 1: load IMDB, check it, draw seeded stratified subsets, split off validation, drop duplicates, save.
 
-Sources, by the `data` parameter:
-- "sample": the stratified sample committed in `helpers/data/sample_data/` (offline default);
-- a local folder holding train/test as Parquet or CSV files with `text` and `label` columns,
-  or the original `aclImdb/` layout (train/pos/*.txt, train/neg/*.txt, test/...);
-- anything else is a Hugging Face hub dataset name, e.g. "stanfordnlp/imdb": its train/test
-  Parquet files go through the hub cache (helpers.data.hub), so a dataset downloaded once loads offline too.
-
-Splits travel as pandas frames (`Dataset.to_pandas()`, the documented route on NumPy 2).
+`data` is "sample" (the stratified sample in `helpers/data/sample_data/`, offline default), a local folder of
+train/test Parquet or CSV files with `text` and `label` (or the original `aclImdb/` layout), or a hub dataset
+name such as "stanfordnlp/imdb" (through the hub cache, helpers.data.hub). Splits travel as pandas frames.
 """
 import csv
 import io
+import re
 import warnings
 from pathlib import Path
 
@@ -26,16 +22,23 @@ from helpers.data.hub import SPLITS, hub_frames
 SAMPLE_DIR = Path(__file__).parent / "sample_data"  # the shipped sample, drawn by helpers.data.sample
 SAMPLE_SIZES = {"train": 2000, "test": 1000, "unlabelled": 3000}
 IMDB_SIZES = {"train": 25000, "test": 25000, "unlabelled": 50000}  # the Large Movie Review Dataset's splits
+LINE_BREAK = re.compile(r"<br\s*/?>", flags=re.IGNORECASE)  # IMDB marks line breaks with HTML tags
+LEAK_ORDER = ("test", "val", "train")  # a review in two splits stays in the first of these
+
+
+def clean_review(text):
+    """A review with IMDB's <br /> tags and runs of whitespace as one space: what duplicates are compared by."""
+    return " ".join(LINE_BREAK.sub(" ", text).split())
 
 
 def preview(text, chars):
-    """A review shortened for a table or a line of output: IMDB's <br /> tags as spaces, at most `chars` characters."""
-    text = text.replace("<br />", " ")
+    """A cleaned review (`clean_review`) cut to at most `chars` characters, for a table or a line of output."""
+    text = clean_review(text)
     return text if len(text) <= chars else text[:chars] + "..."
 
 
 class DataWarning(UserWarning):
-    """Input data that can be used but deserves a look (mapped labels, duplicates)."""
+    """Input data that can be used but deserves a look (mapped labels)."""
 
 
 def load_imdb(source):
@@ -61,9 +64,8 @@ def _local_folder(source):
 
 
 def check_source(source, sizes=None):
-    """The quick checks of a data source, run before any stage: its files exist, can be read and
-    have `text` and `label` columns (reading only their headers), and Parquet files hold at least
-    the `sizes` asked for ({split: n}, from their footers). Hub names are checked on loading."""
+    """The quick checks before any stage, from headers and footers only: the files exist, are readable, have `text`
+    and `label`, and Parquet files hold the `sizes` asked for ({split: n}). Hub names are checked on loading."""
     folder = _local_folder(source)
     if folder is None or (folder / "train" / "pos").is_dir():
         return
@@ -218,26 +220,36 @@ def stratified_sample(frame, n, seed):
 
 
 def make_splits(params):
-    """Train, validation and test frames for the run: subset, then carve validation from train."""
+    """Train, validation and test frames for the run, no review in two of them (`without_duplicates`)."""
+    return without_duplicates(draw_splits(params))[0]
+
+
+def draw_splits(params):
+    """Train, validation and test frames as drawn: subset, then carve validation from train."""
     frames = load_imdb(params.data)
     train = stratified_sample(frames["train"], params.n_train, params.seed)
     test = stratified_sample(frames["test"], params.n_test, params.seed)
     for name, frame in (("train", train), ("test", test)):
         if frame["label"].nunique() < 2:
             raise DataError(f"the {name} split holds only label {frame['label'].iloc[0]}; both classes are needed")
-    overlap = train_test_overlap(train, test)
-    if overlap:
-        warnings.warn(f"{overlap} of the {len(test)} test reviews also appear word for word among the training "
-                      "reviews, so test accuracy is slightly optimistic; remove them from the test file for a clean "
-                      "estimate", DataWarning, stacklevel=2)
     train, val = train_test_split(train, test_size=params.val_fraction, stratify=train["label"], random_state=params.seed)
     return {name: f.reset_index(drop=True) for name, f in (("train", train), ("val", val), ("test", test))}
 
 
-def train_test_overlap(train, test):
-    """How many test reviews also appear, with the same text, among the training reviews."""
-    seen = set(train["text"].str.strip())
-    return int(test["text"].str.strip().isin(seen).sum())
+def without_duplicates(splits):
+    """The splits with no review twice across them, compared after `clean_review`, and what was dropped:
+    {split: {"copies": extra copies of a review of the same split, "in_earlier": reviews equal to one of a
+    split before it in LEAK_ORDER}}. The test split keeps its own copies (it stays the set others report
+    on); validation and train drop theirs and those of an earlier split, so nothing scored was trained on."""
+    seen, kept, dropped = set(), {}, {}
+    for name in LEAK_ORDER:
+        keys = splits[name]["text"].map(clean_review)
+        in_earlier = keys.isin(seen).to_numpy()
+        copies = keys.duplicated().to_numpy() & ~in_earlier if name != "test" else np.zeros(len(keys), bool)
+        kept[name] = splits[name][~(in_earlier | copies)].reset_index(drop=True)
+        dropped[name] = {"copies": int(copies.sum()), "in_earlier": int(in_earlier.sum())}
+        seen.update(keys)
+    return {name: kept[name] for name in splits}, {name: dropped[name] for name in splits}
 
 
 def save_splits(splits, folder):
@@ -249,20 +261,15 @@ def load_splits(folder, names=("train", "val", "test")):
     return {name: pd.read_parquet(Path(folder) / f"{name}.parquet") for name in names}
 
 
-def split_summary(splits):
-    """Reviews, label balance and length in words, one row per split."""
+def split_summary(splits, dropped=None):
+    """One row per split: reviews, labels, length in words and the duplicates `dropped` from it (`without_duplicates`)."""
     rows = []
     for name, frame in splits.items():
-        words = frame["text"].str.split().str.len()
-        rows.append({
-            "split": name,
-            "reviews": len(frame),
-            "negative": int((frame["label"] == 0).sum()),
-            "positive": int((frame["label"] == 1).sum()),
-            "positive_share": round(float(frame["label"].mean()), 3),
-            "median_words": int(words.median()),
-            "max_words": int(words.max()),
-        })
+        words, labels = frame["text"].str.split().str.len(), frame["label"]
+        rows.append({"split": name, "reviews": len(frame), "negative": int((labels == 0).sum()),
+                     "positive": int((labels == 1).sum()), "positive_share": round(float(labels.mean()), 3),
+                     "median_words": int(words.median()), "max_words": int(words.max()),
+                     **{f"dropped_{kind}": n for kind, n in (dropped or {}).get(name, {}).items()}})
     return pd.DataFrame(rows).set_index("split")
 
 

@@ -1,11 +1,5 @@
-"""Draw the stratified IMDB sample that ships in `helpers/data/sample_data/`.
-
-The sample is the offline data of the `smoke` and `quick` profiles. It was drawn once with
-
-    python -m helpers.data.sample ../shared/data/imdb
-
-and is committed, so this script only matters to someone who wants to redraw it.
-"""
+"""Draw the stratified IMDB sample that ships in `helpers/data/sample_data/` (the offline data of `smoke` and
+`quick`), once, committed: `python -m helpers.data.sample ../shared/data/imdb` redraws it."""
 import argparse
 from pathlib import Path
 
@@ -42,7 +36,7 @@ def write_unlabelled(source):
 
     test_reviews = pd.read_parquet(source / "test.parquet")["text"]
     sentences = pd.read_parquet(SHIPPED["short"])["text"]
-    drawn = draw_unlabelled(str(source / "unsup.parquet"), SAMPLE_SIZES["unlabelled"], SAMPLE_SEED, test_reviews, sentences)
+    drawn, _ = draw_unlabelled(str(source / "unsup.parquet"), SAMPLE_SIZES["unlabelled"], SAMPLE_SEED, test_reviews, sentences)
     write_frame(SHIPPED_FILE, drawn[["text"]], compression="zstd", index=False)
     print(f"{SHIPPED_FILE}: {len(drawn)} unlabelled reviews")
 

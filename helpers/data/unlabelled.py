@@ -1,27 +1,15 @@
-"""Unlabelled reviews for distillation: the teacher labels them, the student learns from its soft labels.
-
-DistilBERT and TinyBERT distil on far more text than the labelled set: a student that sees only
-the teacher's training reviews learns the teacher's answers on those, not how it reads text in
-general. The `unlabelled` parameter names where the extra reviews come from, `n_unlabelled` how
-many are drawn (seeded):
-
-- "sample": IMDB's unsupervised split (`unsup`, 50,000 reviews; Maas et al. 2011), a slice of
-  which ships in `helpers/data/sample_data/unlabelled.parquet` (offline default, `quick`);
-- a Parquet or CSV file with a `text` column (any `label` column is ignored), relative paths
-  from the project root;
-- a hub dataset name, e.g. "stanfordnlp/imdb": its "unsupervised" split (helpers.data.hub).
-
-Reviews that hold a test text word for word are dropped before the draw: one equal to a test
-review, or one containing a sentence of an extra test set of at least CONTAINED_CHARS characters
-(the short-sentence set was cut from IMDB reviews, a few of them in `unsup`). Shorter sentences
-are left out of that check because common phrases ("a great movie.") occur in many innocent reviews.
+"""Unlabelled reviews for distillation (as DistilBERT and TinyBERT): the teacher labels them, the student learns
+its soft labels. `unlabelled` is "sample" (a slice of IMDB's 50,000-review `unsup` split, shipped), a Parquet/CSV
+file with `text`, or a hub dataset's "unsupervised" split; `n_unlabelled` reviews are drawn, seeded. Dropped
+first: reviews equal to one of a labelled split (after `clean_review`), and those holding a sentence of an extra
+test set of CONTAINED_CHARS or more (shorter ones are common phrases, "a great movie.").
 """
 
 import pandas as pd
 
 from helpers.core.errors import ConfigError, DataError
 from helpers.core.files import project_path
-from helpers.data.imdb import SAMPLE_DIR, column_names, read_table
+from helpers.data.imdb import SAMPLE_DIR, clean_review, column_names, read_table
 
 SHIPPED_FILE = SAMPLE_DIR / "unlabelled.parquet"
 CONTAINED_CHARS = 40
@@ -52,6 +40,11 @@ def _file(spec):
 
 def load_unlabelled(spec):
     """Every unlabelled review `spec` names, once each, as a frame with one `text` column."""
+    return _unique_reviews(spec)[0]
+
+
+def _unique_reviews(spec):
+    """`load_unlabelled`'s frame and the extra copies it left out (after `clean_review`; IMDB's unsup repeats some)."""
     file = _file(spec)
     if file is None:
         from helpers.data.hub import hub_unsupervised
@@ -61,31 +54,36 @@ def load_unlabelled(spec):
         check_unlabelled(spec)
         texts = read_table(file)["text"]
     texts = pd.Series(texts, dtype=object).dropna().astype(str)
-    texts = texts[texts.str.strip() != ""].drop_duplicates()  # IMDB's unsup split repeats 493 of its texts
-    return pd.DataFrame({"text": texts.to_numpy()})
+    texts = texts[texts.str.strip() != ""]
+    copies = texts.map(clean_review).duplicated().to_numpy()
+    return pd.DataFrame({"text": texts[~copies].to_numpy()}), int(copies.sum())
 
 
-def without_test_texts(frame, test_reviews, test_sentences):
-    """`frame` without the reviews that equal a test review or text, or contain a test sentence (a text of
-    an extra test set) of CONTAINED_CHARS characters or more."""
-    equal = {text.strip() for text in (*test_reviews, *test_sentences)}
-    inside = [text.strip() for text in test_sentences if len(text.strip()) >= CONTAINED_CHARS]
-    keep = [review.strip() not in equal and not any(text in review for text in inside) for review in frame["text"]]
+def without_test_texts(frame, labelled_reviews, test_sentences):
+    """`frame` without the reviews that equal a labelled review or a test text, or contain a test sentence (a
+    text of an extra test set) of CONTAINED_CHARS characters or more, all compared after `clean_review`."""
+    equal = {clean_review(text) for text in (*labelled_reviews, *test_sentences)}
+    inside = [clean_review(text) for text in test_sentences if len(clean_review(text)) >= CONTAINED_CHARS]
+    cleaned = frame["text"].map(clean_review)
+    keep = [review not in equal and not any(text in review for text in inside) for review in cleaned]
     return frame[keep].reset_index(drop=True)
 
 
-def draw_unlabelled(spec, n, seed, test_reviews, test_sentences=()):
-    """`n` unlabelled reviews (all when n is None), drawn with `seed` after the test texts are taken out
-    (`without_test_texts`), with label NO_LABEL. Candidates are shuffled first and checked in that order,
-    a chunk at a time, so a draw of n searches about n reviews for test sentences, not all 50,000."""
-    shuffled = load_unlabelled(spec).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+def draw_unlabelled(spec, n, seed, labelled_reviews, test_sentences=()):
+    """`n` unlabelled reviews (all when n is None) with label NO_LABEL, drawn with `seed` after
+    `without_test_texts`, and what was dropped: {"copies": within the source, "in_earlier": of the reviews
+    examined, those equal to a labelled review or holding a test sentence}. Candidates are checked in
+    shuffled order a chunk at a time, so a draw of n searches about n reviews, not all 50,000."""
+    candidates, copies = _unique_reviews(spec)
+    shuffled = candidates.sample(frac=1.0, random_state=seed).reset_index(drop=True)
     wanted = len(shuffled) if n is None else n
     kept, start, chunk = [], 0, max(256, 2 * wanted)
     while start < len(shuffled) and sum(map(len, kept)) < wanted:
-        kept.append(without_test_texts(shuffled.iloc[start:start + chunk], test_reviews, test_sentences))
+        kept.append(without_test_texts(shuffled.iloc[start:start + chunk], labelled_reviews, test_sentences))
         start += chunk
     drawn = pd.concat(kept, ignore_index=True) if kept else shuffled.iloc[:0]
     if n is not None and len(drawn) < n:
         raise DataError(f"unlabelled {spec!r}: {len(drawn)} usable reviews, fewer than n_unlabelled {n}; "
                         "lower n_unlabelled or give a larger source")
-    return drawn.iloc[:wanted].assign(label=NO_LABEL)
+    dropped = {"copies": copies, "in_earlier": min(start, len(shuffled)) - len(drawn)}
+    return drawn.iloc[:wanted].assign(label=NO_LABEL), dropped

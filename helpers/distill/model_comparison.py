@@ -1,12 +1,8 @@
-"""05's comparison: the student's CPU copies (PyTorch's int8, and ONNX Runtime's from helpers.export) and
-every model side by side: size, CPU speed and accuracy with intervals on the same reviews of every test set.
-
-The int8 copy and the CPU timings run on the CPU whatever device trained the models (on Colab: the
-runtime's CPU). Every CPU figure rests on a seeded sample of each test set (`cpu_samples`), and the
-timed reviews are part of it, so a ratio between two rows always compares the same reviews.
+"""05's comparison: the student's CPU copies (torch int8; ONNX Runtime's from helpers.serve.export) and every
+model side by side: size, warm CPU speed, accuracy with intervals and paired differences on the same reviews.
+CPU figures rest on a seeded sample of each test set (`cpu_samples`) holding the timed reviews.
 """
 import io
-import time
 from functools import partial
 from pathlib import Path
 
@@ -18,13 +14,15 @@ from helpers.core.files import dir_size_mb, read_json
 from helpers.core.int8 import quantize_int8
 from helpers.core.models import count_parameters
 from helpers.core.sentiment import positive_probability
+from helpers.core.timing import warmed_timing
 from helpers.evaluate.metrics import classification_metrics, sets_table
+from helpers.evaluate.paired import paired_comparisons
 from helpers.evaluate.scored_sets import cpu_samples
-from helpers.train.prediction import timed_cpu_logits
+from helpers.train.prediction import cpu_logits, timed_cpu_logits, warm_up_batch
 
 
 def cpu_throughput(model, dataset, tokenizer, batch_size):
-    """Reviews per second of `model` predicting on the CPU."""
+    """Reviews per second of `model` predicting on the CPU (after a warm-up batch: `timed_cpu_logits`)."""
     return len(dataset) / timed_cpu_logits(model, dataset, tokenizer, batch_size)[1]
 
 
@@ -36,19 +34,12 @@ def serialized_mb(model):
 
 
 def compare(trained, sets, probs, tokenizer, params, baseline_footprint, onnx_dir=None):
-    """Size, CPU speed and scores of the baseline, the teacher, the student and the student's CPU copies:
-    quantized to int8 by torch and, when `onnx_dir` holds the student's ONNX copies (helpers.serve.export.student_copies:
-    the distill stage writes them when onnxruntime is installed), ONNX Runtime's fp32 and int8.
+    """Size, CPU speed and scores of the baseline, teacher, student and the student's CPU copies (`cpu_copies`).
 
-    `trained` maps "teacher" and "student" to (model, saved folder); `sets` maps each test set
-    (the run's test split first, then the extra sets) to its tokenized reviews, and `probs` each
-    set to {model: P(positive) per review} of the baseline, the teacher and the student;
-    `baseline_footprint` is the baseline's row as the evaluate stage measured it where it fitted it
-    (evaluate/baseline.json: parameters, size, CPU reviews/s on the same timed reviews). The CPU
-    copies are scored on a seeded sample of each set (`n_cpu_test` reviews; all when fewer), or on its
-    timed reviews (`cpu_copies` says which); the others on the whole set and on the same reviews, so a
-    ratio between two rows always compares the same reviews. Speed is timed on the same `n_speed` reviews of the test split's sample for every
-    model (the baseline on their text), in batches of `eval_batch_size`, on torch's CPU threads.
+    `trained`: {"teacher"/"student": (model, saved folder)}; `sets`: {test set: tokenized reviews}, the run's
+    test split first; `probs`: {set: {model: P(positive)}}; `baseline_footprint`: evaluate/baseline.json's row.
+    Copies are scored on each set's CPU sample (or its timed reviews), the others on the whole set; every model
+    is timed on the same `n_speed` reviews, in batches of `eval_batch_size`, on torch's CPU threads.
     """
     copies = cpu_copies(trained["student"][0], tokenizer, params.eval_batch_size, onnx_dir)
     main_name = next(iter(sets))
@@ -68,20 +59,18 @@ def compare(trained, sets, probs, tokenizer, params, baseline_footprint, onnx_di
     scored = {name: _score_set(ds, everyone[name], params) for name, ds in sets.items()}
     models = {name: {"params": n_params, "size_mb": round(size_mb, 2), "reviews_per_s": round(speed, 2),
                      **scored[main_name]["models"][name]} for name, (n_params, size_mb, speed) in footprints.items()}
-    return {"reviews": scored[main_name]["reviews"],
+    return {"reviews": scored[main_name]["reviews"], "paired": scored[main_name]["paired"],
             "cpu": {"batch_size": params.eval_batch_size, "threads": torch.get_num_threads()}, "models": models,
             "extra_test_sets": {name: result for name, result in scored.items() if name != main_name}}
 
 
 def cpu_copies(student, tokenizer, batch_size, onnx_dir=None):
-    """{row name: (function from tokenized reviews to logits, size in MB, reviews scored)} of the student's CPU
-    copies: torch's int8 and, from `onnx_dir` (helpers.serve.export.write_copies), the ONNX Runtime copies (fp32
-    optimized and int8), run on as many threads as torch uses. The int8 copies are scored on each set's CPU
-    sample ("cpu_sample"); the fp32 ONNX copy, which gives the student's own logits (helpers.export checks them
-    to 1e-3), on its timed reviews only ("timed"), so its row costs little time."""
+    """{row: (tokenized reviews -> logits, MB, "cpu_sample" or "timed": the reviews it scores)} of the student's CPU
+    copies: torch int8 and, from `onnx_dir`, ONNX Runtime's optimized fp32 (the student's own logits: its timed
+    reviews only) and int8, on as many threads as torch uses."""
     int8 = quantize_int8(student)
-    copies = {"student_int8": (lambda ds: timed_cpu_logits(int8, ds, tokenizer, batch_size)[0], serialized_mb(int8),
-                               "cpu_sample")}
+    copies = {"student_int8": (partial(cpu_logits, int8, tokenizer=tokenizer, batch_size=batch_size),
+                               serialized_mb(int8), "cpu_sample")}
     if onnx_dir is None:
         return copies
     from helpers.serve import export, onnx_backend
@@ -102,37 +91,31 @@ def _session_logits(session, pad_id, batch_size, dataset):
 
 
 def _copy_probabilities(logits_of, scope, sets, params):
-    """One CPU copy's P(positive) on each set's reviews of its `scope` (NaN elsewhere), and its seconds on the
-    test split's timed reviews. Those are part of what it scores, so the timed pass scores them too; the extra
-    sets go first, so the timed pass never meets a cold copy when there are any."""
-    main_name, *others = sets
-    probs, seconds = {}, None
-    for name in [*others, main_name]:
-        dataset = sets[name]
+    """A CPU copy's P(positive) on its `scope` of each set (NaN elsewhere) and its seconds on the timed reviews, warm."""
+    main_name, probs, seconds = next(iter(sets)), {}, None
+    for name, dataset in sets.items():
         sample, timed = cpu_samples(len(dataset), params.n_cpu_test, params.n_speed, params.seed)
         rows = sample if scope == "cpu_sample" else timed
         probs[name] = np.full(len(dataset), np.nan)
-        if name != main_name:
+        if name == main_name:  # its timed reviews are scored by the timed pass
+            timed_set = dataset.select(timed)
+            logits, seconds = warmed_timing(logits_of, timed_set, warm_up_batch(timed_set, params.eval_batch_size))
+            probs[name][timed] = positive_probability(logits)
+            rows = np.setdiff1d(rows, timed)
+        if len(rows):
             probs[name][rows] = positive_probability(logits_of(dataset.select(rows)))
-            continue
-        rest = np.setdiff1d(rows, timed)
-        if len(rest):
-            probs[name][rest] = positive_probability(logits_of(dataset.select(rest)))
-        started = time.perf_counter()
-        probs[name][timed] = positive_probability(logits_of(dataset.select(timed)))
-        seconds = time.perf_counter() - started
     return probs, seconds
 
 
 def _score_set(dataset, probs, params):
-    """One test set's scores for every model in `probs` ({model: P(positive) per review, NaN where it was not
-    scored}): on the whole set, on the CPU sample and on its timed reviews (the first `n_speed` of the
-    sample's draw), None where a model did not score all of those reviews."""
+    """One test set's scores of every model (NaN where it did not score) on the whole set, the CPU sample and the
+    timed reviews (None where a model missed some of them), and the paired differences."""
     labels = np.asarray(dataset["labels"])
     sample, timed = cpu_samples(len(dataset), params.n_cpu_test, params.n_speed, params.seed)
     return {"reviews": {"test": len(dataset), "cpu_sample": len(sample), "timed": len(timed)},
             "models": {name: {"test": _scores(labels, p), "cpu_sample": _scores(labels[sample], p[sample]),
-                              "timed": _scores(labels[timed], p[timed])} for name, p in probs.items()}}
+                              "timed": _scores(labels[timed], p[timed])} for name, p in probs.items()},
+            "paired": paired_comparisons(labels, probs)}
 
 
 def _scores(labels, probs):
@@ -144,12 +127,8 @@ def _scores(labels, probs):
 
 
 def comparison_table(comparison):
-    """Every model in readable units, with each one's share of the teacher's.
-
-    Column names say on how many reviews each figure rests (the timed ones for speed, with the batch
-    size and threads; the test split or its CPU sample for scores, where one pair of columns serves
-    every model when the sample is the whole split), and each accuracy has its 95% interval.
-    """
+    """Every model in readable units; rows "/ teacher" its share of the teacher's, rows "a - b" the paired
+    differences (accuracy difference, paired interval, McNemar p). Column names say the reviews each rests on."""
     reviews, cpu = comparison["reviews"], comparison.get("cpu")
     setting = f", batch {cpu['batch_size']}, {cpu['threads']} threads" if cpu else ""
     columns = {"params": "params (M)", "size_mb": "size (MB)",
@@ -172,12 +151,19 @@ def comparison_table(comparison):
     for name in [n for n in comparison["models"] if n != "teacher"]:
         table.loc[f"{name} / teacher"] = table.loc[name] / table.loc["teacher"]
         table.loc[f"{name} / teacher", sorted(set(intervals))] = np.nan  # a ratio of interval ends means nothing
+    if comparison.get("paired"):
+        table["McNemar p"] = np.nan
+    for pair, stats in comparison.get("paired", {}).items():
+        suffix = next((scored_on[where] for where in scored_on if reviews[where] == stats["n"]), None)
+        if suffix is None:  # on reviews no column of the table holds
+            continue
+        table.loc[pair, ["accuracy" + suffix, "95% low" + suffix, "95% high" + suffix, "McNemar p"]] = [
+            stats["difference"], *stats["ci95"], stats["p_mcnemar"]]
     return table.round(3)
 
 
 def extra_sets_table(comparison):
-    """The per-set results table (helpers.evaluate.metrics.sets_table) of every model on each extra test set: on the
-    whole set, or on its CPU sample where the student's CPU copies read only that (the sample's size is given)."""
+    """`sets_table` of every model on each extra set: on the whole set, or the CPU sample where a copy read only that."""
     scores = {}
     for name, result in comparison.get("extra_test_sets", {}).items():
         scores[name] = {}

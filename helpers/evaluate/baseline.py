@@ -1,18 +1,12 @@
-"""The bag-of-words baseline set beside every model: TF-IDF n-grams and a logistic regression.
-
-It says what the transformers add: on the `quick` split a baseline like this one scores
-close to the fine-tuned MiniLM, in seconds. It is chosen and fitted the way the teacher is:
-its regularisation strength C is picked on the validation split, the model is fitted on the
-training reviews only, and the test split is never seen (no function here takes it).
+"""The bag-of-words baseline beside every model: TF-IDF n-grams and a logistic regression, chosen and fitted the
+way the teacher is (C picked on validation, fitted on the training reviews; no function here takes the test split).
 
     baseline = fit_baseline(train.text, train.label, val.text, val.label, seed)
-    prob = baseline_proba(baseline, test.text)
-    metrics.classification_metrics(test.label, prob)   # scored like the transformers
+    prob = baseline_proba(baseline, test.text)   # scored like the transformers
 """
 import pickle
-import re
-import time
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -22,6 +16,8 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from helpers.core.sentiment import predicted_labels
+from helpers.core.timing import warmed_timing
+from helpers.data.imdb import clean_review
 
 C_GRID = (0.1, 0.3, 1, 3, 10, 30, 100)  # inverse regularisation strengths tried on validation
 NGRAM_RANGE = (1, 2)  # word unigrams and bigrams
@@ -30,28 +26,23 @@ MAX_ITER = 1000  # lbfgs converges well within this on TF-IDF features
 # A problem this small gains nothing from parallel threads, and on a busy CPU (beside torch's own
 # thread pool, say) OpenMP's waiting threads made the lbfgs fits far slower: fit in one.
 FIT_THREADS = 1
-# IMDB reviews mark line breaks with HTML tags; left in, the tokenizer learns "br" as a word
-LINE_BREAK = re.compile(r"<br\s*/?>", flags=re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class Baseline:
-    """A fitted baseline: the TF-IDF + logistic regression pipeline, the C it uses and the
-    validation accuracy of every C tried ({C: accuracy}, for the report)."""
+    """A fitted baseline: the TF-IDF + logistic regression pipeline, its C, and validation accuracy by C tried."""
     pipeline: Pipeline
     c: float
     val_accuracy_by_c: dict
 
 
-def clean_review(text):
-    """The text the vectorizer reads: line-break tags replaced by spaces, lower-cased.
-
-    A custom preprocessor replaces scikit-learn's own, lower-casing included, so it is done here."""
-    return LINE_BREAK.sub(" ", text).lower()
+def vectorizer_text(text):
+    """What the vectorizer reads: the cleaned review, lower-cased (a custom preprocessor replaces sklearn's)."""
+    return clean_review(text).lower()
 
 
 def make_vectorizer():
-    return TfidfVectorizer(preprocessor=clean_review, ngram_range=NGRAM_RANGE, min_df=MIN_DF, sublinear_tf=True)
+    return TfidfVectorizer(preprocessor=vectorizer_text, ngram_range=NGRAM_RANGE, min_df=MIN_DF, sublinear_tf=True)
 
 
 def make_classifier(c, seed):
@@ -60,13 +51,8 @@ def make_classifier(c, seed):
 
 
 def fit_baseline(train_texts, train_labels, val_texts, val_labels, seed, c_grid=C_GRID):
-    """The baseline whose C scores best on the validation split, fitted on the training reviews only.
-
-    The vectorizer is fitted once, on the training reviews; one classifier per C is fitted on
-    them and scored on validation. The best one is kept as it is (it was already fitted on the
-    training reviews alone, so the validation split stays held out, as it does for the teacher).
-    Ties go to the smaller C, the simpler model.
-    """
+    """The baseline whose C scores best on validation (ties: the smaller C), fitted on the training reviews only:
+    the vectorizer once, one classifier per C, the best kept as fitted."""
     vectorizer = make_vectorizer()
     train_features = vectorizer.fit_transform(list(train_texts))
     val_features = vectorizer.transform(list(val_texts))
@@ -104,8 +90,6 @@ def pickled_mb(baseline):
 
 
 def footprint(baseline, texts):
-    """(learnt numbers, pickled megabytes, reviews per second predicting `texts` on the CPU): the baseline's
-    row of the distill stage's comparison, measured once where the baseline is fitted (the evaluate stage)."""
-    started = time.perf_counter()
-    baseline_proba(baseline, texts)
-    return baseline_parameters(baseline), pickled_mb(baseline), len(texts) / (time.perf_counter() - started)
+    """(learnt numbers, pickled MB, warm CPU reviews/s on `texts`): the baseline's row of the comparison."""
+    seconds = warmed_timing(partial(baseline_proba, baseline), texts, texts)[1]
+    return baseline_parameters(baseline), pickled_mb(baseline), len(texts) / seconds

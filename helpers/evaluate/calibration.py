@@ -1,17 +1,8 @@
-"""Are the probabilities right? Calibration error, reliability diagrams and temperature scaling.
+"""Are the probabilities right? Calibration error (with its interval), reliability diagrams, temperature scaling.
 
-A model is calibrated when, of the reviews it calls positive with 80% confidence, 80% are
-positive. Fine-tuned transformers tend to be overconfident (Guo et al. 2017, "On Calibration
-of Modern Neural Networks"); temperature scaling fixes most of it with one number fitted on
-the validation split: the logits are divided by T, which changes no prediction (the larger
-logit stays the larger) and only their confidence.
-
-    temperature = fit_temperature(val_logits, val_labels)   # the stage writes it to its calibration.json
-    probabilities = positive_probability(logits / temperature)   # where predictions are made
-    fold_temperature(model, temperature)   # an exported copy (helpers.export): calibrated logits for every consumer
-
-The stages keep their saved models as trained and the temperature beside them; only a copy that leaves
-the project (the ONNX export) has it folded into its classifier.
+Fine-tuned transformers tend to be overconfident (Guo et al. 2017); one temperature T fitted on the validation
+split divides the logits, which changes no prediction, only its confidence. The stages keep their models raw
+and T in their calibration.json; only the exported copy has it folded into its classifier (`fold_temperature`).
 """
 import math
 
@@ -29,25 +20,27 @@ from helpers.runs import layout
 CALIBRATION_BINS = 15  # Guo et al.'s choice, so the figures compare with the literature
 TEMPERATURE_BOUNDS = (0.01, 100.0)  # the search range of T; beyond it the logits are all but constant or hard 0/1
 TEMPERATURE_KEY = "calibration_temperature"  # the model.config attribute recording the folded temperature
+ECE_DRAWS = 1000  # bootstrap draws behind ECE's interval
 
 
-def reliability_table(prob_positive, labels, bins=CALIBRATION_BINS):
-    """Per confidence bin (`bins` equal-width bins over [0, 1], each holding (lower, upper]), of
-    the bins that hold any review: the bin's range, how many reviews fall in it, their mean
-    confidence and the accuracy of their predictions. What a reliability diagram draws.
-
-    Confidence is the probability of the predicted class, max(p, 1 - p), so with two classes
-    only the bins above 0.5 are ever filled.
-    """
+def _binned(prob_positive, labels, bins):
+    """Each review's bin (`bins` equal-width bins over [0, 1], each (lower, upper]), its confidence max(p, 1 - p) (only
+    bins above 0.5 fill) and whether it was right."""
     prob_positive, labels = np.asarray(prob_positive, dtype=float), np.asarray(labels)
     predicted = predicted_labels(prob_positive)
     confidence = np.where(predicted == 1, prob_positive, 1 - prob_positive)
     edges = np.linspace(0.0, 1.0, bins + 1)
     # searchsorted(side="left") puts a confidence equal to an edge in the bin below it: bins are (lower, upper]
-    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
-    reviews = pd.DataFrame({"bin": index, "confidence": confidence, "correct": predicted == labels})
+    return np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1), confidence, predicted == labels
+
+
+def reliability_table(prob_positive, labels, bins=CALIBRATION_BINS):
+    """Per filled confidence bin (`_binned`): its range, reviews, mean confidence and accuracy (a reliability diagram)."""
+    index, confidence, correct = _binned(prob_positive, labels, bins)
+    reviews = pd.DataFrame({"bin": index, "confidence": confidence, "correct": correct})
     table = reviews.groupby("bin").agg(count=("correct", "size"), mean_confidence=("confidence", "mean"),
                                        accuracy=("correct", "mean"))
+    edges = np.linspace(0.0, 1.0, bins + 1)
     table.insert(0, "lower", edges[table.index])
     table.insert(1, "upper", edges[table.index + 1])
     return table.reset_index(drop=True)
@@ -60,46 +53,63 @@ def table_calibration_error(table):
 
 
 def expected_calibration_error(prob_positive, labels, bins=CALIBRATION_BINS):
-    """Expected calibration error over 15 equal-width bins (by default) of the predicted class's confidence.
-
-    ECE = sum over bins of (n_bin / n) * |accuracy_bin - mean_confidence_bin|, where a review's
-    confidence is max(p, 1 - p) and its prediction is positive when p >= 0.5. 0 is perfectly calibrated.
-    """
+    """ECE = sum over bins of (n_bin / n) * |accuracy_bin - mean_confidence_bin| (`_binned`); 0 is perfectly calibrated."""
     return table_calibration_error(reliability_table(prob_positive, labels, bins))
 
 
-def fit_temperature(val_logits, val_labels):
-    """The temperature T > 0 minimising the negative log-likelihood of softmax(logits / T) on the
-    validation split: one scalar, found by a bounded search on log T (deterministic).
+def ece_interval(prob_positive, labels, bins=CALIBRATION_BINS, draws=ECE_DRAWS, seed=0):
+    """The 95% interval of `expected_calibration_error` from a seeded bootstrap of the reviews (`draws` resamples)."""
+    index, confidence, correct = _binned(prob_positive, labels, bins)
+    rng, n = np.random.default_rng(seed), len(index)
+    eces = []
+    for _ in range(draws):
+        drawn = rng.integers(0, n, n)  # per bin, sum(correct - confidence) = n_bin * (accuracy - mean confidence)
+        eces.append(np.abs(np.bincount(index[drawn], correct[drawn] - confidence[drawn], minlength=bins)).sum() / n)
+    return [float(value) for value in np.percentile(eces, [2.5, 97.5])]
 
-    T > 1 softens an overconfident model, T < 1 sharpens an underconfident one. A model that
-    separates its validation reviews perfectly has no optimum (the likelihood keeps rising as T
-    falls): T then comes out far below 1, wherever the loss stops changing in floating point,
-    and means only that the validation split is too small or too easy to calibrate on.
-    """
+
+def mean_nll(logits, labels, temperature=1.0):
+    """The mean negative log-likelihood of the labels under softmax(logits / temperature)."""
+    log_prob = log_softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=1)
+    return float(-log_prob[np.arange(len(labels)), np.asarray(labels)].mean())
+
+
+def fit_temperature(val_logits, val_labels):
+    """The temperature T > 0 minimising `mean_nll` on the validation split: one scalar, found by a bounded,
+    deterministic search on log T. T > 1 softens an overconfident model, T < 1 sharpens an underconfident
+    one. A model that separates its validation reviews perfectly has no optimum: T then comes out far below 1
+    and means only that the validation split is too small or too easy to calibrate on."""
     logits = np.asarray(val_logits, dtype=np.float64)
     labels = np.asarray(val_labels)
     if logits.ndim != 2 or len(logits) != len(labels):
         raise ValueError(f"expected logits of shape (n, classes) and n labels; got {logits.shape} and {labels.shape}")
-
-    def nll(log_t):
-        log_prob = log_softmax(logits / math.exp(log_t), axis=1)
-        return -log_prob[np.arange(len(labels)), labels].mean()
-
     low, high = (math.log(t) for t in TEMPERATURE_BOUNDS)
-    result = minimize_scalar(nll, bounds=(low, high), method="bounded", options={"xatol": 1e-6})
+    result = minimize_scalar(lambda log_t: mean_nll(logits, labels, math.exp(log_t)), bounds=(low, high),
+                             method="bounded", options={"xatol": 1e-6})
     return float(math.exp(result.x))
 
 
-def fold_temperature(model, temperature):
-    """Divide the final classification layer's weights and bias by `temperature`, in place.
+def lowered_nll(fitted):
+    """Whether the temperature lowered the test reviews' mean NLL (False where never measured): only then calibrated."""
+    return fitted.get("nll", math.inf) < fitted.get("nll_uncalibrated", -math.inf)
 
-    The model's logits become logits / T, so whatever reads it (ONNX Runtime, transformers.pipeline on an
-    exported copy) gets the calibrated ones. The temperature is multiplied into
-    `model.config.calibration_temperature` (saved with the config), so raw logits stay
-    recoverable: raw = calibrated * recorded_temperature(model.config). Fold before quantizing:
-    a quantized classifier is no longer a torch.nn.Linear and is refused.
-    """
+
+def calibration_summary(fitted):
+    """A calibration record in words: T, ECE with its interval and mean NLL on the test reviews, before and after."""
+    ece = {key: f"{fitted[key]:.3f} (95% interval {'{:.3f}-{:.3f}'.format(*fitted.get(key + '_ci95', [math.nan] * 2))})"
+           for key in ("ece_uncalibrated", "ece")}
+    text = (f"Temperature T = {fitted['temperature']:.3f}, fitted on {fitted['val_reviews']:,} validation reviews. On the "
+            f"test reviews, ECE ({fitted['bins']} bins) {ece['ece_uncalibrated']} before, {ece['ece']} after")
+    if "nll" not in fitted:
+        return text + "."
+    return (text + f"; mean NLL {fitted['nll_uncalibrated']:.4f} before, {fitted['nll']:.4f} after: the temperature "
+            + ("lowered it." if lowered_nll(fitted) else "did not lower it, so the raw probabilities are no worse."))
+
+
+def fold_temperature(model, temperature):
+    """Divide the classifier's weights and bias by `temperature`, in place, so that every reader of an exported copy
+    gets calibrated logits; `model.config.calibration_temperature` records it (raw = calibrated * recorded). Fold
+    before quantizing: a quantized classifier is refused."""
     if not (math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a positive number; got {temperature!r}")
     classifier = classifier_layer(model)
@@ -117,9 +127,8 @@ def recorded_temperature(config):
 
 
 def load_with_temperature(run, who):
-    """A run's `who` ('teacher' or 'student') as its stage saved it, and the temperature its logits still need
-    dividing by to be calibrated: the one its stage fitted, less any the model already holds (its config records
-    it; the stages save their models raw, so normally all of it). The demo, helpers.predict and the export use it."""
+    """A run's `who` ('teacher' or 'student') as saved, and the temperature its logits still need: the one its stage
+    fitted, less any its config records as folded in (the demo, helpers.predict and the export use it)."""
     model = load_trained(run.require(layout.MODEL_FOLDERS[who]))
     fitted = read_json(run.require(layout.CALIBRATION_FILES[who]))["temperature"]
     return model, fitted / recorded_temperature(model.config)

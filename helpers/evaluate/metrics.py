@@ -1,11 +1,11 @@
-"""Every metric: validation scores, test metrics with their intervals, the per-set results table, the
-confusion matrix and the reviews a model gets most wrong. Predictions come from helpers.train.prediction.
-"""
+"""Every metric: validation scores, test metrics with intervals, the per-set table, the confusion matrix, the
+surest mistakes. Predictions come from helpers.train.prediction; paired differences from helpers.evaluate.paired."""
 import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from helpers.core.sentiment import LABEL_NAMES, accuracy_interval, predicted_labels
+from helpers.data.imdb import clean_review
 
 
 def classification_metrics(labels, prob_positive):
@@ -58,7 +58,7 @@ def wrong_predictions(predictions):
 def confident_errors(predictions, k, preview_chars=300):
     """The k wrong predictions the model was surest of, with a preview of each review."""
     worst = wrong_predictions(predictions).head(k).copy()
-    worst["text"] = worst["text"].str.replace("<br />", " ", regex=False).str.slice(0, preview_chars)
+    worst["text"] = worst["text"].map(clean_review).str.slice(0, preview_chars)
     worst["label"] = worst["label"].map(LABEL_NAMES)
     worst["predicted"] = worst["predicted"].map(LABEL_NAMES)
     return worst[["label", "predicted", "confidence", "text"]].round({"confidence": 3})

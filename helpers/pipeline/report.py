@@ -1,18 +1,11 @@
-"""One self-contained `report.html` per run folder: what a person opens to see how a run went.
+"""One self-contained `report.html` per run folder, built only from the files the stages left there (a missing
+stage shows "not run yet"); figures embedded as data URIs, CSS inline, so the one file can be mailed.
 
     python -m helpers.report runs/quick      # (re)build runs/quick/report.html
 
-The batch runner writes it at the end of every run (also after a failed stage). It is built
-only from the files the stages leave in the run folder, so it can be rebuilt for any run, old
-or partial: a stage whose files are missing shows "not run yet" instead of failing. Every
-figure is embedded as a base64 data URI and the CSS is inline, so the one file can be mailed,
-attached to an issue or opened from Drive without its folder. The summary (this module) shows each
-stage's seconds beside the time estimated before it ran (estimates.json, helpers.pipeline.estimates); the
-sections on what each stage made are in helpers.pipeline.report_sections.
-
-A small inline script checks, once the page has loaded, that every figure decoded; it
-replaces a broken one with a visible note and records the counts on <body> as
-`data-figures` and `data-figures-loaded`, for a reader and for the headless-browser test.
+This module holds the page and its summary (each stage's seconds beside its estimate); the sections are in
+helpers.pipeline.report_sections. An inline script replaces a figure that fails to decode with a note and
+records the counts on <body> (`data-figures`, `data-figures-loaded`) for the headless-browser test.
 """
 import argparse
 import html
@@ -150,22 +143,33 @@ def _outcome(run_dir):
         low, high = metrics.get("accuracy_ci95", [float("nan")] * 2)
         lines.append(f"Teacher: test accuracy <b>{metrics['accuracy']:.4f}</b> (95% interval {low:.3f} to "
                      f"{high:.3f}), F1 {metrics['f1']:.4f} ({metrics['n']:,} test reviews).")
-    sets = read_run_json(run_dir, layout.TEST_SET_SCORES)
+    sets, paired = read_run_json(run_dir, layout.TEST_SET_SCORES), read_run_json(run_dir, layout.PAIRED) or {}
     if sets:
         lines += [f"On {name} ({by_model['teacher']['n']:,} reviews): teacher {by_model['teacher']['accuracy']:.4f}, "
-                  f"TF-IDF baseline {by_model['baseline']['accuracy']:.4f}." for name, by_model in sets.items()]
+                  f"TF-IDF baseline {by_model['baseline']['accuracy']:.4f}{_difference(paired.get(name, {}), 'teacher - baseline')}."
+                  for name, by_model in sets.items()]
     comparison = read_run_json(run_dir, layout.COMPARISON)
     if comparison:
-        models, reviews = comparison["models"], comparison["reviews"]
+        models, reviews, pairs = comparison["models"], comparison["reviews"], comparison.get("paired", {})
         teacher, student, int8 = (models[name] for name in ("teacher", "student", "student_int8"))
         share = student["test"]["accuracy"] / teacher["test"]["accuracy"]
-        lines.append(f"Student: test accuracy <b>{student['test']['accuracy']:.4f}</b> ({share:.1%} of the teacher's), "
-                     f"{student['params'] / teacher['params']:.0%} of its parameters, "
-                     f"{student['reviews_per_s'] / teacher['reviews_per_s']:.1f}x its CPU speed.")
+        lines.append(f"Student: test accuracy <b>{student['test']['accuracy']:.4f}</b> ({share:.1%} of the teacher's"
+                     f"{_difference(pairs, 'student - teacher')}), {student['params'] / teacher['params']:.0%} of its "
+                     f"parameters, {student['reviews_per_s'] / teacher['reviews_per_s']:.1f}x its CPU speed.")
         lines.append(f"Student in int8: accuracy <b>{int8['cpu_sample']['accuracy']:.4f}</b> against the teacher's "
-                     f"{teacher['cpu_sample']['accuracy']:.4f} on the same {reviews['cpu_sample']:,} test reviews, "
+                     f"{teacher['cpu_sample']['accuracy']:.4f} on the same {reviews['cpu_sample']:,} test reviews"
+                     f"{_difference(pairs, 'student_int8 - student')}, "
                      f"{int8['reviews_per_s'] / teacher['reviews_per_s']:.1f}x the teacher's CPU speed.")
     return "".join(f"<p>{line}</p>\n" for line in lines)
+
+
+def _difference(paired, pair):
+    """'; student - teacher: -0.4 points (...), within noise' (helpers.evaluate.paired), or nothing for an old run."""
+    if pair not in paired:
+        return ""
+    from helpers.evaluate.paired import paired_sentence
+
+    return "; " + html.escape(paired_sentence(pair, paired[pair]))
 
 
 SECTIONS = (  # anchor, heading, builder: the page's order

@@ -1,10 +1,5 @@
-"""The sections of report.html on what each stage made (parameters, environment, data, tokens, training,
-test metrics, distillation), and the HTML pieces every section is built of (helpers.report puts the page
-together and writes its summary).
-
-Each section is one function of the run folder that returns HTML, built only from the files the stages
-left there; a stage whose file is missing shows "not run yet" instead of failing. Text from the data
-(reviews, parameter values) is escaped: pandas escapes table cells, `html.escape` the rest.
+"""The sections of report.html, one function of the run folder each, built only from the files the stages left
+(a missing one shows "not run yet"), and the HTML pieces they are built of. Text from the data is escaped.
 """
 import base64
 import html
@@ -122,15 +117,32 @@ def evaluation_section(run_dir):
         from helpers.evaluate.metrics import sets_table  # imports torch: only when there is something to show
 
         out += "<h3>Every test set: the TF-IDF baseline beside the teacher</h3>\n" + html_table(sets_table(sets).reset_index())
+    out += _paired(read_run_json(run_dir, layout.PAIRED))
     calibration = read_run_json(run_dir, layout.TEACHER_CALIBRATION)
     if calibration is not None:
-        out += (f"<h3>Calibration</h3>\n<p>Temperature {calibration['temperature']:.3f}, fitted on the "
-                f"{calibration['val_reviews']:,} validation reviews and applied where the teacher predicts (its saved model stays raw); expected "
-                f"calibration error on the test split ({calibration['bins']} equal-width bins): "
-                f"{calibration['ece_uncalibrated']:.4f} before, {calibration['ece']:.4f} after.</p>\n"
-                + figure(run_dir, layout.FIGURES["reliability"], "Reliability diagram (test)"))
+        out += _calibration(calibration, "Calibration") + figure(run_dir, layout.FIGURES["reliability"], "Reliability diagram (test)")
     return (out + figure(run_dir, layout.FIGURES["confusion_matrix"], "Confusion matrix (test)")
             + _confident_errors(run_dir / layout.CONFIDENT_ERRORS))
+
+
+def _paired(paired_by_set):
+    """Paired differences ({set: helpers.evaluate.paired.paired_comparisons}), one sentence each."""
+    if not any((paired_by_set or {}).values()):
+        return ""
+    from helpers.evaluate.paired import paired_sentence
+
+    lines = "".join(f"<li>{html.escape(name)}: {html.escape(paired_sentence(pair, stats))}</li>\n"
+                    for name, by_pair in paired_by_set.items() for pair, stats in by_pair.items())
+    return ("<h3>Paired differences (same reviews)</h3>\n<p>Accuracy differences with a paired bootstrap interval and "
+            "McNemar's exact test; \"within noise\" where the interval holds 0.</p>\n<ul>\n" + lines + "</ul>\n")
+
+
+def _calibration(fitted, title):
+    if fitted is None:
+        return ""
+    from helpers.evaluate.calibration import calibration_summary
+
+    return f"<h3>{title}</h3>\n<p>{html.escape(calibration_summary(fitted))} Applied where the model predicts; its saved model stays raw.</p>\n"
 
 
 def _confident_errors(path):
@@ -147,18 +159,19 @@ def distillation_section(run_dir):
     comparison = read_run_json(run_dir, layout.COMPARISON)
     if comparison is None:
         return not_run(layout.COMPARISON)
-    from helpers.distill.model_comparison import (  # import torch: only when there is something to show
-        comparison_table,
-        extra_sets_table,
-    )
+    from helpers.distill.model_comparison import comparison_table, extra_sets_table  # torch: only when needed
 
     out = ("<p>TF-IDF baseline, teacher, student and int8-quantised student; each column's name says which test "
            "reviews it rests on (the int8 student runs on the CPU, on a seeded sample). The <i>/ teacher</i> rows "
-           "are each one's ratio to the teacher over the same reviews.</p>\n"
+           "are each one's ratio to the teacher over the same reviews; the <i>a - b</i> rows their accuracy difference "
+           "with its paired interval and McNemar p (below).</p>\n"
            + html_table(comparison_table(comparison).rename_axis("model").reset_index()))
     extra = extra_sets_table(comparison)
     if len(extra):
         out += "<h3>Extra test sets</h3>\n" + html_table(extra.reset_index())
+    extras = {name: result.get("paired", {}) for name, result in comparison.get("extra_test_sets", {}).items()}
+    out += _paired({"test": comparison.get("paired", {}), **extras})
+    out += _calibration(read_run_json(run_dir, layout.STUDENT_CALIBRATION), "Student calibration")
     history = read_run_json(run_dir, layout.STUDENT_HISTORY)
     if history is not None:
         out += "<h3>Student epochs</h3>\n" + _epochs(history)

@@ -1,7 +1,5 @@
-"""The five stages, one function each: read the previous stage's files, work, write, report.
-
-Each notebook calls its stage function and displays what it returns; the batch runner runs
-the notebooks, so a stage behaves the same stepped through in Colab or run by papermill.
+"""The five stages, one function each (read the previous stage's files, work, write, report), which the
+notebooks call, so a stage behaves the same stepped through in Colab or run by papermill.
 """
 import time
 from dataclasses import dataclass, field
@@ -16,7 +14,7 @@ from helpers.core.files import read_json, write_frame, write_json
 from helpers.core.progress import quiet_library_bars
 from helpers.data import extra_sets, imdb, unlabelled
 from helpers.distill import distillation, model_comparison
-from helpers.evaluate import baseline, calibration, metrics, plots, scored_sets
+from helpers.evaluate import baseline, calibration, metrics, paired, plots, scored_sets
 from helpers.pipeline import estimates
 from helpers.runs import layout
 from helpers.runs.run_folder import stages_from_first_missing
@@ -45,19 +43,24 @@ def _finish(run, stage, result, started):
 
 def data_stage(run):
     started = time.perf_counter()
-    splits = imdb.make_splits(run.params)
+    splits, dropped = imdb.without_duplicates(imdb.draw_splits(run.params))
     imdb.save_splits(splits, run.stage("data"))
+    summary = imdb.split_summary(splits, dropped)
+    records = summary.reset_index().to_dict("records")
     if run.params.n_unlabelled != 0:  # for the distill stage, drawn here so that it is fixed with the splits
         sentences = [text for frame in extra_sets.load_extra_tests(run.params.extra_test).values() for text in frame["text"]]
-        drawn = unlabelled.draw_unlabelled(run.params.unlabelled, run.params.n_unlabelled, run.params.seed,
-                                           splits["test"]["text"], sentences)
+        labelled = [text for frame in splits.values() for text in frame["text"]]
+        drawn, dropped["unlabelled"] = unlabelled.draw_unlabelled(run.params.unlabelled, run.params.n_unlabelled,
+                                                                  run.params.seed, labelled, sentences)
         write_frame(run.dir / layout.UNLABELLED_REVIEWS, drawn, index=False)
-    summary = imdb.split_summary(splits)
-    write_json(run.dir / layout.SPLITS_SUMMARY, summary.reset_index().to_dict("records"))
+        records.append({"split": "unlabelled", "reviews": len(drawn), **{f"dropped_{k}": n for k, n in dropped["unlabelled"].items()}})
+    write_json(run.dir / layout.SPLITS_SUMMARY, records)
     words = {name: frame["text"].str.split().str.len().to_numpy() for name, frame in splits.items()}
     result = StageResult(
-        tables={"summary": summary, "examples": splits["train"].head(5)},
-        figures={"label_balance": plots.label_balance(summary), "review_words": plots.length_histogram(words, "words")})
+        tables={"summary": summary, "duplicates_dropped": pd.DataFrame(dropped).T.rename_axis("split"),
+                "examples": splits["train"].head(5)},
+        figures={"label_balance": plots.label_balance(summary), "review_words": plots.length_histogram(words, "words")},
+        values={"duplicates_dropped": dropped})
     return _finish(run, "data", result, started)
 
 
@@ -142,6 +145,8 @@ def evaluate_stage(run):
     errors = metrics.confident_errors(predictions, params.n_errors)
     write_frame(run.dir / layout.CONFIDENT_ERRORS, errors)
     write_json(run.dir / layout.TEST_SET_SCORES, scores)
+    write_json(run.dir / layout.PAIRED,
+               {name: paired.paired_comparisons(frames[name]["label"], by_model) for name, by_model in probs.items()})
     write_json(run.dir / layout.BASELINE, {"c": bag_of_words.c, "val_accuracy_by_c": bag_of_words.val_accuracy_by_c,
                                                     "footprint": scored_sets.baseline_footprint(bag_of_words, test["text"], params)})
     write_json(run.dir / layout.TEACHER_CALIBRATION, {k: v for k, v in fitted.items() if k != "tables"})
@@ -158,16 +163,18 @@ def evaluate_stage(run):
 
 
 def fit_calibration(raw, val_labels, test_labels):
-    """Fit the temperature on the validation split (never the test split) and say what it changes on the test
-    split: expected calibration error before and after. The stage writes it to its own calibration.json; the
-    saved model stays as trained, and whatever predicts with it divides its logits by the temperature
-    (helpers.predict, the demo, the export, which folds it into its copy)."""
+    """The temperature fitted on validation (never test), and the test split's ECE (with its interval) and mean NLL
+    before and after it. The saved model stays raw; whatever predicts with it divides its logits by T."""
     temperature = calibration.fit_temperature(raw["val"], np.asarray(val_labels))
     test_labels = np.asarray(test_labels)
     before, after = (sentiment.positive_probability(raw[scored_sets.MAIN], t) for t in (1.0, temperature))
     tables = [calibration.reliability_table(p, test_labels) for p in (before, after)]
     return {"temperature": temperature, "ece_uncalibrated": calibration.table_calibration_error(tables[0]),
             "ece": calibration.table_calibration_error(tables[1]), "bins": calibration.CALIBRATION_BINS,
+            "ece_uncalibrated_ci95": calibration.ece_interval(before, test_labels),
+            "ece_ci95": calibration.ece_interval(after, test_labels),
+            "nll_uncalibrated": calibration.mean_nll(raw[scored_sets.MAIN], test_labels),
+            "nll": calibration.mean_nll(raw[scored_sets.MAIN], test_labels, temperature),
             "val_reviews": len(val_labels), "tables": tables}
 
 

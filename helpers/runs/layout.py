@@ -21,6 +21,7 @@ TEACHER_HISTORY = "train/history.json"
 TEACHER_MODEL = "train/model"
 TEACHER_METRICS = "evaluate/metrics.json"
 TEST_SET_SCORES = "evaluate/test_sets.json"
+PAIRED = "evaluate/paired.json"  # paired differences of the models scored on the same reviews
 PREDICTIONS = "evaluate/predictions.parquet"
 PROBABILITIES = "evaluate/probabilities.parquet"
 CONFIDENT_ERRORS = "evaluate/confident_errors.csv"

@@ -1,7 +1,8 @@
-"""The model card of an export folder: README.md with Hugging Face card metadata. Every figure is read from what
-the run wrote (params.json, data/summary.json, distill/), so the card says what this run measured: its data, the
-command that made it, test accuracy beside the teacher and the baseline, the calibration, the short sentences."""
+"""The model card of an export folder (README.md with Hugging Face metadata), every figure read from the run's
+own files: data and source, the command, accuracy beside teacher and baseline, calibration, known limits.
+"""
 from helpers.core.files import atomic_write, read_json
+from helpers.evaluate.calibration import calibration_summary, lowered_nll
 from helpers.runs import layout
 from helpers.runs.run_folder import profile_overrides
 
@@ -31,7 +32,7 @@ def _accuracy(scores):
 
 def _data_source(params, splits):
     """Where the run's reviews came from, in words, with the number in each split."""
-    counts = ", ".join(f"{row['reviews']:,} {row['split']}" for row in splits)
+    counts = ", ".join(f"{row['reviews']:,} {row['split']}" for row in splits if row["split"] != "unlabelled")
     if params["data"] == "sample":
         where = f"A stratified sample of {IMDB}, shipped with the project"
     elif "/" in params["data"] and not params["data"].startswith((".", "/", "~")):
@@ -90,7 +91,7 @@ def model_card(run, serving):
 
 A {models['student']['params'] / 1e6:.1f}M-parameter DistilBERT student distilled from a fine-tuned
 `{params['model']}` teacher ({models['teacher']['params'] / 1e6:.1f}M parameters). It reads an English movie
-review and answers NEGATIVE or POSITIVE with a calibrated probability.
+review and answers NEGATIVE or POSITIVE with {"a calibrated" if lowered_nll(fitted) else "a"} probability.
 
 ## Data
 
@@ -121,10 +122,7 @@ difference {serving['check']['student']['max_abs_logit_diff']:.1e}.
 
 ## Calibration
 
-Temperature scaling (Guo et al. 2017): T = {fitted['temperature']:.3f}, fitted on {fitted['val_reviews']:,}
-validation reviews and folded into the classifier, so the probabilities are the calibrated ones. Expected
-calibration error on the test reviews ({fitted['bins']} bins): {fitted['ece_uncalibrated']:.3f} before,
-{fitted['ece']:.3f} after.
+Temperature scaling (Guo et al. 2017), folded into the classifier. {calibration_summary(fitted)}
 
 ## Known limits
 

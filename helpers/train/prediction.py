@@ -1,19 +1,9 @@
-"""Every prediction of a PyTorch model: tokenized reviews in, logits out.
-
-`forward` is the one place the model is called (the training loop calls it for its loss too), and
-`batches_logits` the one function that calls it to predict. Around it:
-
-- `predict_logits`: a whole tokenized dataset, batched shortest first behind a progress bar, on the
-  stage's Accelerator (its devices and precision) or, without one, where the model is;
-- `predict_sets`: several datasets with one model, on the stage's Accelerator;
-- `timed_cpu_logits`: a model on the CPU in its own precision (fp32, or int8 for a quantized copy), timed;
-- `batch_logits`: one batch the notebooks show (helpers.train.training_views, helpers.distill.distill_views, the demo);
-- `positive_probability`: P(positive) from logits, divided by a calibration temperature if given.
-
-Validation, the test predictions, the teacher's soft labels, the CPU copies and their timing, the
-export's check, helpers.predict on a run folder, the demo and the notebook views all predict here.
+"""Every prediction of a PyTorch model: tokenized reviews in, logits out. `forward` is the one place the model is
+called (the loop's loss too), `batches_logits` the one function that calls it to predict; around it
+`predict_logits` (a dataset, shortest first, on an Accelerator or where the model is), `predict_sets`,
+`cpu_logits`/`timed_cpu_logits` (on the CPU in the model's own precision, timed warm) and `batch_logits`.
 """
-import time
+from functools import partial
 
 import numpy as np
 import torch
@@ -21,6 +11,7 @@ import torch.nn.functional as F
 
 from helpers.core.accelerators import plain_model
 from helpers.core.progress import progress
+from helpers.core.timing import warmed_timing
 from helpers.train.batching import make_loader, token_lengths
 
 MODEL_INPUTS = ("input_ids", "attention_mask")  # token type ids are left out: a single review is one segment
@@ -32,11 +23,8 @@ def forward(model, batch):
 
 
 def batches_logits(model, batches, accelerator=None):
-    """fp32 logits on the CPU for each review of `batches`, in order, the model in evaluation mode without
-    gradients. With an accelerator, the model runs in its precision (its autocast), its prepared batches
-    are on its device already, and gathering across processes drops the duplicates that even batching
-    adds, so every review is counted once; without one, each batch goes to the model's device and the
-    model runs in its own precision."""
+    """fp32 logits on the CPU for each review of `batches`, in order, in evaluation mode without gradients: with an
+    accelerator in its precision, gathered across processes once each; without, on the model's device."""
     model.eval()
     device = next(model.parameters()).device
     chunks = []
@@ -52,12 +40,7 @@ def batches_logits(model, batches, accelerator=None):
 
 
 def predict_logits(model, dataset, tokenizer, batch_size, accelerator=None, desc="predicting"):
-    """Logits for every review of a tokenized `dataset`, as a NumPy array in the dataset's order.
-
-    Reviews are predicted shortest first, so each batch pads to a length close to its own
-    reviews' instead of to the longest review in a random batch; the logits are put back
-    in order at the end. With an accelerator, `model` is on its device.
-    """
+    """Logits for every review of a tokenized `dataset`, in its order, predicted shortest first (little padding)."""
     order = np.argsort(token_lengths(dataset), kind="stable")
     loader = make_loader(dataset.select(order), tokenizer, batch_size)
     show = True
@@ -70,24 +53,27 @@ def predict_logits(model, dataset, tokenizer, batch_size, accelerator=None, desc
 
 
 def predict_sets(model, sets, tokenizer, batch_size, accelerator, desc="predicting"):
-    """{name: logits} for each tokenized dataset of `sets`, on the stage's Accelerator: its device and
-    precision, every process of a multi-process launch predicting its share and getting them all.
-
-    The model is moved to the device, not prepared: prediction needs no process wrapper, and Accelerate
-    hands a model it has prepared once back unchanged, without its autocast, once it has left a loop
-    (`plain_model`), so a second prepare would have predicted in fp32. `model` stays a plain module."""
+    """{name: logits} for each dataset of `sets`, on the stage's Accelerator (device, precision, processes). The model
+    is moved, not prepared: Accelerate hands back a model it prepared once without its autocast (`plain_model`)."""
     model.to(accelerator.device)
     return {name: predict_logits(model, dataset, tokenizer, batch_size, accelerator, desc)
             for name, dataset in sets.items()}
 
 
+def cpu_logits(model, dataset, tokenizer, batch_size):
+    """Logits of `model` on the CPU in its own precision (fp32, or int8; never a loop's autocast: `plain_model`)."""
+    return predict_logits(plain_model(model).to("cpu"), dataset, tokenizer, batch_size, desc="on the CPU")
+
+
 def timed_cpu_logits(model, dataset, tokenizer, batch_size):
-    """The logits of `model` predicting `dataset` on the CPU, and the seconds that took, in the model's own
-    precision: fp32, or int8 for a quantized copy (never a loop's bf16 autocast: `plain_model`)."""
-    model = plain_model(model).to("cpu")
-    started = time.perf_counter()
-    logits = predict_logits(model, dataset, tokenizer, batch_size, desc="timing on the CPU")
-    return logits, time.perf_counter() - started
+    """`cpu_logits` and the seconds they took, after one untimed batch of the same shapes (`warm_up_batch`)."""
+    predict = partial(cpu_logits, model, tokenizer=tokenizer, batch_size=batch_size)
+    return warmed_timing(predict, dataset, warm_up_batch(dataset, batch_size))
+
+
+def warm_up_batch(dataset, batch_size):
+    """The `batch_size` longest reviews of `dataset`: one batch of the largest shape a timed pass over it meets."""
+    return dataset.select(np.sort(np.argsort(token_lengths(dataset), kind="stable")[-batch_size:]))
 
 
 def batch_logits(model, batch):
