@@ -49,7 +49,6 @@ BASELINE_SECONDS_PER_REVIEW = 2e-3  # TF-IDF fit and the 7 logistic regressions 
 CHECKPOINT_BYTES_PER_WEIGHT = 12  # fp32 weights and AdamW's two moments
 ONNX_SECONDS_PER_WEIGHT = 1.6e-7  # the student's ONNX export: traced, optimized, quantized (docs/results.md)
 MAX_TIMED_TOKENS = {"cpu": 2048, "gpu": 65536}  # tokens of the timed batch: on a CPU, few enough to time it in a second
-HUB_SIZES = {"train": 25000, "test": 25000, "unlabelled": 50000}  # IMDB's: what 'none' means for data off the hub
 CPU_BOUND_PARTS = ("kernel start and imports", "figures and tables", "tokenizing", "TF-IDF baseline",  # slower
                    "unlabelled tokenized", "model load", "model loads")  # on a busy machine
 
@@ -181,8 +180,8 @@ class Work:
             sets.update({name: np.asarray(ds["full_length"]) for name, ds in load_tokenized(run_dir / "tokenize").items()})
             return sets
         sample, shipped = imdb.load_imdb("sample"), _from_words(unlabelled.load_unlabelled("sample")["text"])
-        sizes = {name: len(frame) for name, frame in sample.items()} if params.data == "sample" else HUB_SIZES
-        n_unlabelled = len(shipped) if params.unlabelled == "sample" else HUB_SIZES["unlabelled"]  # for 'none': all
+        sizes = {name: len(frame) for name, frame in sample.items()} if params.data == "sample" else imdb.IMDB_SIZES
+        n_unlabelled = len(shipped) if params.unlabelled == "sample" else imdb.IMDB_SIZES["unlabelled"]  # for 'none': all
         n_train, pool = params.n_train or sizes["train"], np.concatenate([_from_words(f["text"]) for f in sample.values()])
         n_val = math.ceil(n_train * params.val_fraction)
         return {**sets, "train": resized(pool, n_train - n_val), "val": resized(pool, n_val),
