@@ -1,8 +1,6 @@
-"""The test sets every model is scored on: the run's test split and the extra sets (helpers.data.extra_sets),
-and the probabilities scored on them, which the evaluate stage writes and the distill stage extends.
-
-The evaluate stage scores the calibrated teacher and the bag-of-words baseline on each set; the distill
-stage adds the student and its CPU copies. The scores and their table: helpers.evaluate.metrics.
+"""The test sets every model is scored on (the run's test split and helpers.data.extra_sets) and the probabilities
+scored on them: the evaluate stage scores the calibrated teacher and the baseline, the distill stage adds the student
+and its CPU copies. The scores and their table: helpers.evaluate.metrics.
 """
 import numpy as np
 import pandas as pd
@@ -21,8 +19,7 @@ def test_frames(run):
 
 
 def tokenized_sets(run, frames, tokenizer):
-    """{set: tokenized dataset}: the test split as the tokenize stage wrote it, the extra sets tokenized
-    here the same way (max_length, truncation_head)."""
+    """{set: tokenized dataset}: the test split as the tokenize stage wrote it, the extra sets tokenized alike."""
     sets = {MAIN: tokens.load_tokenized(run.require("tokenize"))["test"]}
     extras = {name: frame for name, frame in frames.items() if name != MAIN}
     if extras:
