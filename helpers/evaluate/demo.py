@@ -1,9 +1,6 @@
-"""Try the trained model on your own words: an ipywidgets panel for the evaluate notebook.
-
-It shows the predicted label, P(positive) as a bar, and the word pieces truncation cut (computed by the
-tokenize stage's own `truncation.truncate`, so exactly what the model never read); a dropdown steps through
-the test reviews the model got wrong. Widgets have no live state in a papermill run, so `show` prints a
-static example there (and wherever ipywidgets or a live kernel is missing) instead of a dead panel.
+"""Try the trained model on your own words: an ipywidgets panel showing the label, P(positive) and the word pieces
+truncation cut (by the tokenize stage's own code), and a dropdown of the test reviews the model got wrong. Widgets
+have no live state in a papermill run, so `show` prints a static example there instead of a dead panel.
 """
 import html
 import importlib.util

@@ -10,7 +10,8 @@ from helpers.evaluate import calibration
 def _axes(figsize):
     # Made through pyplot so that a Jupyter kernel sets up its inline display of figures, then closed at once:
     # pyplot neither shows it by itself (a notebook shows each figure once, where it displays it) nor keeps it alive.
-    fig = plt.figure(figsize=figsize)
+    # The tight layout is applied whenever the figure is drawn, so each function below only draws.
+    fig = plt.figure(figsize=figsize, layout="tight")
     plt.close(fig)
     return fig, fig.add_subplot()
 
@@ -19,7 +20,6 @@ def label_balance(summary):
     fig, ax = _axes(figsize=(6, 3))
     summary[["negative", "positive"]].plot.bar(ax=ax, color=["#c0504d", "#4f81bd"], rot=0)
     ax.set(ylabel="reviews", title="Label balance per split")
-    fig.tight_layout()
     return fig
 
 
@@ -34,7 +34,6 @@ def length_histogram(lengths_by_split, unit, cutoff=None):
         ax.axvline(cutoff, color="black", linestyle="--", label=f"max_length = {cutoff}")
     ax.set(xlabel=f"review length ({unit}, clipped at the 99th percentile)", ylabel="density")
     ax.legend()
-    fig.tight_layout()
     return fig
 
 
@@ -51,7 +50,6 @@ def loss_curve(history, title):
         ax.scatter(i * per_epoch, epoch["loss"], color="black", zorder=3, label="validation loss" if i == 1 else None)
     ax.set(xlabel="optimizer step", ylabel="loss", title=title)
     ax.legend()
-    fig.tight_layout()
     return fig
 
 
@@ -65,7 +63,6 @@ def confusion_figure(matrix):
     peak = matrix.values.max()
     for (i, j), count in np.ndenumerate(matrix.values):
         ax.text(j, i, str(count), ha="center", va="center", color="white" if count > peak / 2 else "black")
-    fig.tight_layout()
     return fig
 
 
@@ -82,7 +79,6 @@ def reliability(table_before, table_after):
     ax.set(xlim=(0.5, 1.0), ylim=(0.0, 1.02), xlabel="confidence in the predicted class (bin mean)",
            ylabel="accuracy in the bin", title="Reliability diagram")
     ax.legend(loc="upper left")
-    fig.tight_layout()
     return fig
 
 
@@ -110,5 +106,4 @@ def learning_curve(table, name):
     minutes.set_ylabel("train stage, minutes")
     lines = ax.get_legend_handles_labels()[0] + minutes.get_legend_handles_labels()[0]
     ax.legend(lines, [line.get_label() for line in lines], loc="lower right")
-    fig.tight_layout()
     return fig

@@ -4,11 +4,9 @@
     python -m helpers.export runs/quick --out my_model --teacher
     python -m helpers.export runs/quick --push-to-hub you/imdb-distilbert-int8
 
-Per model: the ONNX graph (dynamic axes, the calibration temperature folded in, checked against PyTorch on test
-reviews), a copy with ONNX Runtime's transformer fusions and, for the student, an int8 copy of that; then the
-tokenizer, `serving.json` (helpers.serve.onnx_backend) and a model card. helpers.predict scores reviews with it.
-TorchScript on eager attention: that graph's attention is the one ONNX Runtime's optimizer fuses; the dynamo
-exporter's graph, and SDPA's masks, are left unfused (docs/results.md).
+Per model: the ONNX graph (calibration folded in, checked against PyTorch), a copy with ONNX Runtime's fusions and,
+for the student, an int8 copy of that; the tokenizer, `serving.json` and a model card. TorchScript on eager attention:
+that graph's attention is the one ONNX Runtime fuses; the dynamo exporter's, and SDPA's masks, are left unfused.
 """
 import argparse
 import copy
@@ -119,19 +117,15 @@ def write_copies(model, folder, name="student"):
 
 def student_copies(run):
     """The distill stage's ONNX copies of its calibrated student, written whole into distill/onnx/: its comparison
-    times them and export_run reuses them, so a run exports its student once."""
+    times them and export_run reuses them, so a run exports its student once. Without the export extra installed,
+    None, and no copies of an earlier student left (they would mislead export_run)."""
     folder = run.dir / layout.STUDENT_ONNX
+    if not onnx_backend.installed():
+        remove_tree(folder)
+        return None
     with atomic_dir(folder) as tmp:
         write_copies(calibrated_for_export(run, "student"), tmp)
     return folder
-
-
-def student_copies_if_installed(run):
-    """student_copies with the export extra installed; without it, None, and no copies of an earlier run left."""
-    if not onnx_backend.installed():
-        remove_tree(run.dir / layout.STUDENT_ONNX)  # copies of an earlier student would mislead export
-        return None
-    return student_copies(run)
 
 
 def _reuse_or_export(run, model, folder, who):

@@ -1,8 +1,5 @@
-"""An exported model (helpers.export) served by ONNX Runtime, with neither torch nor transformers.
-
-An export folder holds the ONNX copies, `tokenizer.json` (read by the `tokenizers` library) and `serving.json`: the
-run's truncation, the padding id, the labels and which file holds which copy. Reviews are cut as the tokenize stage cut
-the training reviews. The distill stage's comparison and helpers.export's check run through `session_logits` too.
+"""An exported model (helpers.export) served by ONNX Runtime, with neither torch nor transformers: its ONNX copies,
+`tokenizer.json` (read by `tokenizers`) and `serving.json` (the run's truncation, the padding id, which file is which).
 """
 import importlib.util
 import json
@@ -30,15 +27,6 @@ def installed():
 
 def is_export_folder(path):
     return (Path(path) / SERVING_FILE).is_file()
-
-
-def read_serving(folder):
-    """serving.json of an export folder, refused by name when absent."""
-    path = Path(folder) / SERVING_FILE
-    if not path.is_file():
-        raise ExportError(f"{folder} holds no {SERVING_FILE}: it is not an export folder; "
-                          "make one with `python -m helpers.export RUN_DIR`")
-    return json.loads(path.read_text())
 
 
 def model_file(folder, serving, model):
@@ -105,7 +93,10 @@ class ExportedClassifier(Classifier):
     def load(cls, folder, model="student", threads=None):
         from tokenizers import Tokenizer
 
-        serving = read_serving(folder)
+        if not is_export_folder(folder):
+            raise ExportError(f"{folder} holds no {SERVING_FILE}: it is not an export folder; "
+                              "make one with `python -m helpers.export RUN_DIR`")
+        serving = json.loads((Path(folder) / SERVING_FILE).read_text())
         session = make_session(model_file(folder, serving, model), threads)
         tokenizer = Tokenizer.from_file(str(Path(folder) / TOKENIZER_FILE))
         tokenizer.no_truncation()  # the cut is helpers.tokens.truncation's, head+tail where the run used it

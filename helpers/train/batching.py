@@ -37,10 +37,8 @@ class EpochSampler(Sampler):
     def order(self, epoch):
         if self._cached[0] != epoch:
             generator = torch.Generator().manual_seed(self.seed + epoch - 1)
-            if self.group_by_length:
-                order = length_grouped_order(self.lengths, self.batch_size, generator)
-            else:
-                order = torch.randperm(len(self.lengths), generator=generator).tolist()
+            order = (length_grouped_order(self.lengths, self.batch_size, generator) if self.group_by_length
+                     else torch.randperm(len(self.lengths), generator=generator).tolist())
             self._cached = (epoch, list(order))
         return self._cached[1]
 

@@ -1,8 +1,5 @@
-"""03's views (05 shows some too): the model, one batch, the optimizer's groups and the schedule, the loss.
-
-Each is computed by the code the train stage runs and returned as a pandas table; nothing here trains. The model
-loaders call `set_seed`, so the views that load a model put the random generators back (`random_state_kept`):
-looking never changes what a run computes afterwards.
+"""03's views (05 shows some too): the model, one batch, the optimizer's groups, the schedule, the loss, as pandas
+tables computed by the train stage's own code. Nothing here trains, and looking never moves the random generators.
 """
 import contextlib
 import json
@@ -99,8 +96,7 @@ def _part(name, prefix):
     """'bert.encoder.layer.3.output.dense.weight' -> 'encoder layer 3'; 'classifier.bias' -> 'classifier'."""
     words = name.removeprefix(prefix).split(".")
     if "layer" in words[:-2] and words[words.index("layer") + 1].isdigit():
-        at = words.index("layer")
-        return " ".join(words[:at] + ["layer", words[at + 1]])
+        return " ".join(words[:words.index("layer") + 2])
     return words[0]
 
 
@@ -173,17 +169,13 @@ def optimizer_steps(n_reviews, settings):
 
 
 def lr_schedule(n_reviews, settings, shown=4):
-    """The learning rate of the loop's own scheduler (linear warmup from 0 to `lr`, then linear decay to 0), stepped
-    on a throwaway optimizer: `shown` steps of the warmup's start, its end, the decay's start, `shown - 1` evenly
+    """The learning rate of the loop's own scheduler (linear warmup from 0 to `lr`, then linear decay to 0), built on
+    a throwaway optimizer: `shown` steps of the warmup's start, its end, the decay's start, `shown - 1` evenly
     spaced steps of the decay, and the last step."""
     total, warmup = optimizer_steps(n_reviews, settings)
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=settings.lr)
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=warmup, num_training_steps=total)
-    lrs = []
-    for _ in range(total):
-        lrs.append(scheduler.get_last_lr()[0])
-        optimizer.step()  # no gradients: changes nothing, keeps the scheduler's order check quiet
-        scheduler.step()
+    lrs = [settings.lr * scheduler.lr_lambdas[0](step) for step in range(total)]  # what get_last_lr gives at each step
     picked = set(range(1, shown + 1)) | set(range(warmup - 1, warmup + 3)) | {total}
     picked |= {warmup + 1 + round(k * (total - warmup - 1) / shown) for k in range(1, shown)}
     steps = sorted(step for step in picked if 1 <= step <= total)
