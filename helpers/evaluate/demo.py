@@ -53,8 +53,7 @@ def explain(text, model, tokenizer, max_length, truncation_head=1.0):
 def load(run):
     """The trained teacher, calibrated, and its tokenizer, on the GPU when there is one. The saved model
     stays raw: the evaluate stage's temperature is folded into this in-memory copy only."""
-    model, temperature = calibration.load_with_temperature(run, "teacher")
-    calibration.fold_temperature(model, temperature)
+    model = calibration.fold_temperature(*calibration.load_with_temperature(run, "teacher"))
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     return model, tokens.load_saved_tokenizer(run.require("tokenize"))
 
@@ -90,13 +89,9 @@ def print_example(run, model=None, tokenizer=None):
     if model is None:
         model, tokenizer = load(run)
     print("Interactive demo: open this notebook in Jupyter or Colab to try your own reviews. A static example:")
-    examples = []
-    wrong = wrong_reviews(run)
-    if len(wrong):
-        row = wrong.iloc[0]
-        examples.append((f"The test review the model got most confidently wrong (true label: "
-                         f"{LABEL_NAMES[int(row['label'])]}):", row["text"]))
-    examples.append(("A typed review:", EXAMPLE_REVIEW))
+    surest = wrong_reviews(run).head(1)
+    examples = [(f"The test review the model got most confidently wrong (true label: {LABEL_NAMES[int(label)]}):", text)
+                for text, label in zip(surest["text"], surest["label"])] + [("A typed review:", EXAMPLE_REVIEW)]
     for title, text in examples:
         print(f"\n{title}\n  {preview(text, 300)}")
         print(describe(explain(text, model, tokenizer, run.params.max_length, run.params.truncation_head)))

@@ -48,9 +48,7 @@ class _LogitsOnly(torch.nn.Module):
 
 def calibrated_for_export(run, who):
     """The run's `who` model in fp32 with its calibration temperature folded in (calibration.load_with_temperature)."""
-    model, temperature = calibration.load_with_temperature(run, who)
-    calibration.fold_temperature(model, temperature)
-    return model.eval()
+    return calibration.fold_temperature(*calibration.load_with_temperature(run, who)).eval()
 
 
 def export_onnx(model, path):
