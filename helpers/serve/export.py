@@ -105,12 +105,10 @@ def onnx_copies(model, folder, name="student", int8=True):
     return files, fusions
 
 
-def write_copies(model, folder, name="student"):
-    """onnx_copies of `model` into `folder` with COPIES_FILE saying which file is which; returns that record."""
-    files, fusions = onnx_copies(model, folder, name)
-    record = {"files": files, "fusions": fusions}
-    write_json(Path(folder) / COPIES_FILE, record)
-    return record
+def write_copies(model, folder):
+    """onnx_copies of the student `model` into `folder`, with COPIES_FILE saying which file is which."""
+    files, fusions = onnx_copies(model, folder)
+    write_json(Path(folder) / COPIES_FILE, {"files": files, "fusions": fusions})
 
 
 def student_copies(run):
