@@ -1,2 +1,1 @@
-"""The small core every stage shares: crash-safe files, progress bars, the two labels and P(positive), errors,
-precision and int8, the Accelerator, and the model loader."""
+"""The small core every stage shares: files, progress bars, the labels and P(positive), errors, precision, models."""

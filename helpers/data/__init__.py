@@ -1,2 +1,1 @@
-"""Stage 1 (01_data): load IMDB (imdb, hub), check it, draw the stratified subset and the validation split; the extra
-test sets, the unlabelled reviews for distillation, and the shipped sample (sample, sample_data/)."""
+"""Stage 1 (01_data): load and split IMDB (imdb, hub), extra test sets, unlabelled reviews, the shipped sample."""

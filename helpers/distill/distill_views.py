@@ -1,6 +1,4 @@
-"""05's views: teacher and student side by side, the teacher's soft targets and the parts of the
-distillation loss, computed with helpers.distill.distillation's own loss as pandas tables.
-"""
+"""05's views: teacher and student side by side, the soft targets and the parts of the distillation's own loss."""
 import pandas as pd
 
 from helpers.core.models import DISTIL_FROM_TEACHER
@@ -26,8 +24,7 @@ def side_by_side(named_models, tokenizer, test, texts, n=6):
 
 
 def with_teacher_logits(batch, teacher):
-    """The batch with the teacher's logits added, as the distillation loop's batches carry them: raw, as the
-    saved teacher gives them, without the evaluate stage's calibration (as distill.add_teacher_logits)."""
+    """The batch with the teacher's logits added as the distillation loop's batches carry them: raw, uncalibrated."""
     return {**batch, TEACHER_LOGITS: batch_logits(teacher, batch)}
 
 
@@ -52,9 +49,8 @@ def loss_parts(logits, batch, temperature, alpha):
 
 
 def distillation_parts(named_students, batch, temperature, alpha):
-    """`loss_parts` of each student on one batch carrying the teacher's logits, one column per student,
-    with the loop's own loss function (distill.distillation_loss) in the last row as a check. A saved
-    student's logits are taken raw, as the loop saw them (saved models hold no calibration)."""
+    """`loss_parts` of each student (raw, as the loop saw it) on one batch carrying the teacher's logits, one column
+    per student, with the loop's own distillation_loss in the last row as a check."""
     columns = {}
     for name, student in named_students.items():
         logits = batch_logits(student, batch)

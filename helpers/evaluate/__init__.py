@@ -1,2 +1,1 @@
-"""Stage 4 (04_evaluate): metrics, calibration, the bag-of-words baseline, the sets every model is scored on
-(scored_sets), the demo panel and the figures."""
+"""Stage 4 (04_evaluate): metrics, calibration, the baseline, the sets every model is scored on, the demo, the plots."""

@@ -1,16 +1,12 @@
-"""Try the trained model on your own words: a small ipywidgets panel for the evaluate notebook.
-
-Type or paste a review and see the predicted label, P(positive) as a bar, and the word pieces
-that truncation cut, which the model never read; a dropdown steps through the test reviews
-the model got wrong. The cut is computed by the same code that tokenized the training data
-(`helpers.tokens.tokens.truncate`), so the demo shows exactly what the model saw.
-
-Widgets have no live state in a notebook executed by papermill, so `show` prints a static
-example there (and wherever ipywidgets or a live kernel is missing) instead of a dead panel.
+"""Try the trained model on your own words: an ipywidgets panel showing the label, P(positive) and the word pieces
+truncation cut (by the tokenize stage's own code), and a dropdown of the test reviews the model got wrong. Widgets
+have no live state in a papermill run, so `show` prints a static example there instead of a dead panel.
 """
 import html
+import importlib.util
 import sys
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import pandas as pd
 import torch
@@ -20,7 +16,7 @@ from helpers.core.sentiment import DECISION_THRESHOLD, LABEL_NAMES, positive_pro
 from helpers.data.imdb import preview
 from helpers.evaluate import calibration, metrics
 from helpers.runs import layout
-from helpers.tokens import tokens
+from helpers.tokens import tokens, truncation
 from helpers.train.prediction import batch_logits
 
 EXAMPLE_REVIEW = ("The first hour drags and the dialogue is clumsy, but the last act is wonderful: "
@@ -41,13 +37,10 @@ class Explanation:
 
 
 def explain(text, model, tokenizer, max_length, truncation_head=1.0):
-    """Predict one review and say which of its word pieces truncation cut before the model saw it.
-
-    `kept + cut`, with `cut` put back at `cut_at`, is every token of the text.
-    """
+    """Predict one review and say which of its word pieces truncation cut before the model saw it."""
     ids = tokens.full_ids(tokenizer, [text])[0]
-    start, stop = tokens.cut_span(len(ids), max_length, truncation_head)
-    kept = tokens.truncate(ids, max_length, truncation_head)
+    start, stop = truncation.cut_span(len(ids), max_length, truncation_head)
+    kept = truncation.truncate(ids, max_length, truncation_head)
     input_ids = torch.tensor([kept])
     prob = float(positive_probability(batch_logits(model, {"input_ids": input_ids,
                                                              "attention_mask": torch.ones_like(input_ids)}).numpy())[0])
@@ -58,10 +51,9 @@ def explain(text, model, tokenizer, max_length, truncation_head=1.0):
 
 
 def load(run):
-    """The trained teacher, calibrated, and its tokenizer from a run folder; on the GPU when there is one. The saved
-    model is raw, as trained: the evaluate stage's temperature is folded into this in-memory copy only."""
-    model, temperature = calibration.load_with_temperature(run, "teacher")
-    calibration.fold_temperature(model, temperature)
+    """The trained teacher, calibrated, and its tokenizer, on the GPU when there is one. The saved model
+    stays raw: the evaluate stage's temperature is folded into this in-memory copy only."""
+    model = calibration.fold_temperature(*calibration.load_with_temperature(run, "teacher"))
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     return model, tokens.load_saved_tokenizer(run.require("tokenize"))
 
@@ -71,19 +63,17 @@ def wrong_reviews(run):
     return metrics.wrong_predictions(pd.read_parquet(run.require(layout.PREDICTIONS)))
 
 
-def describe(explanation, shown=SHOWN_PIECES):
-    """The explanation as plain text: label, a text bar for the probability, what was cut."""
-    e = explanation
+def describe(e, shown=SHOWN_PIECES):
+    """An Explanation as plain text: label, a text bar for the probability, what was cut."""
     filled = round(e.prob_positive * 20)
-    lines = [f"predicted: {e.label_name} (label {e.label})",
-             f"P(positive): [{'#' * filled}{'.' * (20 - filled)}] {e.prob_positive:.3f}",
-             f"tokens read: {len(e.kept)}"]
-    lines.append(f"{cut_summary(e)}: {abbreviate(e.cut, shown)}" if e.cut else "nothing cut: the whole review was read")
-    return "\n".join(lines)
+    return "\n".join([f"predicted: {e.label_name} (label {e.label})",
+                      f"P(positive): [{'#' * filled}{'.' * (20 - filled)}] {e.prob_positive:.3f}",
+                      f"tokens read: {len(e.kept)}",
+                      f"{cut_summary(e)}: {abbreviate(e.cut, shown)}" if e.cut
+                      else "nothing cut: the whole review was read"])
 
 
-def cut_summary(explanation):
-    e = explanation
+def cut_summary(e):
     return f"{len(e.cut)} tokens cut from the {e.cut_from} (after token {e.cut_at} of {len(e.kept)} read)"
 
 
@@ -98,39 +88,22 @@ def print_example(run, model=None, tokenizer=None):
     """What a batch run shows instead of the panel: the surest mistake and one typed review, as text."""
     if model is None:
         model, tokenizer = load(run)
-    params = run.params
     print("Interactive demo: open this notebook in Jupyter or Colab to try your own reviews. A static example:")
-    examples = []
-    wrong = wrong_reviews(run)
-    if len(wrong):
-        row = wrong.iloc[0]
-        examples.append((f"The test review the model got most confidently wrong (true label: "
-                         f"{LABEL_NAMES[int(row['label'])]}):", row["text"]))
-    examples.append(("A typed review:", EXAMPLE_REVIEW))
+    surest = wrong_reviews(run).head(1)
+    examples = [(f"The test review the model got most confidently wrong (true label: {LABEL_NAMES[int(label)]}):", text)
+                for text, label in zip(surest["text"], surest["label"])] + [("A typed review:", EXAMPLE_REVIEW)]
     for title, text in examples:
         print(f"\n{title}\n  {preview(text, 300)}")
-        print(describe(explain(text, model, tokenizer, params.max_length, params.truncation_head)))
-
-
-@dataclass
-class Panel:
-    """The panel's widgets, by name, so a test (or a curious user) can drive them directly."""
-    box: object
-    text: object
-    predict: object
-    reviews: object
-    bar: object
-    result: object
-    explain: object  # text -> Explanation, with the run's model and truncation
+        print(describe(explain(text, model, tokenizer, run.params.max_length, run.params.truncation_head)))
 
 
 def panel(run, model=None, tokenizer=None, max_options=MAX_OPTIONS):
-    """Build the demo's widgets: a text box, a Predict button, a bar, the result, and the mistakes."""
+    """The demo's widgets by name (a text box, a Predict button, a bar, the result, the mistakes; `box` holds them
+    all), so a test or a curious user can drive them; `explain` is text -> Explanation with the run's model."""
     import ipywidgets as widgets
 
     if model is None:
         model, tokenizer = load(run)
-    params = run.params
     wrong = wrong_reviews(run).head(max_options)
     text = widgets.Textarea(placeholder="Type or paste a review, then press Predict",
                             layout=widgets.Layout(width="100%", height="140px"))
@@ -145,7 +118,7 @@ def panel(run, model=None, tokenizer=None, max_options=MAX_OPTIONS):
     result = widgets.HTML()
 
     def run_explain(review):
-        return explain(review, model, tokenizer, params.max_length, params.truncation_head)
+        return explain(review, model, tokenizer, run.params.max_length, run.params.truncation_head)
 
     def on_predict(_=None):
         if not text.value.strip():
@@ -164,12 +137,12 @@ def panel(run, model=None, tokenizer=None, max_options=MAX_OPTIONS):
     predict.on_click(on_predict)
     reviews.observe(on_pick, names="value")
     box = widgets.VBox([reviews, text, widgets.HBox([predict, bar]), result])
-    return Panel(box, text, predict, reviews, bar, result, run_explain)
+    return SimpleNamespace(box=box, text=text, predict=predict, reviews=reviews, bar=bar, result=result,
+                           explain=run_explain)
 
 
-def to_html(explanation, shown=SHOWN_PIECES):
+def to_html(e, shown=SHOWN_PIECES):
     """The result line and, in grey, the cut word pieces (escaped: reviews hold '<br />')."""
-    e = explanation
     head = f"<b>{e.label_name}</b> &nbsp; P(positive) = {e.prob_positive:.3f} &nbsp; ({len(e.kept)} tokens read)"
     if not e.cut:
         return head + "<br><span style='color:grey'>nothing cut: the model read the whole review</span>"
@@ -179,7 +152,7 @@ def to_html(explanation, shown=SHOWN_PIECES):
 
 def show(run):
     """The panel in a live Jupyter or Colab session; a printed example in batch runs or without ipywidgets."""
-    if in_batch_run() or not _live_kernel() or not _have_widgets():
+    if in_batch_run() or not _live_kernel() or importlib.util.find_spec("ipywidgets") is None:
         print_example(run)
         return
     if "google.colab" in sys.modules:  # Colab draws ipywidgets 8 only through its custom widget manager
@@ -197,11 +170,3 @@ def _live_kernel():
     except ImportError:
         return False
     return getattr(get_ipython(), "kernel", None) is not None
-
-
-def _have_widgets():
-    try:
-        import ipywidgets  # noqa: F401
-    except ImportError:
-        return False
-    return True

@@ -1,8 +1,4 @@
-"""The figures the notebooks show; each function returns a matplotlib Figure.
-
-A notebook shows each figure exactly once, where it displays it, and a batch run keeps no
-figure alive in pyplot's global state.
-"""
+"""The figures the notebooks show; each function returns a matplotlib Figure."""
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -11,12 +7,19 @@ from helpers.core.sentiment import LABEL_NAMES
 from helpers.evaluate import calibration
 
 
+def _axes(figsize):
+    # Made through pyplot so that a Jupyter kernel sets up its inline display of figures, then closed at once:
+    # pyplot neither shows it by itself (a notebook shows each figure once, where it displays it) nor keeps it alive.
+    # The tight layout is applied whenever the figure is drawn, so each function below only draws.
+    fig = plt.figure(figsize=figsize, layout="tight")
+    plt.close(fig)
+    return fig, fig.add_subplot()
+
+
 def label_balance(summary):
     fig, ax = _axes(figsize=(6, 3))
     summary[["negative", "positive"]].plot.bar(ax=ax, color=["#c0504d", "#4f81bd"], rot=0)
-    ax.set_ylabel("reviews")
-    ax.set_title("Label balance per split")
-    fig.tight_layout()
+    ax.set(ylabel="reviews", title="Label balance per split")
     return fig
 
 
@@ -29,10 +32,8 @@ def length_histogram(lengths_by_split, unit, cutoff=None):
         ax.hist(np.clip(values, 0, top), bins=bins, alpha=0.5, label=name, density=True)
     if cutoff:
         ax.axvline(cutoff, color="black", linestyle="--", label=f"max_length = {cutoff}")
-    ax.set_xlabel(f"review length ({unit}, clipped at the 99th percentile)")
-    ax.set_ylabel("density")
+    ax.set(xlabel=f"review length ({unit}, clipped at the 99th percentile)", ylabel="density")
     ax.legend()
-    fig.tight_layout()
     return fig
 
 
@@ -47,11 +48,8 @@ def loss_curve(history, title):
     per_epoch = len(steps) / max(1, len(history["epochs"]))
     for i, epoch in enumerate(history["epochs"], start=1):
         ax.scatter(i * per_epoch, epoch["loss"], color="black", zorder=3, label="validation loss" if i == 1 else None)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
+    ax.set(xlabel="optimizer step", ylabel="loss", title=title)
     ax.legend()
-    fig.tight_layout()
     return fig
 
 
@@ -61,22 +59,11 @@ def confusion_figure(matrix):
     names = [LABEL_NAMES[0], LABEL_NAMES[1]]
     ax.set_xticks([0, 1], names)
     ax.set_yticks([0, 1], names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test)")
     peak = matrix.values.max()
     for (i, j), count in np.ndenumerate(matrix.values):
         ax.text(j, i, str(count), ha="center", va="center", color="white" if count > peak / 2 else "black")
-    ax.set_title("Confusion matrix (test)")
-    fig.tight_layout()
     return fig
-
-
-def _axes(figsize):
-    # Made through pyplot so that a Jupyter kernel sets up its inline display of figures, then
-    # closed at once so pyplot neither shows it by itself nor keeps it alive after its cell.
-    fig = plt.figure(figsize=figsize)
-    plt.close(fig)
-    return fig, fig.add_subplot()
 
 
 def reliability(table_before, table_after):
@@ -89,13 +76,9 @@ def reliability(table_before, table_after):
         ax.plot(table["mean_confidence"], table["accuracy"], color=color, alpha=0.6,
                 label=f"{name} (ECE {calibration.table_calibration_error(table):.3f})")
         ax.scatter(table["mean_confidence"], table["accuracy"], s=sizes, color=color, alpha=0.6)
-    ax.set_xlim(0.5, 1.0)
-    ax.set_ylim(0.0, 1.02)
-    ax.set_xlabel("confidence in the predicted class (bin mean)")
-    ax.set_ylabel("accuracy in the bin")
-    ax.set_title("Reliability diagram")
+    ax.set(xlim=(0.5, 1.0), ylim=(0.0, 1.02), xlabel="confidence in the predicted class (bin mean)",
+           ylabel="accuracy in the bin", title="Reliability diagram")
     ax.legend(loc="upper left")
-    fig.tight_layout()
     return fig
 
 
@@ -117,13 +100,10 @@ def learning_curve(table, name):
     if min(x) > 0 and max(x) / min(x) >= 4:  # sizes that double read best on a log axis
         ax.set_xscale("log", base=2)
     ax.set_xticks(x, [str(v) for v in table.index])
-    ax.set_xlabel(name)
-    ax.set_ylabel("test accuracy")
+    ax.set(xlabel=name, ylabel="test accuracy", title=f"What more {name} buys")
     minutes = ax.twinx()
     minutes.plot(x, table["train_seconds"] / 60, marker="s", linestyle="--", color="grey", label="train stage (min)")
     minutes.set_ylabel("train stage, minutes")
     lines = ax.get_legend_handles_labels()[0] + minutes.get_legend_handles_labels()[0]
     ax.legend(lines, [line.get_label() for line in lines], loc="lower right")
-    ax.set_title(f"What more {name} buys")
-    fig.tight_layout()
     return fig

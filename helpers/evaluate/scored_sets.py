@@ -1,9 +1,5 @@
-"""The test sets every model is scored on: the run's test split and the extra sets (helpers.data.extra_sets),
-and the probabilities scored on them, which the evaluate stage writes and the distill stage extends.
-
-The evaluate stage scores the calibrated teacher and the bag-of-words baseline on each set; the distill
-stage adds the student and its CPU copies. The scores and their table: helpers.evaluate.metrics.
-"""
+"""The test sets every model is scored on (the run's test split, then the extra sets) and the probabilities the
+evaluate stage (teacher, baseline) and the distill stage (student, its CPU copies) score on them."""
 import numpy as np
 import pandas as pd
 
@@ -21,13 +17,10 @@ def test_frames(run):
 
 
 def tokenized_sets(run, frames, tokenizer):
-    """{set: tokenized dataset}: the test split as the tokenize stage wrote it, the extra sets tokenized
-    here the same way (max_length, truncation_head)."""
-    sets = {MAIN: tokens.load_tokenized(run.require("tokenize"))["test"]}
+    """{set: tokenized dataset}: the test split as the tokenize stage wrote it, the extra sets tokenized alike."""
     extras = {name: frame for name, frame in frames.items() if name != MAIN}
-    if extras:
-        sets.update(tokens.tokenize_splits(extras, tokenizer, run.params.max_length, run.params.truncation_head))
-    return sets
+    return {MAIN: tokens.load_tokenized(run.require("tokenize"))["test"],
+            **tokens.tokenize_splits(extras, tokenizer, run.params.max_length, run.params.truncation_head)}
 
 
 def fit_run_baseline(run):

@@ -1,2 +1,1 @@
-"""The machinery that runs the stages: one function per stage (stages), the batch runner (runner), the notebooks'
-set-up (notebook), the checks that open a run (checks), estimates, report, Colab, sweeps."""
+"""The stages as functions (stages), the batch runner, notebook set-up, checks, estimates, report, Colab, sweeps."""

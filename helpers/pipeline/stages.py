@@ -213,7 +213,7 @@ def distill_stage(run):
     write_json(run.dir / layout.STUDENT_METRICS, student_metrics)
     write_json(run.dir / layout.STUDENT_CALIBRATION, {k: v for k, v in fitted.items() if k != "tables"})
     with estimates.measured(run, "distill_cpu"):  # the CPU part, beside its estimate (on Colab: the runtime's CPU)
-        onnx_dir = export.student_copies_if_installed(run)
+        onnx_dir = export.student_copies(run)
         baseline_row = read_json(run.require(layout.BASELINE))["footprint"]
         comparison = model_comparison.compare({"teacher": (teacher, teacher_dir), "student": (student, student_dir)},
                                               sets, probs, tokenizer, params, baseline_row, onnx_dir)

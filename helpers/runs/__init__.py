@@ -1,2 +1,1 @@
-"""The run and its parameters: the typed parameters and profiles (config), the run folder (run_folder) and where each
-stage leaves its files in it (layout)."""
+"""The run: typed parameters and profiles (config), its folder (run_folder), where each stage leaves files (layout)."""

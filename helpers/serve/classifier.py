@@ -1,5 +1,4 @@
-"""The one interface helpers.predict scores with, whichever backend serves the model: a run folder's PyTorch model
-(torch_backend.TorchClassifier) or an export folder's ONNX copy (onnx_backend.ExportedClassifier, without torch)."""
+"""The one interface helpers.predict scores with: a run folder's PyTorch model or an export folder's ONNX copy."""
 from abc import ABC, abstractmethod
 
 from helpers.core import sentiment

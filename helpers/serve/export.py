@@ -4,14 +4,9 @@
     python -m helpers.export runs/quick --out my_model --teacher
     python -m helpers.export runs/quick --push-to-hub you/imdb-distilbert-int8
 
-The folder holds, per model, the ONNX graph (dynamic batch and sequence axes, the calibration temperature folded
-into the classifier, checked against PyTorch on test reviews), a copy optimized by ONNX Runtime's transformer
-optimizer (attention, GELU and LayerNorm fused) and, for the student, an int8 copy of that (dynamic quantization);
-the tokenizer; `serving.json` (helpers.serve.onnx_backend); and a model card, README.md. helpers.predict scores
-reviews with it: `python -m helpers.predict runs/quick/export reviews.csv --out scored.csv`.
-
-Why TorchScript on eager attention (docs/results.md has the measurements): that graph's attention is the one ONNX
-Runtime's optimizer fuses; the dynamo exporter's graph, and the SDPA attention's masks, are left unfused.
+Per model: the ONNX graph (calibration folded in, checked against PyTorch), a copy with ONNX Runtime's fusions and,
+for the student, an int8 copy of that; the tokenizer, `serving.json` and a model card. TorchScript on eager attention:
+that graph's attention is the one ONNX Runtime fuses; the dynamo exporter's, and SDPA's masks, are left unfused.
 """
 import argparse
 import copy
@@ -53,13 +48,11 @@ class _LogitsOnly(torch.nn.Module):
 
 def calibrated_for_export(run, who):
     """The run's `who` model in fp32 with its calibration temperature folded in (calibration.load_with_temperature)."""
-    model, temperature = calibration.load_with_temperature(run, who)
-    calibration.fold_temperature(model, temperature)
-    return model.eval()
+    return calibration.fold_temperature(*calibration.load_with_temperature(run, who)).eval()
 
 
 def export_onnx(model, path):
-    """`model` as ONNX at `path`, batch and sequence axes dynamic; a copy with eager attention is exported."""
+    """`model` (a copy with eager attention) as ONNX at `path`, batch and sequence axes dynamic."""
     eager = copy.deepcopy(model).eval()
     eager.set_attn_implementation("eager")
     example = torch.ones((2, 16), dtype=torch.long)
@@ -89,8 +82,8 @@ def optimize(path, out, config):
 
 
 def quantize(path, out):
-    """An int8 copy of an ONNX model: matrix product weights in int8, activations quantized on the fly. FLOAT as the
-    default tensor type lets the quantizer past tensors whose type shape inference leaves open."""
+    """An int8 copy of an ONNX model (dynamic quantization). FLOAT as the default tensor type lets the quantizer past
+    tensors whose type shape inference leaves open."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -112,35 +105,28 @@ def onnx_copies(model, folder, name="student", int8=True):
     return files, fusions
 
 
-def write_copies(model, folder, name="student"):
-    """onnx_copies of `model` into `folder` with COPIES_FILE saying which file is which; returns that record."""
-    files, fusions = onnx_copies(model, folder, name)
-    record = {"files": files, "fusions": fusions}
-    write_json(Path(folder) / COPIES_FILE, record)
-    return record
+def write_copies(model, folder):
+    """onnx_copies of the student `model` into `folder`, with COPIES_FILE saying which file is which."""
+    files, fusions = onnx_copies(model, folder)
+    write_json(Path(folder) / COPIES_FILE, {"files": files, "fusions": fusions})
 
 
 def student_copies(run):
     """The distill stage's ONNX copies of its calibrated student, written whole into distill/onnx/: its comparison
-    times them and export_run reuses them, so a run exports its student once."""
+    times them and export_run reuses them, so a run exports its student once. Without the export extra installed,
+    None, and no copies of an earlier student left (they would mislead export_run)."""
     folder = run.dir / layout.STUDENT_ONNX
+    if not onnx_backend.installed():
+        remove_tree(folder)
+        return None
     with atomic_dir(folder) as tmp:
         write_copies(calibrated_for_export(run, "student"), tmp)
     return folder
 
 
-def student_copies_if_installed(run):
-    """With the export extra installed, the student's ONNX copies in distill/onnx/ (helpers.serve.export.student_copies),
-    for the comparison's ONNX Runtime rows and the export; without it, None, and no copies of an earlier run left."""
-    if not onnx_backend.installed():
-        remove_tree(run.dir / layout.STUDENT_ONNX)  # copies of an earlier student would mislead export
-        return None
-    return student_copies(run)
-
-
 def _reuse_or_export(run, model, folder, who):
-    """The student's copies the distill stage wrote (linked, or copied where the file system has no links), or a
-    fresh export of `model` when it wrote none; (files, fusions). export_run's check vouches for either."""
+    """(files, fusions) of the student's copies the distill stage wrote (linked, or copied where the file system has
+    no links), or of a fresh export of `model` when it wrote none. export_run's check vouches for either."""
     made = run.dir / layout.STUDENT_ONNX
     if who != "student" or not (made / COPIES_FILE).is_file():
         return onnx_copies(model, folder, who, int8=who == "student")

@@ -1,9 +1,5 @@
-"""An exported model (helpers.export) served by ONNX Runtime, with neither torch nor transformers.
-
-An export folder holds the ONNX copies, the tokenizer (`tokenizer.json`, read by the `tokenizers` library) and
-`serving.json`: the run's truncation (max_length, truncation_head), the padding id, the labels and which file holds
-which copy. Reviews are cut by helpers.tokens.truncation as the tokenize stage cut the training reviews. The
-distill stage's comparison and helpers.export's check run their ONNX copies through `session_logits` too.
+"""An exported model (helpers.export) served by ONNX Runtime, with neither torch nor transformers: its ONNX copies,
+`tokenizer.json` (read by `tokenizers`) and `serving.json` (the run's truncation, the padding id, which file is which).
 """
 import importlib.util
 import json
@@ -31,15 +27,6 @@ def installed():
 
 def is_export_folder(path):
     return (Path(path) / SERVING_FILE).is_file()
-
-
-def read_serving(folder):
-    """serving.json of an export folder, refused by name when absent."""
-    path = Path(folder) / SERVING_FILE
-    if not path.is_file():
-        raise ExportError(f"{folder} holds no {SERVING_FILE}: it is not an export folder; "
-                          "make one with `python -m helpers.export RUN_DIR`")
-    return json.loads(path.read_text())
 
 
 def model_file(folder, serving, model):
@@ -77,8 +64,8 @@ def padded_batch(ids_list, pad_id):
 
 
 def session_logits(session, ids_list, pad_id, batch_size, on_batch=None):
-    """Logits for reviews given as token ids, in their order; batches run shortest first (as
-    helpers.train.prediction.predict_logits does), `on_batch(n)` told after each batch of n reviews."""
+    """Logits for reviews given as token ids, in their order; batches run shortest first (as predict_logits does),
+    `on_batch(n)` told after each batch of n reviews."""
     ids_list = list(ids_list)  # a datasets column (datasets 4, Colab's) refuses numpy integers as indices
     order = np.argsort([len(ids) for ids in ids_list], kind="stable")
     logits = np.empty((len(ids_list), 2), dtype=np.float32)
@@ -92,7 +79,7 @@ def session_logits(session, ids_list, pad_id, batch_size, on_batch=None):
 
 @dataclass
 class ExportedClassifier(Classifier):
-    """One ONNX copy of an export folder, its tokenizer and its truncation; the temperature is folded into the copy."""
+    """One ONNX copy of an export folder (the temperature folded in), its tokenizer and its truncation."""
     session: object
     tokenizer: object
     serving: dict
@@ -106,7 +93,10 @@ class ExportedClassifier(Classifier):
     def load(cls, folder, model="student", threads=None):
         from tokenizers import Tokenizer
 
-        serving = read_serving(folder)
+        if not is_export_folder(folder):
+            raise ExportError(f"{folder} holds no {SERVING_FILE}: it is not an export folder; "
+                              "make one with `python -m helpers.export RUN_DIR`")
+        serving = json.loads((Path(folder) / SERVING_FILE).read_text())
         session = make_session(model_file(folder, serving, model), threads)
         tokenizer = Tokenizer.from_file(str(Path(folder) / TOKENIZER_FILE))
         tokenizer.no_truncation()  # the cut is helpers.tokens.truncation's, head+tail where the run used it
@@ -114,7 +104,6 @@ class ExportedClassifier(Classifier):
         return cls(session, tokenizer, serving)
 
     def token_ids(self, texts):
-        """Each text's token ids, [CLS] and [SEP] included, cut as the run cut its reviews."""
         encoded = self.tokenizer.encode_batch(list(texts), add_special_tokens=True)
         return [truncate(item.ids, self.serving["max_length"], self.serving["truncation_head"]) for item in encoded]
 

@@ -5,14 +5,13 @@
     python -m helpers.predict runs/quick/export reviews.parquet --out scored.parquet  # helpers.export's folder
     cat reviews.txt | python -m helpers.predict runs/quick/export -                 # one review per line
 
-INPUT is Parquet, CSV, JSON Lines (.jsonl) or text with one review per line (.txt; also what `-`,
-standard input, holds unless --input-format says otherwise). The output keeps the input's columns
-and adds `predicted` (NEGATIVE or POSITIVE) and `p_positive`, calibrated with the run's temperature.
-Reviews are cut as the run cut its training reviews (max_length, head+tail where it used it). Files
-are read and written in chunks, so memory stays flat however long the file; within a chunk the
-batches run shortest first. Empty or non-text rows are named, skipped (kept in the output with no
-prediction) and counted, or refused with --strict. An output file is written whole or not at all.
-With a `label` column (0/1, neg/pos, negative/positive), accuracy and its 95% interval are printed.
+INPUT is Parquet, CSV, JSON Lines (.jsonl) or text with one review per line (.txt; also what `-`, standard input,
+holds unless --input-format says otherwise). The output keeps the input's columns and adds `predicted` (NEGATIVE or
+POSITIVE) and `p_positive`, calibrated with the run's temperature. Reviews are cut as the run cut its training
+reviews. Files are read and written in chunks, so memory stays flat however long the file. Empty or non-text rows
+are named, skipped (kept in the output with no prediction) and counted, or refused with --strict. An output file is
+written whole or not at all. With a `label` column (0/1, neg/pos, negative/positive), accuracy and its 95% interval
+are printed.
 """
 import argparse
 import signal
@@ -65,20 +64,11 @@ def read_chunks(source, kind):
 
 
 def input_format(path, given):
-    if given:
-        return given
-    if path == "-":
-        return "txt"
-    kind = INPUT_FORMATS.get(Path(path).suffix.lower())
+    kind = given or ("txt" if path == "-" else INPUT_FORMATS.get(Path(path).suffix.lower()))
     if kind is None:
         raise InputError(f"{path}: cannot tell its format from the extension; name it .parquet, .csv, .jsonl or "
                          "(one review per line) .txt, or pass --input-format")
     return kind
-
-
-def usable_text(column):
-    """True where a row holds text to score: a string with something besides white space."""
-    return column.map(lambda text: isinstance(text, str) and bool(text.strip())).to_numpy(dtype=bool)
 
 
 def label_values(column):
@@ -95,27 +85,22 @@ class OutputWriter:
     """Chunks to a CSV stream, or to a Parquet or CSV file under a temporary name renamed at the end."""
 
     def __init__(self, stack, out, stream):
-        self.parquet, self.first, self.schema = bool(out) and out.endswith(".parquet"), True, None
-        self.handle = stream if not out else None
-        if out:
-            self.tmp = stack.enter_context(atomic_write(out))
-            self.handle = None if self.parquet else stack.enter_context(open(self.tmp, "w", encoding="utf-8", newline=""))
-            self.stack = stack
+        self.stack, self.parquet, self.first = stack, bool(out) and out.endswith(".parquet"), True
+        self.target = stack.enter_context(atomic_write(out)) if out else stream
 
     def write(self, frame):
         if not self.parquet:
-            frame.to_csv(self.handle, header=self.first, index=False)
+            frame.to_csv(self.target, mode="w" if self.first else "a", header=self.first, index=False)
         else:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
             table = pa.Table.from_pandas(frame, preserve_index=False)
             if self.first:
-                self.schema, writer = table.schema, pq.ParquetWriter(self.tmp, table.schema)
-                self.handle = self.stack.enter_context(writer)
-            elif table.schema != self.schema:
-                table = table.cast(self.schema)  # e.g. a column all null in this chunk: typed as in the first
-            self.handle.write_table(table)
+                self.writer = self.stack.enter_context(pq.ParquetWriter(self.target, table.schema))
+            elif table.schema != self.writer.schema:
+                table = table.cast(self.writer.schema)  # e.g. a column all null in this chunk: typed as in the first
+            self.writer.write_table(table)
         self.first = False
 
 
@@ -153,17 +138,18 @@ def score(args, stream):
         writer = OutputWriter(stack, args.out, stream)
         bar = stack.enter_context(tqdm(desc="scoring", unit="reviews", file=sys.stderr, disable=args.quiet))
         for chunk in chain([first], chunks):
-            ok = usable_text(chunk[args.text_column])
+            texts = chunk[args.text_column]
+            ok = texts.map(lambda text: isinstance(text, str) and bool(text.strip())).to_numpy(dtype=bool)
             bad = np.flatnonzero(~ok) + totals["rows"]
             if len(bad) and args.strict:
                 raise InputError(f"{args.input}: row {bad[0]} has no text to score "
-                                 f"({chunk[args.text_column].iloc[bad[0] - totals['rows']]!r}; rows count from 0, "
-                                 "header excluded); remove it, or drop --strict to skip such rows")
+                                 f"({texts.iloc[bad[0] - totals['rows']]!r}; rows count from 0, header excluded); "
+                                 "remove it, or drop --strict to skip such rows")
             totals["bad_rows"] += bad.tolist()
             started = time.perf_counter()
             p_positive = np.full(len(chunk), np.nan)
             if ok.any():
-                logits = classifier.logits(chunk[args.text_column][ok].tolist(), batch_size, bar.update)
+                logits = classifier.logits(texts[ok].tolist(), batch_size, bar.update)
                 p_positive[ok] = classifier.positive_probability(logits)
             totals["seconds"] += time.perf_counter() - started
             decided = predicted_labels(p_positive[ok])
@@ -223,13 +209,11 @@ def parse_args(argv):
     return args
 
 
-def _stop_on_sigterm(signum, frame):
-    raise SystemExit(128 + signum)  # unwinds, so the temporary output file is removed
-
-
 def main(argv=None):
     args = parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)  # put back at the end (a notebook's kernel calls main)
+    # SIGTERM raises SystemExit, which unwinds, so the temporary output file is removed; the handler is put back at
+    # the end (a notebook's kernel calls main)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     stream = sys.stdout  # the CSV, when no --out; anything else printed goes to standard error
     try:
         with redirect_stdout(sys.stderr):

@@ -1,6 +1,5 @@
-"""A run's own model scoring raw texts with PyTorch, for helpers.predict on a run folder: the texts are cut as the
-run's training reviews were (helpers.tokens.tokens), predicted through the one prediction path
-(helpers.train.prediction) and calibrated with the temperature the run fitted (calibration.load_with_temperature)."""
+"""A run folder's model scoring raw texts with PyTorch: cut as the run's training reviews were, predicted through the
+one prediction path, calibrated with the temperature the run fitted."""
 from dataclasses import dataclass
 
 import numpy as np

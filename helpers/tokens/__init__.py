@@ -1,2 +1,1 @@
-"""Stage 2 (02_tokenize): the tokenizer, how a long review is cut (truncation), the tokenized splits and their
-lengths (tokens); 02's views (token_views)."""
+"""Stage 2 (02_tokenize): the tokenizer and tokenized splits (tokens), how a long review is cut (truncation), views."""

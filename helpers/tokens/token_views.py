@@ -1,9 +1,7 @@
-"""02's views: one review as the model reads it (its word pieces, ids and mask, and where the cut falls),
-computed by the tokenize stage's own code (helpers.tokens.tokens), as pandas tables a notebook shows with one call.
-"""
+"""02's views: one review as the model reads it and where the cut falls, by the tokenize stage's own code."""
 import pandas as pd
 
-from helpers.tokens import tokens
+from helpers.tokens import tokens, truncation
 
 
 def short_and_long(frame):
@@ -12,24 +10,17 @@ def short_and_long(frame):
     return frame.loc[lengths.idxmin(), "text"], frame.loc[lengths.idxmax(), "text"]
 
 
-def encode_one(tokenizer, text, max_length, head_share=1.0):
-    """(ids, attention mask) of one review as the tokenize stage makes them (`tokens.full_ids`, then
-    `tokens.truncate`'s cut); every kept piece is attended to."""
-    ids = tokens.truncate(tokens.full_ids(tokenizer, [text])[0], max_length, head_share)
-    return ids, [1] * len(ids)
-
-
 def word_pieces(tokenizer, text, max_length, head_share=1.0):
-    """One review as the model reads it: each word piece, its id and its attention mask, in order."""
-    ids, mask = encode_one(tokenizer, text, max_length, head_share)
-    return pd.DataFrame({"piece": tokenizer.convert_ids_to_tokens(ids), "id": ids, "mask": mask},
+    """One review as the tokenize stage cuts it: each word piece, its id and its attention mask (all 1), in order."""
+    ids = truncation.truncate(tokens.full_ids(tokenizer, [text])[0], max_length, head_share)
+    return pd.DataFrame({"piece": tokenizer.convert_ids_to_tokens(ids), "id": ids, "mask": [1] * len(ids)},
                         index=pd.RangeIndex(len(ids), name="position"))
 
 
 def cut_counts(tokenizer, text, max_length, head_share=1.0):
-    """How `tokens.truncate` cuts one review: pieces in all, kept from its head and its tail, cut."""
+    """How `truncation.truncate` cuts one review: pieces in all, kept from its head and its tail, cut."""
     length = len(tokens.full_ids(tokenizer, [text])[0])
-    start, stop = tokens.cut_span(length, max_length, head_share)
+    start, stop = truncation.cut_span(length, max_length, head_share)
     return pd.Series({"pieces in the review": length, "max_length": max_length, "truncation_head": head_share,
                       "kept from the head ([CLS] included)": start,
                       "kept from the tail ([SEP] included)": length - stop,
@@ -39,7 +30,7 @@ def cut_counts(tokenizer, text, max_length, head_share=1.0):
 def around_cut(tokenizer, text, max_length, head_share=1.0, n=4):
     """The `n` pieces on each side of both edges of the cut, by position in the whole review; empty if it fits."""
     ids = tokens.full_ids(tokenizer, [text])[0]
-    start, stop = tokens.cut_span(len(ids), max_length, head_share)
+    start, stop = truncation.cut_span(len(ids), max_length, head_share)
     if start == stop:
         return pd.DataFrame(columns=["piece", "read"], index=pd.Index([], name="position"))
     near = sorted({i for edge in (start, stop) for i in range(edge - n, edge + n) if 0 <= i < len(ids)})
@@ -54,7 +45,7 @@ def truncation_text(params):
         return (f"**This run's truncation** (`truncation_head` 1.0): the model reads the first {params.max_length} "
                 "word pieces of a long review and never sees the rest. Reviewers often give their verdict at the "
                 "end; `truncation_head` below 1.0 would keep the end too.")
-    head, _ = tokens.cut_span(params.max_length + 1, params.max_length, params.truncation_head)  # the tokenize stage's arithmetic
+    head, _ = truncation.cut_span(params.max_length + 1, params.max_length, params.truncation_head)
     return (f"**This run's truncation** (`truncation_head` {params.truncation_head}, head+tail after Sun et al. 2019): "
             f"of a long review the model reads the first {head} and the last {params.max_length - head} word "
             f"pieces ({params.max_length} in all), where reviewers often give their verdict; the middle is dropped.")

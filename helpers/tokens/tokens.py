@@ -1,8 +1,5 @@
-"""Stage 2: tokenize the splits, truncating to `max_length`; padding waits for batching.
-
-Each review keeps its own length here; the training and prediction loaders pad each batch to
-its longest review (dynamic padding), which on IMDB saves much of the compute that padding
-everything to `max_length` up front would waste.
+"""Stage 2: tokenize the splits, truncating to `max_length`. Padding waits for batching: the loaders pad each
+batch to its longest review, which on IMDB saves much of what padding all to `max_length` up front would waste.
 """
 import datasets
 import numpy as np
@@ -12,10 +9,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 from helpers.core.errors import ConfigError
 from helpers.core.files import atomic_dir
 from helpers.core.models import TINY, TINY_CONFIG, model_source, position_limit
-from helpers.tokens.truncation import (  # noqa: F401 - here since the demo and token_views use tokens.truncate
-    cut_span,
-    truncate,
-)
+from helpers.tokens.truncation import truncate
 
 TINY_VOCAB_SIZE = 2000  # word pieces of the tiny test model's tokenizer
 
@@ -93,10 +87,9 @@ def load_tokenizer(name, train_texts=None):
 def _train_tiny_tokenizer(texts):
     """A WordPiece tokenizer over the commonest words of `texts`, the same for the same texts.
 
-    The library's WordPieceTrainer breaks ties between equally frequent pieces differently from
-    one call to the next, which would make two `smoke` runs differ; counting words here, ties
-    broken alphabetically, keeps runs reproducible. Every character is in the vocabulary (alone
-    and as a "##" continuation), so rarer words are spelt out instead of becoming [UNK].
+    The library's WordPieceTrainer breaks ties between equally frequent pieces differently from one call to the
+    next, which would make two `smoke` runs differ; here ties are broken alphabetically. Every character is in the
+    vocabulary (alone and as a "##" continuation), so rarer words are spelt out instead of becoming [UNK].
     """
     from collections import Counter
 

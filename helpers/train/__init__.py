@@ -1,3 +1,1 @@
-"""Stage 3 (03_train): batches (batching), the optimizer's groups and epochs (optimization), the training loop for
-teacher and student (trainer), its checkpoints (checkpoints, checkpoint_files), the one prediction path (prediction);
-03's views (training_views)."""
+"""Stage 3 (03_train): batching, optimization, the loop (trainer), checkpoints, the one prediction path, 03's views."""

@@ -1,30 +1,25 @@
 """How reviews become batches: each epoch's order, length grouping, and padded loaders.
 
-Length grouping (`group_by_length`, on by default) is explained here, once: reviews are
-shuffled, cut into groups of GROUP_BATCHES batches and sorted by length within each group, so a
-batch holds reviews of similar length and is padded little; the batches are then shuffled, so
-the order still changes every epoch and no epoch runs from the longest reviews to the shortest.
-Every loader pads a batch to its longest review, rounded up to a multiple of 8 for fast kernels.
+Length grouping (`group_by_length`, on by default): reviews are shuffled, cut into groups of GROUP_BATCHES batches
+and sorted by length within each group, so a batch is padded little; the batches are then shuffled, so no epoch runs
+from the longest reviews to the shortest. A loader pads a batch to its longest review, rounded up to a multiple of 8.
 """
-
 import pyarrow.compute as pc
 import torch
 from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding
 
 from helpers.core.errors import CheckpointError
-from helpers.core.padding import padded_length
+from helpers.core.padding import PAD_TO_MULTIPLE
 
 GROUP_BATCHES = 50  # batches per length-sorted group: large enough to find similar lengths, small enough to mix
 
 
 class EpochSampler(Sampler):
-    """The training order of each epoch, drawn from (seed, epoch) alone.
+    """The training order of each epoch, drawn from (seed, epoch) alone, so it can be drawn again.
 
-    Each epoch's order comes from a generator seeded with `seed + epoch - 1` rather than one
-    whose state moves on, so it can be drawn again; checkpoints also store it, and a resumed
-    epoch follows the stored order (`resume_order`), which stays right even if a library upgrade
-    changed how orders are drawn. The epoch is set through `epoch`, not `set_epoch`, which
+    Checkpoints also store it and a resumed epoch follows the stored order (`resume_order`), which stays right even
+    if a library upgrade changed how orders are drawn. The epoch is set through `epoch`, not `set_epoch`, which
     Accelerate calls with its own count of passes over a loader.
     """
 
@@ -40,13 +35,10 @@ class EpochSampler(Sampler):
         return iter(self.order(self.epoch))
 
     def order(self, epoch):
-        """The order of review indices for `epoch`."""
         if self._cached[0] != epoch:
             generator = torch.Generator().manual_seed(self.seed + epoch - 1)
-            if self.group_by_length:
-                order = length_grouped_order(self.lengths, self.batch_size, generator)
-            else:
-                order = torch.randperm(len(self.lengths), generator=generator).tolist()
+            order = (length_grouped_order(self.lengths, self.batch_size, generator) if self.group_by_length
+                     else torch.randperm(len(self.lengths), generator=generator).tolist())
             self._cached = (epoch, list(order))
         return self._cached[1]
 
@@ -62,13 +54,9 @@ def token_lengths(dataset):
 
 
 def length_grouped_order(lengths, batch_size, generator, group_batches=GROUP_BATCHES):
-    """Review indices in batches of similar length, the batches themselves in random order.
-
-    (transformers' get_length_grouped_indices stops before the final shuffle of the batches, so
-    each group runs longest to shortest; on a small training set, one group, a whole epoch went
-    from the longest reviews to the shortest.) An incomplete batch stays last, so every other
-    batch is full.
-    """
+    """Review indices in batches of similar length, the batches in random order; an incomplete batch stays last.
+    (transformers' get_length_grouped_indices stops before the final shuffle, so on a small training set, one group,
+    a whole epoch went from the longest reviews to the shortest.)"""
     shuffled = torch.randperm(len(lengths), generator=generator).tolist()
     group = group_batches * batch_size
     batches = []
@@ -81,23 +69,15 @@ def length_grouped_order(lengths, batch_size, generator, group_batches=GROUP_BAT
 
 
 def make_loader(dataset, tokenizer, batch_size, sampler=None, extra_columns=()):
-    """Batches padded to their longest review rounded up to PAD_TO_MULTIPLE (helpers.core.padding).
+    """Batches padded to their longest review (rounded up to PAD_TO_MULTIPLE), in the sampler's or the dataset's order.
 
-    Without a sampler the batches follow the dataset's order. The loader draws its worker seed
-    from a generator of its own, so starting a pass over it does not move torch's global random
-    state (which dropout uses): a resumed run then draws exactly the numbers an unbroken one does.
-
-    With a GPU the batches are padded into pinned (page-locked) memory, from which the copy to
-    the GPU runs asynchronously (helpers.core.accelerators asks Accelerate for non-blocking copies), and
-    Accelerate's loader already fetches one batch ahead, so the next batch is padded and on its way
-    while the GPU works through the queued step. No worker processes: padding a batch costs the
-    main process little, while a worker would start anew at every epoch and every resume.
+    The loader draws its worker seed from a generator of its own, so a pass over it does not move torch's global
+    random state (which dropout uses): a resumed run draws exactly the numbers an unbroken one does. With a GPU,
+    batches go to pinned memory, copied asynchronously while Accelerate's loader fetches one batch ahead. No worker
+    processes: padding costs the main process little, while a worker would start anew at every epoch and resume.
     """
     columns = ["input_ids", "attention_mask", "labels", *extra_columns]
-
-    def collator(rows):
-        width = padded_length(max(len(row["input_ids"]) for row in rows))
-        return DataCollatorWithPadding(tokenizer, padding="max_length", max_length=width, return_tensors="pt")(rows)
+    collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=PAD_TO_MULTIPLE, return_tensors="pt")
 
     return DataLoader(dataset.select_columns(columns), batch_size=batch_size, sampler=sampler, collate_fn=collator,
                       generator=torch.Generator().manual_seed(0), pin_memory=torch.cuda.is_available())

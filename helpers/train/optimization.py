@@ -1,8 +1,4 @@
-"""What AdamW optimizes and for how long: the parameter groups (no weight decay on biases and LayerNorm,
-optionally a learning rate that shrinks layer by layer below the head) and the number of epochs a
-training set needs to reach `min_steps`. helpers.train.trainer builds its optimizer and schedule from these;
-the notebooks' tables (helpers.train.training_views) and the time estimates (helpers.pipeline.estimates) read them too.
-"""
+"""What AdamW optimizes and for how long, for the trainer, the notebooks' tables and the time estimates alike."""
 import math
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight")
@@ -16,10 +12,9 @@ def planned_epochs(n_batches, settings):
 
 
 def param_groups(model, weight_decay, lr, layer_decay=1.0):
-    """AdamW's parameter groups: no weight decay on biases and LayerNorm weights, and with
-    `layer_decay` < 1 a learning rate that shrinks by that factor per layer below the head
-    (layer-wise decay, Howard and Ruder 2018; Clark et al. 2020): the lower layers hold general
-    features that a small training set should change least."""
+    """AdamW's parameter groups: no weight decay on biases and LayerNorm weights; with `layer_decay` < 1 a learning
+    rate that shrinks by that factor per layer below the head (Howard and Ruder 2018; Clark et al. 2020): the lower
+    layers hold general features that a small training set should change least."""
     n_layers = model.config.num_hidden_layers
     groups = {}
     for name, param in model.named_parameters():

@@ -1,12 +1,5 @@
-"""03's views (05 shows some too): the model, one batch, the optimizer's groups and the schedule, the loss.
-
-Each function shows one thing the train stage does, computed by the code it runs (the sampler and
-loader of helpers.train.batching, the parameter groups and schedule of helpers.train.trainer), and returns a
-pandas table or Series a notebook shows with one call a student can re-run on other settings.
-Everything runs on the CPU, in seconds, and nothing here trains. The model loaders call `set_seed`
-(models.load_teacher, models.load_student); the functions below that load a model put the random
-generators back as they found them (`random_state_kept`), so looking never changes what a run
-computes afterwards (the stages seed themselves anyway).
+"""03's views (05 shows some too): the model, one batch, the optimizer's groups, the schedule, the loss, as pandas
+tables computed by the train stage's own code. Nothing here trains, and looking never moves the random generators.
 """
 import contextlib
 import json
@@ -29,11 +22,8 @@ from helpers.train.trainer import classification_loss
 
 @contextlib.contextmanager
 def random_state_kept():
-    """Run the body, then put Python's, NumPy's and torch's CPU generators back as they were.
-
-    CUDA's are left alone: reading them would start CUDA in this process, which a multi-GPU
-    `notebook_launcher` (stages.launch_train) needs to find unstarted.
-    """
+    """Run the body, then put Python's, NumPy's and torch's CPU generators back as they were. CUDA's are left alone:
+    reading them would start CUDA in this process, which a multi-GPU `notebook_launcher` needs to find unstarted."""
     states = random.getstate(), np.random.get_state(), torch.get_rng_state()
     try:
         yield
@@ -50,8 +40,7 @@ def untrained_teacher(params, tokenizer):
 
 
 def student_at_start(params, teacher):
-    """The student exactly as the distill stage starts from it, before any distillation: built from the
-    teacher as the train stage saved it (a copy of its layers, or a pre-trained student)."""
+    """The student exactly as the distill stage starts from it (from the teacher's layers, or a pre-trained one)."""
     with random_state_kept():
         return models.load_student(params.student_model, teacher, params.seed, params.attention_dropout)
 
@@ -69,8 +58,8 @@ def model_facts(**named_models):
 
 
 def checkpoint_names(model_name):
-    """Names of the weights stored in a model's pre-trained checkpoint, read from its safetensors header
-    (no weights loaded); empty for models that have none (the tiny random one, the student made from the teacher)."""
+    """Names of the weights in a model's pre-trained checkpoint, read from its safetensors header (no weights
+    loaded); empty for models that have none (the tiny random one, the student made from the teacher)."""
     if model_name in (models.TINY, models.DISTIL_FROM_TEACHER):
         return set()
     from safetensors import safe_open
@@ -86,12 +75,8 @@ def checkpoint_names(model_name):
 
 
 def model_parts(model, checkpoint=None):
-    """Parameters per part (embeddings, each layer, pooler, head) and where each part's weights come from.
-
-    A part is "pre-trained" when the checkpoint of model name `checkpoint` holds all its weights and
-    "new (random)" when it holds none: the classification head, which fine-tuning must learn from
-    scratch. The rows add up to the model's total.
-    """
+    """Parameters per part (embeddings, each layer, pooler, head) and where each part's weights come from: "pre-trained"
+    when the checkpoint of model name `checkpoint` holds them all, "new (random)" when it holds none (the head)."""
     saved = checkpoint_names(checkpoint) if checkpoint else set()
     prefix = model.base_model_prefix + "."
     rows = {}
@@ -111,8 +96,7 @@ def _part(name, prefix):
     """'bert.encoder.layer.3.output.dense.weight' -> 'encoder layer 3'; 'classifier.bias' -> 'classifier'."""
     words = name.removeprefix(prefix).split(".")
     if "layer" in words[:-2] and words[words.index("layer") + 1].isdigit():
-        at = words.index("layer")
-        return " ".join(words[:at] + ["layer", words[at + 1]])
+        return " ".join(words[:words.index("layer") + 2])
     return words[0]
 
 
@@ -125,9 +109,8 @@ def _saved_as(name, prefix):
 
 
 def first_batch(dataset, tokenizer, settings, epoch=1, extra_columns=()):
-    """The first batch the training loop draws in `epoch`, built as helpers.train.trainer builds its loader:
-    the epoch's order from `EpochSampler` (length-grouped or not), padded by `make_loader`. In a
-    multi-process launch each process gets its slice of this batch."""
+    """The first batch the training loop draws in `epoch`, built as the trainer builds its loader (in a multi-process
+    launch each process gets its slice of it)."""
     sampler = EpochSampler(token_lengths(dataset), settings.batch_size, settings.seed, settings.group_by_length)
     sampler.epoch = epoch
     return next(iter(make_loader(dataset, tokenizer, settings.batch_size, sampler, extra_columns)))
@@ -153,23 +136,19 @@ def batch_rows(batch):
 
 def epoch_padding(dataset, settings, epoch=1):
     """Share of padding over a whole epoch's batches, with length grouping and in plain random order."""
-    lengths = token_lengths(dataset)
+    lengths, size = token_lengths(dataset), settings.batch_size
     shares = {}
-    for grouped in (True, False):
-        order = EpochSampler(lengths, settings.batch_size, settings.seed, grouped).order(epoch)
-        real = padded = 0
-        for start in range(0, len(order), settings.batch_size):
-            batch = lengths[order[start:start + settings.batch_size]]
-            real += int(batch.sum())
-            padded += int(padded_length(batch.max())) * len(batch)
-        shares["length-grouped (group_by_length: true)" if grouped else "random order (group_by_length: false)"] = \
-            round(1 - real / padded, 4)
+    for grouped, name in ((True, "length-grouped (group_by_length: true)"),
+                          (False, "random order (group_by_length: false)")):
+        order = EpochSampler(lengths, size, settings.seed, grouped).order(epoch)
+        batches = [lengths[order[start:start + size]] for start in range(0, len(order), size)]
+        padded = sum(int(padded_length(batch.max())) * len(batch) for batch in batches)
+        shares[name] = round(1 - int(lengths.sum()) / padded, 4)
     return pd.Series(shares, name="padding share")
 
 
 def param_group_table(model, settings):
-    """The optimizer's parameter groups (helpers.train.trainer.param_groups): weight decay, learning rate
-    (one per layer with layer_decay < 1), size, example names."""
+    """The optimizer's parameter groups: weight decay, learning rate (one per layer with layer_decay < 1), size."""
     names = {id(param): name for name, param in model.named_parameters()}
     rows = {}
     for group in param_groups(model, settings.weight_decay, settings.lr, settings.layer_decay):
@@ -190,20 +169,13 @@ def optimizer_steps(n_reviews, settings):
 
 
 def lr_schedule(n_reviews, settings, shown=4):
-    """The learning rate each optimizer step uses: linear warmup from 0 to `lr`, then linear decay to 0.
-
-    Computed by stepping the loop's own scheduler (transformers' "linear") on a throwaway optimizer.
-    Shows `shown` steps of the warmup's start, its end and the decay's start, evenly spaced steps
-    of the decay, and the last step.
-    """
+    """The learning rate of the loop's own scheduler (linear warmup from 0 to `lr`, then linear decay to 0), built on
+    a throwaway optimizer: `shown` steps of the warmup's start, its end, the decay's start, `shown - 1` evenly
+    spaced steps of the decay, and the last step."""
     total, warmup = optimizer_steps(n_reviews, settings)
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=settings.lr)
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=warmup, num_training_steps=total)
-    lrs = []
-    for _ in range(total):
-        lrs.append(scheduler.get_last_lr()[0])
-        optimizer.step()  # no gradients: changes nothing, keeps the scheduler's order check quiet
-        scheduler.step()
+    lrs = [settings.lr * scheduler.lr_lambdas[0](step) for step in range(total)]  # what get_last_lr gives at each step
     picked = set(range(1, shown + 1)) | set(range(warmup - 1, warmup + 3)) | {total}
     picked |= {warmup + 1 + round(k * (total - warmup - 1) / shown) for k in range(1, shown)}
     steps = sorted(step for step in picked if 1 <= step <= total)
@@ -214,8 +186,7 @@ def lr_schedule(n_reviews, settings, shown=4):
 
 
 def batch_loss(model, batch):
-    """The model's cross-entropy on one batch (evaluation mode, no dropout, no gradients), beside ln 2:
-    the loss of a model that says 50/50 to every review."""
+    """The model's cross-entropy on one batch (evaluation mode), beside ln 2: the loss of a 50/50 guess."""
     logits = batch_logits(model, batch)
     labels = batch["labels"]
     return pd.Series({"cross-entropy": classification_loss(logits, {"labels": labels}).item(),
