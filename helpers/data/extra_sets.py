@@ -1,15 +1,11 @@
 """Extra labelled test sets, scored by every model beside the run's own test split.
 
-The `extra_test` parameter names them, comma-separated: `short` is the set shipped with the
-project (1,000 single sentences from IMDB reviews, labelled: Kotzias et al. 2015, see the README's
-credits), anything else a Parquet or CSV file with `text` and `label` columns. A relative path
-is read from the project root, whatever folder a notebook runs in:
+The `extra_test` parameter names them, comma-separated: `short` (shipped: 1,000 single sentences from IMDB
+reviews, labelled by Kotzias et al. 2015), or a Parquet or CSV file with `text` and `label` columns, relative
+paths from the project root. Each set is named by its file's stem (`short`, `my_reviews`) in tables and JSON files:
 
     python -m helpers.run quick -p extra_test short,data/my_reviews.csv
-
-Each set is named by its file's stem (`short`, `my_reviews`) in tables and JSON files.
 """
-
 from helpers.core.errors import ConfigError
 from helpers.core.files import project_path
 from helpers.data.imdb import SAMPLE_DIR, check_labelled_file, load_labelled_file
@@ -19,8 +15,7 @@ MAIN = "test"  # the run's own test split, which no extra set may be named after
 
 
 def extra_test_files(spec):
-    """{name: file} of the sets an `extra_test` value names, each file checked (cheaply) to exist and have
-    text and label columns."""
+    """{name: file} of the sets an `extra_test` value names, each checked (cheaply) for text and label columns."""
     files = {}
     for item in (part.strip() for part in spec.split(",")):
         if not item:

@@ -1,10 +1,8 @@
 """Draw the stratified IMDB sample that ships in `helpers/data/sample_data/`.
 
-The sample is the offline data of the `smoke` and `quick` profiles. It was drawn once with
+The offline data of the `smoke` and `quick` profiles, drawn once and committed; this only matters to redraw it:
 
     python -m helpers.data.sample ../shared/data/imdb
-
-and is committed, so this script only matters to someone who wants to redraw it.
 """
 import argparse
 from pathlib import Path
@@ -25,9 +23,8 @@ def main(argv=None):
     if args.unlabelled_only:
         return write_unlabelled(args.source)
     for split in ("train", "test"):
-        size = SAMPLE_SIZES[split]
         full = pd.read_parquet(args.source / f"{split}.parquet")
-        sample = stratified_sample(full, size, SAMPLE_SEED).reset_index(drop=True)
+        sample = stratified_sample(full, SAMPLE_SIZES[split], SAMPLE_SEED).reset_index(drop=True)
         target = SAMPLE_DIR / f"{split}.parquet"
         write_frame(target, sample[["text", "label"]], compression="zstd", index=False)
         print(f"{target}: {len(sample)} reviews, labels {sample.label.value_counts().to_dict()}")

@@ -3,16 +3,12 @@
     run = notebook.open_stage("train", profile=profile, run_dir=run_dir, drive=drive, fresh=fresh,
                               overrides=overrides, n_train=n_train, ...)
 
-- Parameters once: 01 starts a run from a profile, the named parameters (`n_train`, `epochs`, ...)
-  and `overrides`. Notebooks 02-05 left with an empty `profile` continue a run: the `run_dir`
-  given, or else the one a notebook last opened (`LAST_RUN` in the runs root, on Google Drive on
-  Colab), reading its profile and overrides from its params.json. On Colab, where no run can be
-  found, they stop and say what to set; elsewhere they start `quick` and say that no run was found.
-- Named parameters left at NOT_GIVEN (`...`) keep the profile's value; None already means "all
-  reviews" for n_train and n_test, so it cannot also mean "not given".
-- Standing alone: when the run folder lacks an earlier stage's output (each notebook on Colab
-  runs on a machine of its own), the missing earlier stages run here first, and say so.
-- `fresh` empties the run folder and starts it afresh with these parameters.
+- 01 starts a run from a profile, the named parameters (`n_train`, `epochs`, ...) and `overrides`. 02-05 with an
+  empty `profile` continue a run: `run_dir`, or else the one a notebook last opened (`LAST_RUN` in the runs root,
+  on Google Drive on Colab), with the profile and overrides of its params.json.
+- Named parameters left at NOT_GIVEN (`...`) keep the profile's value (None already means "all reviews").
+- When the run folder lacks an earlier stage's output (on Colab each notebook runs on a machine of its own),
+  the missing stages run here first. `fresh` empties the run folder and starts it afresh.
 """
 import json
 from pathlib import Path
@@ -79,8 +75,8 @@ def parse_overrides(overrides):
 
 
 def _continued(profile, run_dir, overrides, root):
-    """(profile, overrides): as given, or, with no profile, those of the run in `run_dir` updated by
-    `overrides`. With no run to continue: on Colab an error saying what to set; elsewhere `quick`, said aloud."""
+    """(profile, overrides): as given, or, with no profile, those of the run in `run_dir` updated by `overrides`.
+    With no run to continue: on Colab an error saying what to set; elsewhere `quick`, said aloud."""
     if profile:
         return profile, overrides
     params_file = Path(run_dir) / layout.PARAMS_FILE if run_dir else None

@@ -2,17 +2,10 @@
 
     python -m helpers.report runs/quick      # (re)build runs/quick/report.html
 
-The batch runner writes it at the end of every run (also after a failed stage). It is built
-only from the files the stages leave in the run folder, so it can be rebuilt for any run, old
-or partial: a stage whose files are missing shows "not run yet" instead of failing. Every
-figure is embedded as a base64 data URI and the CSS is inline, so the one file can be mailed,
-attached to an issue or opened from Drive without its folder. The summary (this module) shows each
-stage's seconds beside the time estimated before it ran (estimates.json, helpers.pipeline.estimates); the
-sections on what each stage made are in helpers.pipeline.report_sections.
-
-A small inline script checks, once the page has loaded, that every figure decoded; it
-replaces a broken one with a visible note and records the counts on <body> as
-`data-figures` and `data-figures-loaded`, for a reader and for the headless-browser test.
+The batch runner writes it after every run, failed ones too. Built only from the run folder's files, it can be
+rebuilt for any run, old or partial (a stage whose files are missing shows "not run yet"). Figures are base64
+data URIs and the CSS is inline, so the one file can be mailed or opened from Drive without its folder. This
+module holds the summary; the sections on what each stage made are in helpers.pipeline.report_sections.
 """
 import argparse
 import html
@@ -59,7 +52,8 @@ figcaption { color: #666; font-size: 13px; }
 .errors td:first-child { font-weight: normal; }
 """
 
-# After `load` every <img> has either decoded or failed: count them, and make failures visible.
+# After `load` every <img> has either decoded or failed: count them on <body> (for a reader and the headless-browser
+# test), and replace a failed one with a visible note.
 CHECK_FIGURES_JS = """
 window.addEventListener("load", function () {
   var images = Array.prototype.slice.call(document.images), loaded = 0;
@@ -182,9 +176,8 @@ SECTIONS = (  # anchor, heading, builder: the page's order
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m helpers.report", description="(Re)build report.html for a run folder.")
-    parser.add_argument("run_dir", help="a run folder, e.g. runs/quick")
-    args = parser.parse_args(argv)
-    run_dir = Path(args.run_dir)
+    parser.add_argument("run_dir", type=Path, help="a run folder, e.g. runs/quick")
+    run_dir = parser.parse_args(argv).run_dir
     if not run_dir.is_dir():
         parser.error(f"{run_dir} is not a folder")
     print(write_report(run_dir))
