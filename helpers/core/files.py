@@ -91,12 +91,9 @@ def write_json(target, obj):
 
 def write_frame(target, frame, **kwargs):
     """A pandas frame as Parquet or CSV, by the target's suffix."""
-    target = Path(target)
     with atomic_write(target) as tmp:
-        if target.suffix == ".parquet":
-            frame.to_parquet(tmp, **kwargs)
-        else:
-            frame.to_csv(tmp, **kwargs)
+        write = frame.to_parquet if Path(target).suffix == ".parquet" else frame.to_csv
+        write(tmp, **kwargs)
 
 
 def read_json(path):

@@ -22,12 +22,25 @@ def hub_frames(name):
     return {split: pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) for split, files in shards.items()}
 
 
-def _snapshot(name, splits):
-    """The hub cache's snapshot folder of dataset `name`, downloading the Parquet files of `splits` if needed."""
-    from huggingface_hub import snapshot_download
+def _snapshot(name, splits, fix):
+    """The hub cache's snapshot folder of dataset `name`, with the Parquet files of `splits` downloaded if needed;
+    else a DataError saying why, ending in `fix`."""
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     patterns = [f"*{split}{tail}" for split in splits for tail in ("-*.parquet", ".parquet")]
-    return Path(snapshot_download(name, repo_type="dataset", allow_patterns=patterns))
+    try:
+        return Path(snapshot_download(name, repo_type="dataset", allow_patterns=patterns))
+    except LocalEntryNotFoundError:  # offline, or no network, and not (completely) in the cache
+        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "no connection"
+        raise DataError(f"hub dataset {name!r} is not in the local cache and the hub cannot be reached ({why}); "
+                        f"download it once with internet access, or {fix}") from None
+    except RepositoryNotFoundError:  # also private and gated datasets without a token
+        raise DataError(f"hub dataset {name!r} was not found (or is private or gated: log in with `hf auth login`); "
+                        f"check the name, or {fix}") from None
+    except HFValidationError:
+        raise DataError(f"{name!r} is neither an existing file or folder nor a hub dataset name (owner/name); "
+                        f"{fix}") from None
 
 
 def _split_files(folder, split):
@@ -38,22 +51,7 @@ def _split_files(folder, split):
 
 def _hub_parquet_shards(name):
     """{split: sorted Parquet shards} of a hub dataset's train and test splits; {} when it has no such files."""
-    from huggingface_hub import constants
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
-
-    try:
-        folder = _snapshot(name, SPLITS)
-    except LocalEntryNotFoundError:  # offline, or no network, and not (completely) in the cache
-        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "no connection"
-        raise DataError(f"hub dataset {name!r} is not in the local cache and the hub cannot be reached ({why}); "
-                        "download it once with internet access, or use data: sample or a local folder of "
-                        "train/test files") from None
-    except RepositoryNotFoundError:  # also private and gated datasets without a token
-        raise DataError(f"hub dataset {name!r} was not found (or is private or gated: log in with `hf auth login`); "
-                        "check the name, or use data: sample or a local folder of train/test files") from None
-    except HFValidationError:
-        raise DataError(f"data {name!r} is neither 'sample', an existing folder nor a hub dataset name "
-                        "(owner/name)") from None
+    folder = _snapshot(name, SPLITS, "use data: sample or a local folder of train/test files")
     shards = {split: _split_files(folder, split) for split in SPLITS}
     if not any(shards.values()):
         return {}
@@ -80,14 +78,8 @@ def _frames_with_datasets(name):
 
 def hub_unsupervised(name):
     """The texts of a hub dataset's 'unsupervised' split (helpers.data.unlabelled), through the hub cache."""
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
-
-    try:
-        files = _split_files(_snapshot(name, [UNSUPERVISED]), UNSUPERVISED)
-    except (LocalEntryNotFoundError, RepositoryNotFoundError, HFValidationError) as error:
-        raise DataError(f"unlabelled {name!r}: not a file, and the hub dataset cannot be had ({type(error).__name__}); "
-                        "give 'sample', a Parquet/CSV file with a text column, or a hub dataset you can download "
-                        "(offline: one already in the cache)") from None
+    folder = _snapshot(name, [UNSUPERVISED], "give unlabelled: sample, or a Parquet/CSV file with a text column")
+    files = _split_files(folder, UNSUPERVISED)
     if not files:
         raise DataError(f"unlabelled {name!r}: the hub dataset has no '{UNSUPERVISED}' split among its Parquet files; "
                         "give 'sample' or a Parquet/CSV file with a text column")

@@ -1,5 +1,4 @@
-"""The checks every run starts with, before any file is written or model loaded, and `open_run`, which runs them
-before it opens (or creates) the run folder.
+"""The checks every run starts with, before any file is written or model loaded, and `open_run`, which runs them.
 
 They read only what is cheap (file headers, model configurations), so a misspelt path, a model that cannot
 classify text or a `max_length` too long for the model fails within seconds, not after an hour of training; the

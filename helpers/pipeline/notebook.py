@@ -6,7 +6,6 @@
 - 01 starts a run from a profile, the named parameters (`n_train`, `epochs`, ...) and `overrides`. 02-05 with an
   empty `profile` continue a run: `run_dir`, or else the one a notebook last opened (`LAST_RUN` in the runs root,
   on Google Drive on Colab), with the profile and overrides of its params.json.
-- Named parameters left at NOT_GIVEN (`...`) keep the profile's value (None already means "all reviews").
 - When the run folder lacks an earlier stage's output (on Colab each notebook runs on a machine of its own),
   the missing stages run here first. `fresh` empties the run folder and starts it afresh.
 """
@@ -22,7 +21,7 @@ from helpers.runs.config import make_params
 from helpers.runs.run_folder import LAST_RUN, default_run_dir, last_run, profile_overrides, remember_last_run
 
 DEFAULT_PROFILE = "quick"  # what a notebook with nothing to continue starts, outside Colab
-NOT_GIVEN = ...  # a named parameter left so in the parameters cell keeps the profile's value
+NOT_GIVEN = ...  # a named parameter left so keeps the profile's value (None already means "all reviews")
 # the parameters people change most, each a variable of every notebook's parameters cell (papermill -p NAME VALUE)
 NAMED = ("n_train", "n_test", "epochs", "batch_size", "lr", "max_length", "precision", "seed")
 GPU_STAGES = ("train", "evaluate", "distill")  # where model work starts: the no-GPU warning belongs there

@@ -104,10 +104,9 @@ def summary_section(run_dir):
     failure = read_run_json(run_dir, layout.FAILURE_FILE)
     rows = []
     for stage, notebook in layout.NOTEBOOKS.items():
+        status = "done" if (run_dir / layout.DONE_MARKERS[stage]).exists() else "not run"
         if failure and failure["notebook"] == notebook:
             status = f"failed: {failure['error'].splitlines()[0][:300]}"
-        else:
-            status = "done" if (run_dir / layout.DONE_MARKERS[stage]).exists() else "not run"
         rows.append((f"{notebook[:2]} {stage}", status, timings.get(notebook, NAN), estimates.get(stage, {}).get("seconds", NAN)))
     if CPU_PART in estimates:  # measured only where the stage records it (helpers.pipeline.estimates.measured)
         part = estimates[CPU_PART]

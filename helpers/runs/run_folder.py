@@ -47,9 +47,8 @@ LAST_RUN = "LAST_RUN"  # in a runs root: the path of the run folder a notebook l
 
 
 def run_name(profile, overrides=None):
-    """`profile`, or `profile-<8 hex>` naming the parameters that differ from it: other parameters,
-    another folder. The same values name the same folder however they were typed ("500" or 500).
-    The checkpoint cadence (CHECKPOINT_FIELDS) changes no result, so it never changes the folder."""
+    """`profile`, or `profile-<8 hex>` naming the parameters that differ from it, however typed ("500" or 500);
+    not the checkpoint cadence (CHECKPOINT_FIELDS), which changes no result."""
     differing = {name: value for name, value in profile_overrides(profile, resolve_params(profile, overrides)).items()
                  if name not in CHECKPOINT_FIELDS}
     if not differing:
@@ -69,9 +68,7 @@ def profile_overrides(profile, params):
 
 
 def remember_last_run(root, run_dir):
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    write_json(root / LAST_RUN, {"run_dir": str(Path(run_dir).resolve())})
+    write_json(Path(root) / LAST_RUN, {"run_dir": str(Path(run_dir).resolve())})
 
 
 def last_run(root):
@@ -97,11 +94,9 @@ def read_timings(run_dir):
 
 def clear_run(run_dir):
     """Empty a run folder, refusing to touch a folder that is not one."""
-    if not run_dir.exists():
-        return
-    if any(run_dir.iterdir()) and not (run_dir / layout.PARAMS_FILE).exists():
+    if run_dir.exists() and any(run_dir.iterdir()) and not (run_dir / layout.PARAMS_FILE).exists():
         raise ConfigError(f"--overwrite refused: {run_dir} is not empty and holds no params.json, so it is not a run folder")
-    remove_tree(run_dir)
+    remove_tree(run_dir)  # missing is fine
 
 
 def load_run(run_dir):
@@ -157,9 +152,7 @@ def _git_commit():
         dirty = subprocess.run(["git", "status", "--porcelain"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else None
 
 
 def summary_table(run):
