@@ -80,8 +80,7 @@ def write_grid_results(sweep_dir, name, runs):
     table.insert(1, "teacher_min", grouped["teacher_accuracy"].min())
     table.insert(2, "teacher_max", grouped["teacher_accuracy"].max())
     table.insert(0, "seeds", grouped.size())
-    write_frame(Path(sweep_dir) / SWEEP_TABLE, table)
-    plots.save(plots.learning_curve(table, name), Path(sweep_dir) / LEARNING_CURVE)
+    write_results(sweep_dir, name, table)  # never a sweep over seeds: --seeds makes the grid
     return table
 
 
