@@ -17,9 +17,7 @@ MAIN = "test"  # the run's own test split, which no extra set may be named after
 def extra_test_files(spec):
     """{name: file} of the sets an `extra_test` value names, each checked (cheaply) for text and label columns."""
     files = {}
-    for item in (part.strip() for part in spec.split(",")):
-        if not item:
-            continue
+    for item in (part.strip() for part in spec.split(",") if part.strip()):
         file = SHIPPED.get(item) or project_path(item)
         name = item if item in SHIPPED else file.stem
         if name in files or name == MAIN:
