@@ -24,12 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import (
-    BertConfig,
-    BertForSequenceClassification,
-    DistilBertConfig,
-    DistilBertForSequenceClassification,
-)
+from transformers import (BertConfig, BertForSequenceClassification, DistilBertConfig,
+                          DistilBertForSequenceClassification)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from helpers.core import models

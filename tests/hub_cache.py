@@ -71,12 +71,8 @@ def unlabelled_slice(n):
 def write_models(cache, tokenizer):
     """bert-base-uncased and distilbert-base-uncased at their real sizes, random weights, saved as safetensors."""
     import torch
-    from transformers import (
-        BertConfig,
-        BertForSequenceClassification,
-        DistilBertConfig,
-        DistilBertForSequenceClassification,
-    )
+    from transformers import (BertConfig, BertForSequenceClassification, DistilBertConfig,
+                              DistilBertForSequenceClassification)
 
     torch.manual_seed(0)
     for name, model in ((TEACHER, BertForSequenceClassification(BertConfig())),

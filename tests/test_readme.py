@@ -8,6 +8,7 @@ import dataclasses
 import importlib
 import re
 import shlex
+import os
 import shutil
 import subprocess
 import sys
@@ -169,7 +170,11 @@ def test_the_export_predict_and_report_commands_run_as_written_on_a_finished_run
             export.main(words[3:])
             assert pushed == [words[words.index("--push-to-hub") + 1]] * 2
             continue
-        done = subprocess.run([sys.executable, *words[1:]], cwd=project_copy, capture_output=True, text=True, timeout=300)
+        # the copy's helpers/ holds only the CSV: the project root on the path finds the real package, as it is found
+        # from the project's own folder (an editable install maps helpers to it without a path entry)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+        done = subprocess.run([sys.executable, *words[1:]], cwd=project_copy, capture_output=True, text=True, timeout=300,
+                              env=env)
         assert done.returncode == 0, (" ".join(words), done.stderr[-3000:])
         if kind(words) == "helpers.predict" and "--out" not in words:
             assert "POSITIVE" in done.stdout and "p_positive" in done.stdout

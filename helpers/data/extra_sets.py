@@ -8,7 +8,6 @@ a Parquet or CSV file with `text` and `label` columns (relative paths as the REA
 
 Each set is named by its file's stem (`short`, `my_reviews`) in tables and JSON files.
 """
-
 from helpers.core.errors import ConfigError
 from helpers.core.files import project_path
 from helpers.data.imdb import SAMPLE_DIR, check_labelled_file, load_labelled_file
@@ -18,12 +17,9 @@ MAIN = "test"  # the run's own test split, which no extra set may be named after
 
 
 def extra_test_files(spec):
-    """{name: file} of the sets an `extra_test` value names, each file checked (cheaply) to exist and have
-    text and label columns."""
+    """{name: file} of the sets an `extra_test` value names, each checked (cheaply) for text and label columns."""
     files = {}
-    for item in (part.strip() for part in spec.split(",")):
-        if not item:
-            continue
+    for item in (part.strip() for part in spec.split(",") if part.strip()):
         file = SHIPPED.get(item) or project_path(item)
         name = item if item in SHIPPED else file.stem
         if name in files or name == MAIN:

@@ -19,9 +19,8 @@ def main(argv=None):
     if args.unlabelled_only:
         return write_unlabelled(args.source)
     for split in ("train", "test"):
-        size = SAMPLE_SIZES[split]
         full = pd.read_parquet(args.source / f"{split}.parquet")
-        sample = stratified_sample(full, size, SAMPLE_SEED).reset_index(drop=True)
+        sample = stratified_sample(full, SAMPLE_SIZES[split], SAMPLE_SEED).reset_index(drop=True)
         target = SAMPLE_DIR / f"{split}.parquet"
         write_frame(target, sample[["text", "label"]], compression="zstd", index=False)
         print(f"{target}: {len(sample)} reviews, labels {sample.label.value_counts().to_dict()}")

@@ -1,10 +1,8 @@
-"""The checks every run starts with, before any file is written or any model loaded, and `open_run`, which runs
-them before it opens (or creates) the run folder.
+"""The checks every run starts with, before any file is written or model loaded, and `open_run`, which runs them.
 
-They read only what is cheap to read (file headers, model configurations), so a misspelt path,
-a model that cannot classify text or a `max_length` too long for the model fails within
-seconds, not after the data stage or an hour of training. The full row-by-row checks of the
-data follow in the data stage, which also comes before any model.
+They read only what is cheap (file headers, model configurations), so a misspelt path, a model that cannot
+classify text or a `max_length` too long for the model fails within seconds, not after an hour of training; the
+row-by-row checks of the data follow in the data stage, also before any model.
 """
 from pathlib import Path
 
@@ -44,21 +42,20 @@ def check_tracker(name):
 def open_run(profile, run_dir="", overrides=None, overwrite=False, writer=True):
     """Validate the parameters and inputs, then open (or create) the run folder they belong to.
 
-    With `overwrite`, an existing run folder is emptied first, but only once every check has passed.
-    In a multi-process launch every process checks (so all stop alike on bad input) but only the
-    main one (`writer`) empties or writes the folder.
+    With `overwrite`, an existing run folder is emptied first, but only once every check has passed. In a
+    multi-process launch every process checks (so all stop alike) but only the main one (`writer`) writes.
     """
     params = resolve_params(profile, overrides)
     check_inputs(params)
     run_dir = Path(run_dir) if run_dir else default_run_dir(profile, overrides)
+    params_file = run_dir / layout.PARAMS_FILE
     if overwrite and writer:
         clear_run(run_dir)
-    params_file = run_dir / layout.PARAMS_FILE
-    if not overwrite:
+    elif not overwrite:
         refuse_old_layout(run_dir)
-    if params_file.exists() and not overwrite:
-        refuse_mismatch(run_dir, read_json(params_file), profile, params)
-    elif writer and not params_file.exists():
+        if params_file.exists():
+            refuse_mismatch(run_dir, read_json(params_file), profile, params)
+    if writer and not params_file.exists():
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(params_file, {"profile": profile, "params": params.to_dict()})
         write_json(run_dir / layout.ENVIRONMENT_FILE, environment())

@@ -1,11 +1,8 @@
 """Google Colab: the GPU check and the run folders on Google Drive; outside Colab a no-op.
 
-On Colab a notebook should (1) say which GPU it got, or warn before a large profile crawls on
-the CPU, and (2) be able to keep its run folders on Google Drive, because a disconnect wipes
-the runtime's disk and with it every checkpoint. Each notebook runs in a runtime of its own,
-so each mounts Drive again: the notebooks' `drive` parameter is True by default, which shows Google's
-permission dialog once per runtime (one click, then *Run all* goes on); False keeps the run on the
-runtime's disk, which the next notebook cannot see.
+On Colab a notebook says which GPU it got, or warns before a large profile crawls on the CPU, and keeps its run
+folders on Google Drive (`drive` True, Google's permission dialog once per runtime), because a disconnect wipes
+the runtime's disk with every checkpoint, and each notebook runs in a runtime of its own.
 """
 import sys
 from pathlib import Path
@@ -20,8 +17,7 @@ REPO = "imdb-distil/imdb-distil"  # github.com/<REPO>: the badges and install ce
 DRIVE_MOUNT = files.DRIVE_MOUNT  # where google.colab.drive.mount puts Drive (tests point it at tmp_path)
 DRIVE_RUNS = "MyDrive/imdb-distil/runs"  # run folders on Drive, relative to DRIVE_MOUNT
 CPU_PROFILE = "quick"  # the largest profile sized for a CPU
-# what the warning below tells users `quick` takes on a 2-core CPU; measured: docs/results.md, "The quick profile
-# end to end" (update both together)
+# `quick` on a 2-core CPU, as the warning below says: docs/results.md, "The quick profile end to end" (update both)
 QUICK_CPU_MINUTES = 15
 CPU_MODELS = (MINILM, TINY)  # teachers small enough to fine-tune on a CPU
 
@@ -32,12 +28,8 @@ def on_colab():
 
 
 def runs_root(drive=True):
-    """The folder run folders go under: the project's runs/, or on Colab one on Google Drive.
-
-    On Colab `drive` True (the notebooks' default) mounts Drive if needed (Google's permission
-    dialog, once per runtime): without it nothing survives from one notebook to the next. False
-    keeps run folders on this runtime's disk, and says what that costs.
-    """
+    """The folder run folders go under: the project's runs/, or on Colab, with `drive` True, one on Google Drive,
+    mounted if needed (without it nothing survives from one notebook to the next; False says what that costs)."""
     if not on_colab():
         return RUNS_ROOT
     if drive is not False and (drive_mounted() or mount_drive()):
@@ -49,11 +41,8 @@ def runs_root(drive=True):
 
 
 def check_device(profile, params):
-    """Print the GPU's name, or, on the CPU, warn when the parameters ask for more than `quick`.
-
-    A CPU runtime trains `quick` in minutes but `subset` or `full` (bert-base) in hours, and
-    it is far cheaper to switch the runtime now than after the data and tokenize stages.
-    """
+    """Print the GPU's name, or, on the CPU, warn when the parameters ask for more than `quick` (hours, not
+    minutes): switching the runtime now is far cheaper than after the data and tokenize stages."""
     import torch
 
     if torch.cuda.is_available():
@@ -68,11 +57,8 @@ def check_device(profile, params):
 
 
 def is_large_for_cpu(params):
-    """A teacher other than MiniLM-L6 (or the tiny test BERT), or more training work than `quick`.
-
-    Work is reviews x epochs (teacher plus student) x tokens per review, compared with what the
-    `quick` profile does, so the rule follows that profile if it changes.
-    """
+    """A teacher other than MiniLM-L6 (or the tiny test BERT), or more training work (reviews x epochs x tokens)
+    than the `quick` profile: the rule follows that profile if it changes."""
     return params.model not in CPU_MODELS or training_work(params) > training_work(resolve_params(CPU_PROFILE))
 
 

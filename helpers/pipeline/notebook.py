@@ -24,7 +24,7 @@ from helpers.runs.config import make_params
 from helpers.runs.run_folder import LAST_RUN, default_run_dir, last_run, profile_overrides, remember_last_run
 
 DEFAULT_PROFILE = "quick"  # what a notebook with nothing to continue starts, outside Colab
-NOT_GIVEN = ...  # a named parameter left so in the parameters cell keeps the profile's value
+NOT_GIVEN = ...  # a named parameter left so keeps the profile's value (None already means "all reviews")
 # the parameters people change most, each a variable of every notebook's parameters cell (papermill -p NAME VALUE)
 NAMED = ("n_train", "n_test", "epochs", "batch_size", "lr", "max_length", "precision", "seed")
 GPU_STAGES = ("train", "evaluate", "distill")  # where model work starts: the no-GPU warning belongs there
@@ -78,8 +78,8 @@ def parse_overrides(overrides):
 
 
 def _continued(profile, run_dir, overrides, root):
-    """(profile, overrides): as given, or, with no profile, those of the run in `run_dir` updated by
-    `overrides`. With no run to continue: on Colab an error saying what to set; elsewhere `quick`, said aloud."""
+    """(profile, overrides): as given, or, with no profile, those of the run in `run_dir` updated by `overrides`.
+    With no run to continue: on Colab an error saying what to set; elsewhere `quick`, said aloud."""
     if profile:
         return profile, overrides
     params_file = Path(run_dir) / layout.PARAMS_FILE if run_dir else None

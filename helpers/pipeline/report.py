@@ -14,17 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 from helpers.core.files import atomic_write
-from helpers.pipeline.report_sections import (
-    data_section,
-    distillation_section,
-    environment_section,
-    evaluation_section,
-    html_table,
-    parameters_section,
-    read_run_json,
-    tokens_section,
-    training_section,
-)
+from helpers.pipeline.report_sections import (data_section, distillation_section, environment_section,
+                                              evaluation_section, html_table, parameters_section, read_run_json,
+                                              tokens_section, training_section)
 from helpers.runs import layout
 
 CPU_PART = "distill_cpu"  # estimates.json's key for 05's CPU part (helpers.pipeline.estimates)
@@ -52,7 +44,8 @@ figcaption { color: #666; font-size: 13px; }
 .errors td:first-child { font-weight: normal; }
 """
 
-# After `load` every <img> has either decoded or failed: count them, and make failures visible.
+# After `load` every <img> has either decoded or failed: count them on <body> (for a reader and the headless-browser
+# test), and replace a failed one with a visible note.
 CHECK_FIGURES_JS = """
 window.addEventListener("load", function () {
   var images = Array.prototype.slice.call(document.images), loaded = 0;
@@ -103,10 +96,9 @@ def summary_section(run_dir):
     failure = read_run_json(run_dir, layout.FAILURE_FILE)
     rows = []
     for stage, notebook in layout.NOTEBOOKS.items():
+        status = "done" if (run_dir / layout.DONE_MARKERS[stage]).exists() else "not run"
         if failure and failure["notebook"] == notebook:
             status = f"failed: {failure['error'].splitlines()[0][:300]}"
-        else:
-            status = "done" if (run_dir / layout.DONE_MARKERS[stage]).exists() else "not run"
         rows.append((f"{notebook[:2]} {stage}", status, timings.get(notebook, NAN), estimates.get(stage, {}).get("seconds", NAN)))
     if CPU_PART in estimates:  # measured only where the stage records it (helpers.pipeline.estimates.measured)
         part = estimates[CPU_PART]
@@ -186,9 +178,8 @@ SECTIONS = (  # anchor, heading, builder: the page's order
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m helpers.report", description="(Re)build report.html for a run folder.")
-    parser.add_argument("run_dir", help="a run folder, e.g. runs/quick")
-    args = parser.parse_args(argv)
-    run_dir = Path(args.run_dir)
+    parser.add_argument("run_dir", type=Path, help="a run folder, e.g. runs/quick")
+    run_dir = parser.parse_args(argv).run_dir
     if not run_dir.is_dir():
         parser.error(f"{run_dir} is not a folder")
     print(write_report(run_dir))

@@ -20,15 +20,8 @@ from helpers.core.errors import ConfigError, DataError
 from helpers.core.files import PROJECT_ROOT, write_json
 from helpers.pipeline.checks import check_inputs, open_run
 from helpers.pipeline.report import write_report
-from helpers.pipeline.sweep import (
-    collect,
-    collect_grid,
-    parse_sweep,
-    run_dirs,
-    seed_summary,
-    write_grid_results,
-    write_results,
-)
+from helpers.pipeline.sweep import (collect, collect_grid, parse_sweep, run_dirs, seed_summary, write_grid_results,
+                                    write_results)
 from helpers.runs import layout
 from helpers.runs.config import available_profiles, describe_params, resolve_params
 from helpers.runs.run_folder import default_run_dir, read_timings, stages_from_first_missing

@@ -3,12 +3,10 @@
     python -m helpers.run quick --sweep n_train=250,500,1000,2000 --stages data,tokenize,train,evaluate
     python -m helpers.run quick --sweep n_train=250,500,1000,2000 --seeds 3 --stages data,tokenize,train,evaluate
 
-Each value gets its own run folder under the sweep folder (`<sweep>/n_train-250/`, ...; with
---seeds, one per seed inside it: `<sweep>/n_train-250/seed-42/`), a run like any other
-(resumable, with its report). When all have finished, `sweep.csv` holds each value's test
-accuracy and stage times (with --seeds, their medians over the seeds, and `runs.csv` every run)
-and `learning_curve.png` draws them: for n_train, a learning curve that shows what scaling up will
-buy before paying for the full run.
+Each value gets a run folder of its own under the sweep folder (`<sweep>/n_train-250/`; with --seeds, one per
+seed inside it: `<sweep>/n_train-250/seed-42/`). Then `sweep.csv` holds each value's test accuracy and stage
+times (with --seeds, medians over the seeds, and `runs.csv` every run) and `learning_curve.png` draws them: for
+n_train, what scaling up will buy before paying for the full run.
 """
 from pathlib import Path
 
@@ -73,22 +71,16 @@ def collect_grid(name, values, dirs):
     return pd.concat(frames)
 
 
-def grid_medians(runs):
-    """Per value: the median of each figure over its seeds, with the teacher's lowest and highest."""
+def write_grid_results(sweep_dir, name, runs):
+    """runs.csv (every run), sweep.csv and learning_curve.png (per value, the median of each figure over its seeds,
+    with the teacher's lowest and highest); returns the medians."""
+    write_frame(Path(sweep_dir) / RUNS_TABLE, runs)
     grouped = runs.drop(columns="seed").groupby(level=0, sort=False)
     table = grouped.median()
     table.insert(1, "teacher_min", grouped["teacher_accuracy"].min())
     table.insert(2, "teacher_max", grouped["teacher_accuracy"].max())
     table.insert(0, "seeds", grouped.size())
-    return table
-
-
-def write_grid_results(sweep_dir, name, runs):
-    """runs.csv (every run), sweep.csv (medians per value) and learning_curve.png (the medians); the medians."""
-    write_frame(Path(sweep_dir) / RUNS_TABLE, runs)
-    table = grid_medians(runs)
-    write_frame(Path(sweep_dir) / SWEEP_TABLE, table)
-    plots.save(plots.learning_curve(table, name), Path(sweep_dir) / LEARNING_CURVE)
+    write_results(sweep_dir, name, table)  # never a sweep over seeds: --seeds makes the grid
     return table
 
 

@@ -1,9 +1,8 @@
-"""The pipeline's parameters: one typed, validated set, filled from a profile and overrides.
+"""The pipeline's parameters: one typed, validated set, filled from a profile (`profiles/*.yaml`) and overrides.
 
-A profile is a YAML file in `profiles/` naming some of the fields below; the rest keep their
-defaults. Overrides (papermill `-p NAME VALUE`, or a notebook's `overrides` dict) win over the
-profile. Values arrive as YAML scalars or command-line strings and are coerced to each field's
-type here, so nothing downstream ever sees an unchecked value and nothing is evaluated as code.
+Overrides (papermill `-p NAME VALUE`, a notebook's `overrides` dict) win over the profile. Values arrive as YAML
+scalars or command-line strings and are coerced to each field's type here, so nothing downstream ever sees an
+unchecked value and nothing is evaluated as code.
 """
 import dataclasses
 import math
@@ -90,14 +89,12 @@ def _coerce(name, value):
     kind = _TYPES[name]
     optional = typing.get_origin(kind) is typing.Union
     base = typing.get_args(kind)[0] if optional else kind
-    if optional and (value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", ""))):
+    word = value.strip().lower() if isinstance(value, str) else None
+    if optional and (value is None or word in ("none", "null", "")):
         return None
     try:
-        if base is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
-                return _BOOL_WORDS[value.strip().lower()]
+        if base is bool and (isinstance(value, bool) or word in _BOOL_WORDS):
+            return value if isinstance(value, bool) else _BOOL_WORDS[word]
         if base is str and isinstance(value, str):
             return value
         if base is int and not isinstance(value, bool):

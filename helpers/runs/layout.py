@@ -1,8 +1,6 @@
-"""The run folder's file names: one table for all, so a file is renamed or added in one place.
+"""The run folder's file names, relative to the run folder, in one table: renamed or added in one place.
 
-Each stage writes into the folder of its own name (`data/`, `tokenize/`, `train/`, `evaluate/`,
-`distill/`); the paths below are relative to the run folder. The stages, the runner, the notebooks'
-set-up, the report, the sweeps and the export read their names here (docs/run_folder.md shows the tree).
+Each stage writes into the folder of its own name; docs/run_folder.md shows the tree.
 """
 # the run folder's own files
 PARAMS_FILE = "params.json"  # the profile and the resolved parameters: the run's single source of truth

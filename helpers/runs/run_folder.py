@@ -1,15 +1,9 @@
-"""The run folder: where every stage reads its inputs and writes its outputs.
+"""The run folder: where every stage reads its inputs and writes its outputs (file names: helpers.runs.layout).
 
-    runs/<name>/params.json       profile + resolved parameters (the run's single source of truth)
-    runs/<name>/environment.json  library versions, git commit, device
-    runs/<name>/notebooks/        executed notebooks (batch runs)
-    runs/<name>/data/ tokenize/ train/ evaluate/ distill/   one folder per stage
-
-<name> is the profile's name, followed by a digest of the overrides when there are any
-(`quick-1a2b3c4d`), so runs with other parameters never share a folder. Any notebook can be
-opened on its own against an existing run folder: it checks that the parameters it was given
-match the ones the folder was made with, so stages never mix. `runs/LAST_RUN` names the folder
-a notebook last worked on, so the next notebook can continue it without its parameters retyped.
+A run folder is named after its profile, plus a digest of the overrides when there are any (`quick-1a2b3c4d`),
+so runs with other parameters never share a folder; a notebook opened on an existing one checks that its
+parameters match the folder's, so stages never mix. `runs/LAST_RUN` names the folder a notebook last worked on,
+so the next notebook can continue it without its parameters retyped.
 """
 import hashlib
 import json
@@ -43,10 +37,8 @@ class Run:
         """A path another stage must have written; a clear error if it has not."""
         path = self.dir.joinpath(*parts)
         if not path.exists():
-            raise FileNotFoundError(
-                f"{path} does not exist: run the stage that writes {Path(*parts).parts[0]}/ first "
-                f"(the notebooks run in order 01 to 05, or use `python -m helpers.run {self.profile}`)"
-            )
+            raise FileNotFoundError(f"{path} does not exist: run the stage that writes {Path(*parts).parts[0]}/ first "
+                                    f"(the notebooks run in order 01 to 05, or use `python -m helpers.run {self.profile}`)")
         return path
 
 
@@ -55,9 +47,8 @@ LAST_RUN = "LAST_RUN"  # in a runs root: the path of the run folder a notebook l
 
 
 def run_name(profile, overrides=None):
-    """`profile`, or `profile-<8 hex>` naming the parameters that differ from it: other parameters,
-    another folder. The same values name the same folder however they were typed ("500" or 500).
-    The checkpoint cadence (CHECKPOINT_FIELDS) changes no result, so it never changes the folder."""
+    """`profile`, or `profile-<8 hex>` naming the parameters that differ from it, however typed ("500" or 500);
+    not the checkpoint cadence (CHECKPOINT_FIELDS), which changes no result."""
     differing = {name: value for name, value in profile_overrides(profile, resolve_params(profile, overrides)).items()
                  if name not in CHECKPOINT_FIELDS}
     if not differing:
@@ -77,9 +68,7 @@ def profile_overrides(profile, params):
 
 
 def remember_last_run(root, run_dir):
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    write_json(root / LAST_RUN, {"run_dir": str(Path(run_dir).resolve())})
+    write_json(Path(root) / LAST_RUN, {"run_dir": str(Path(run_dir).resolve())})
 
 
 def last_run(root):
@@ -105,11 +94,9 @@ def read_timings(run_dir):
 
 def clear_run(run_dir):
     """Empty a run folder, refusing to touch a folder that is not one."""
-    if not run_dir.exists():
-        return
-    if any(run_dir.iterdir()) and not (run_dir / layout.PARAMS_FILE).exists():
+    if run_dir.exists() and any(run_dir.iterdir()) and not (run_dir / layout.PARAMS_FILE).exists():
         raise ConfigError(f"--overwrite refused: {run_dir} is not empty and holds no params.json, so it is not a run folder")
-    remove_tree(run_dir)
+    remove_tree(run_dir)  # missing is fine
 
 
 def load_run(run_dir):
@@ -120,8 +107,7 @@ def load_run(run_dir):
 
 
 def refuse_old_layout(run_dir):
-    """Refuse a run folder made before each stage's folder took its stage's name (tokenized/, eval/), by name
-    and with the fix: its files are where no stage looks for them now."""
+    """Refuse a run folder made before the stages' folders took their names (tokenized/, eval/): no stage looks there."""
     old = [name for name in layout.OLD_FOLDERS if (Path(run_dir) / name).is_dir()]
     if old:
         renamed = ", ".join(f"{name}/ is now {layout.OLD_FOLDERS[name]}/" for name in old)
@@ -134,17 +120,14 @@ def refuse_mismatch(run_dir, stored, profile, params):
     """Refuse to open a run folder with parameters other than its own; the checkpoint cadence may change
     (a rerun with checkpoint_minutes or keep_checkpoints changed takes the new values, params.json keeps the first)."""
     old = stored["params"]
-    new = params.to_dict()
-    changed = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v and k not in CHECKPOINT_FIELDS}
+    changed = {k: (old.get(k), v) for k, v in params.to_dict().items() if old.get(k) != v and k not in CHECKPOINT_FIELDS}
     if stored["profile"] == profile and not changed:
         return
     detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items()) or "no parameter"
-    raise ConfigError(
-        f"run folder {run_dir} was made with profile {stored['profile']!r} and other parameters "
-        f"({detail}; profile {stored['profile']!r} -> {profile!r}). Choose a new run folder, or start this "
-        f"one afresh: in a notebook set fresh = True in its parameters cell; on the command line add --overwrite "
-        f"(`python -m helpers.run {profile} --run-dir {run_dir} --overwrite`)."
-    )
+    raise ConfigError(f"run folder {run_dir} was made with profile {stored['profile']!r} and other parameters "
+                      f"({detail}; profile {stored['profile']!r} -> {profile!r}). Choose a new run folder, or start this "
+                      f"one afresh: in a notebook set fresh = True in its parameters cell; on the command line add "
+                      f"--overwrite (`python -m helpers.run {profile} --run-dir {run_dir} --overwrite`).")
 
 
 def environment():
@@ -157,14 +140,10 @@ def environment():
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = None
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "packages": versions,
-        "git_commit": _git_commit(),
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()})",
-        "cuda_devices": torch.cuda.device_count(),
-    }
+    cpu = f"cpu ({platform.processor() or platform.machine()})"
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else cpu
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "packages": versions,
+            "git_commit": _git_commit(), "device": device, "cuda_devices": torch.cuda.device_count()}
 
 
 def _git_commit():
@@ -173,9 +152,7 @@ def _git_commit():
         dirty = subprocess.run(["git", "status", "--porcelain"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else None
 
 
 def summary_table(run):
@@ -184,8 +161,6 @@ def summary_table(run):
 
     rows = [("profile", run.profile), ("run folder", str(run.dir))] + list(run.params.to_dict().items())
     return pd.DataFrame(rows, columns=["parameter", "value"]).set_index("parameter")
-
-
 
 
 def disk_usage(run_dir):

@@ -16,21 +16,9 @@ from accelerate.utils import broadcast_object_list, gather_object
 
 from helpers.core.errors import CheckpointError
 from helpers.core.files import atomic_dir, format_bytes, remove_tree, stop_if_disk_full
-from helpers.train.checkpoint_files import (
-    FORMAT,
-    MODEL_FILE,
-    Weights,
-    capture_rng,
-    checkpoint_name,
-    list_checkpoints,
-    prune,
-    read_checkpoint,
-    remove_partial_writes,
-    restore_rng,
-    restore_state,
-    tensor_bytes,
-    write_checkpoint,
-)
+from helpers.train.checkpoint_files import (FORMAT, MODEL_FILE, Weights, capture_rng, checkpoint_name, list_checkpoints,
+                                            prune, read_checkpoint, remove_partial_writes, restore_rng, restore_state,
+                                            tensor_bytes, write_checkpoint)
 
 
 class Cadence:
