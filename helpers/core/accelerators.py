@@ -5,6 +5,7 @@ given comes from helpers.core.precision's decision table.
 """
 from pathlib import Path
 
+import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DataLoaderConfiguration, extract_model_from_parallel
@@ -33,6 +34,10 @@ def make_accelerator(settings, out_dir=None):
                               log_with=None if out_dir is None or tracker == "none" else tracker,
                               project_dir=None if out_dir is None else Path(out_dir) / "tensorboard")
     accelerator.precision_reason = choice.reason
+    if choice.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+        # Accelerate gives a CPU no loss scaler and no fp16 autocast, without a word; with these two set before
+        # `prepare`, its own fp16 path runs: scaled backward, unscaling, skipped steps, the scaler in checkpoints
+        accelerator.scaler, accelerator.native_amp = torch.amp.GradScaler("cpu"), True
     for name in ("batch_size", "eval_batch_size"):
         if getattr(settings, name) % accelerator.num_processes:
             raise ConfigError(f"{name} {getattr(settings, name)} does not split evenly over "

@@ -58,17 +58,16 @@ class Cadence:
 
 
 class Checkpointer:
-    """Saves and restores the whole state of one training loop in `folder`.
+    """Saves and restores the whole state of a prepared training loop (helpers.train.trainer.PreparedLoop) in `folder`.
 
-    `state` is the loop's LoopState (a dataclass: epoch, batches done, optimizer steps, best
-    accuracy, history), saved and restored whole; the model, optimizer, scheduler, gradient scaler
-    and random states travel with it. Only the main process writes; every process restores.
+    `state` is the loop's LoopState (epoch, batches done, optimizer steps, best accuracy, history), saved and
+    restored whole; the model, optimizer, scheduler, gradient scaler, random states and the sampler's epoch
+    order travel with it. Only the main process writes; every process restores.
     """
 
-    def __init__(self, folder, fingerprint, accelerator, model, optimizer, scheduler, sampler, keep, cadence):
+    def __init__(self, loop, folder, fingerprint, keep, cadence):
+        self.loop, self.accelerator = loop, loop.accelerator
         self.folder, self.fingerprint, self.keep, self.cadence = Path(folder), fingerprint, keep, cadence
-        self.accelerator, self.model, self.optimizer, self.scheduler = accelerator, model, optimizer, scheduler
-        self.sampler = sampler  # an EpochSampler: its current epoch's order is saved and restored
 
     def due(self, step, epoch_end=False):
         """Whether to write a checkpoint now; every process gets the same answer."""
@@ -91,11 +90,11 @@ class Checkpointer:
         if not self.accelerator.is_main_process:
             return
         started = time.perf_counter()
-        weights = weights or Weights.of(self.accelerator.unwrap_model(self.model).state_dict())
-        scaler = self.accelerator.scaler
-        trainer_state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+        loop, scaler = self.loop, self.accelerator.scaler
+        weights = weights or Weights.of(self.accelerator.unwrap_model(loop.model).state_dict())
+        trainer_state = {"optimizer": loop.optimizer.state_dict(), "scheduler": loop.scheduler.state_dict(),
                          "scaler": scaler.state_dict() if scaler is not None else None, "rng": rng_by_process,
-                         "order": torch.tensor(self.sampler.order(state.epoch))}
+                         "order": torch.tensor(loop.sampler.order(state.epoch))}
         needed = (0 if weights_file else len(weights.data)) + tensor_bytes(trainer_state)
         with stop_if_disk_full(f"writing checkpoint {name}", self.folder / name, needed, self.disk_advice):
             write_checkpoint(self.folder / name, weights, trainer_state,
@@ -134,19 +133,20 @@ class Checkpointer:
             leftovers = remove_partial_writes(self.folder) + remove_partial_writes(self.folder.parent)
         if leftovers:
             say(f"removed {len(leftovers)} unfinished write(s) in {self.folder.parent} (a kill during a save)")
-        model = self.accelerator.unwrap_model(self.model)
+        loop = self.loop
+        model = self.accelerator.unwrap_model(loop.model)
         found = list_checkpoints(self.folder)
         for path in found:
             try:
                 weights, trainer_state, progress = read_checkpoint(path, self.fingerprint, model.state_dict())
                 state = restore_state(fresh_state, progress["state"])
-                self.sampler.resume_order(state.epoch, trainer_state["order"].tolist())
+                loop.sampler.resume_order(state.epoch, trainer_state["order"].tolist())
             except CheckpointError as error:
                 say(f"checkpoint {path} cannot be used: {error}; trying the next older one")
                 continue
             model.load_state_dict(weights)
-            self.optimizer.load_state_dict(trainer_state["optimizer"])
-            self.scheduler.load_state_dict(trainer_state["scheduler"])
+            loop.optimizer.load_state_dict(trainer_state["optimizer"])
+            loop.scheduler.load_state_dict(trainer_state["scheduler"])
             if self.accelerator.scaler is not None and trainer_state["scaler"] is not None:
                 self.accelerator.scaler.load_state_dict(trainer_state["scaler"])
             # one state per process; the fingerprint already refused a checkpoint of another process count

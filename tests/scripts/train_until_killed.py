@@ -15,7 +15,7 @@ import sys
 
 from helpers.pipeline import stages
 from helpers.runs.run_folder import load_run
-from helpers.train import checkpoint_files, trainer
+from helpers.train import checkpoint_files, stepper, trainer
 
 
 def kill_on(module, name, count, only=lambda *args: True):
@@ -34,7 +34,7 @@ def kill_on(module, name, count, only=lambda *args: True):
 def main(run_dir, point=None):
     if point:
         event, count = point.split(":")
-        target = {"forward": (trainer, "forward", lambda model, batch: model.training),
+        target = {"forward": (stepper, "forward", lambda model, batch: model.training),
                   "save": (checkpoint_files, "_save_trainer_state"),
                   "validate": (trainer, "validation_scores")}[event]
         kill_on(*target[:2], int(count), *target[2:])
