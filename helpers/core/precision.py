@@ -1,4 +1,4 @@
-"""Which number formats the models run in: `precision auto` as one decision table, and int8's engine.
+"""Which number formats the models run in: `precision auto` as one decision table.
 
 `precision auto` picks, for the device training and prediction run on:
 
@@ -17,9 +17,6 @@
 An explicit `fp32`, `bf16` or `fp16` is used as asked; fp16 on a CPU is an emulation of a T4's
 (helpers.core.accelerators gives it a loss scaler), slow and for checking, not training. The weights stay
 fp32 in every case: bf16/fp16 run under autocast (mixed precision).
-
-Dynamic int8 quantization (the distilled student on the CPU) runs on the quantized engine of
-the platform: x86 (fbgemm's successor) on Intel and AMD, qnnpack on ARM (Apple Silicon, Graviton).
 """
 import functools
 import platform
@@ -95,11 +92,8 @@ def cpu_has_bf16_instructions():
 
 @functools.cache
 def cpu_bf16_is_faster():
-    """Whether bf16 matrix products run at least BF16_MIN_SPEEDUP times faster than fp32 on this CPU.
-
-    Asked only of CPUs with bf16 instructions (elsewhere bf16 is emulated and timing it would
-    cost seconds); timed once per process on one MiniLM-sized product.
-    """
+    """Whether bf16 matrix products run at least BF16_MIN_SPEEDUP times faster than fp32 on this CPU (asked only of
+    CPUs with bf16 instructions; timed once per process on one MiniLM-sized product)."""
     return matmul_seconds(torch.float32) / matmul_seconds(torch.bfloat16) >= BF16_MIN_SPEEDUP
 
 

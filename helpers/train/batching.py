@@ -1,10 +1,8 @@
 """How reviews become batches: each epoch's order, length grouping, and padded loaders.
 
-Length grouping (`group_by_length`, on by default) is explained here, once: reviews are
-shuffled, cut into groups of GROUP_BATCHES batches and sorted by length within each group, so a
-batch holds reviews of similar length and is padded little; the batches are then shuffled, so
-the order still changes every epoch and no epoch runs from the longest reviews to the shortest.
-Every loader pads a batch to its longest review, rounded up to a multiple of 8 for fast kernels.
+Length grouping (`group_by_length`, on by default): reviews are shuffled, cut into groups of GROUP_BATCHES
+batches and sorted by length within each group, so a batch is padded little; the batches are then shuffled, so
+no epoch runs from the longest reviews to the shortest. A batch is padded to its longest review, rounded up to 8.
 """
 import pyarrow.compute as pc
 import torch
@@ -18,14 +16,10 @@ PAD_TO_MULTIPLE = 8  # tensor-core and vectorised kernels run fastest on multipl
 
 
 class EpochSampler(Sampler):
-    """The training order of each epoch, drawn from (seed, epoch) alone.
-
-    Each epoch's order comes from a generator seeded with `seed + epoch - 1` rather than one
-    whose state moves on, so it can be drawn again; checkpoints also store it, and a resumed
-    epoch follows the stored order (`resume_order`), which stays right even if a library upgrade
-    changed how orders are drawn. The epoch is set through `epoch`, not `set_epoch`, which
-    Accelerate calls with its own count of passes over a loader.
-    """
+    """The training order of each epoch, drawn from a generator seeded with `seed + epoch - 1` alone; checkpoints
+    store it too and a resumed epoch follows the stored order (`resume_order`), right even if a library upgrade
+    changed how orders are drawn. The epoch is set through `epoch`, not `set_epoch`, which Accelerate calls with
+    its own count of passes over a loader."""
 
     def __init__(self, lengths, batch_size, seed, group_by_length):
         self.lengths, self.batch_size, self.seed, self.group_by_length = list(lengths), batch_size, seed, group_by_length
@@ -61,13 +55,8 @@ def token_lengths(dataset):
 
 
 def length_grouped_order(lengths, batch_size, generator, group_batches=GROUP_BATCHES):
-    """Review indices in batches of similar length, the batches themselves in random order.
-
-    (transformers' get_length_grouped_indices stops before the final shuffle of the batches, so
-    each group runs longest to shortest; on a small training set, one group, a whole epoch went
-    from the longest reviews to the shortest.) An incomplete batch stays last, so every other
-    batch is full.
-    """
+    """Review indices in batches of similar length, the batches in random order (transformers'
+    get_length_grouped_indices leaves each group longest first); an incomplete batch stays last."""
     shuffled = torch.randperm(len(lengths), generator=generator).tolist()
     group = group_batches * batch_size
     batches = []
@@ -80,18 +69,11 @@ def length_grouped_order(lengths, batch_size, generator, group_batches=GROUP_BAT
 
 
 def make_loader(dataset, tokenizer, batch_size, sampler=None, extra_columns=()):
-    """Batches padded to their longest review (rounded up to PAD_TO_MULTIPLE).
-
-    Without a sampler the batches follow the dataset's order. The loader draws its worker seed
-    from a generator of its own, so starting a pass over it does not move torch's global random
-    state (which dropout uses): a resumed run then draws exactly the numbers an unbroken one does.
-
-    With a GPU the batches are padded into pinned (page-locked) memory, from which the copy to
-    the GPU runs asynchronously (helpers.core.accelerators asks Accelerate for non-blocking copies), and
-    Accelerate's loader already fetches one batch ahead, so the next batch is padded and on its way
-    while the GPU works through the queued step. No worker processes: padding a batch costs the
-    main process little, while a worker would start anew at every epoch and every resume.
-    """
+    """Batches padded to their longest review (rounded up to PAD_TO_MULTIPLE), in the dataset's order without a
+    sampler. Its own generator draws the worker seed, so a pass leaves torch's global random state (dropout's)
+    alone and a resumed run draws what an unbroken one does. With a GPU, batches go to pinned memory, copied
+    without blocking while Accelerate's loader fetches one ahead; no worker processes (each would start anew at
+    every epoch and resume)."""
     columns = ["input_ids", "attention_mask", "labels", *extra_columns]
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=PAD_TO_MULTIPLE, return_tensors="pt")
     return DataLoader(dataset.select_columns(columns), batch_size=batch_size, sampler=sampler, collate_fn=collator,

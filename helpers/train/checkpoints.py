@@ -1,11 +1,8 @@
 """When the training loop writes a checkpoint, and how it saves and restores its whole state with one.
 
-When (`Cadence`): every `checkpoint_minutes` of training by default, or every `checkpoint_every`
-optimizer steps; never after the last epoch, and a finished stage deletes its checkpoints
-(`Checkpointer.finish`) unless `keep_checkpoints_at_end`. At an epoch end whose model is the best so
-far, the checkpoint's model.safetensors is a hard link to the best model's, not a second copy. A disk
-that fills up stops the run with helpers.core.files.DiskFullError, the older checkpoints intact. The files
-themselves, and how they are checked: helpers.train.checkpoint_files.
+When (`Cadence`): every `checkpoint_minutes` by default, or every `checkpoint_every` optimizer steps; never after
+the last epoch; a finished stage deletes them unless `keep_checkpoints_at_end`. A full disk stops the run with
+DiskFullError, the older checkpoints intact. The files and their checks: helpers.train.checkpoint_files.
 """
 import dataclasses
 import time
@@ -34,10 +31,8 @@ from helpers.train.checkpoint_files import (
 
 
 class Cadence:
-    """When the loop writes a checkpoint. With `every_steps` above 0: every that many optimizer steps and
-    at each epoch end. Otherwise at the first step or epoch end once `minutes` have passed since the
-    stage began or since the last checkpoint. (The loop never asks after its last epoch.) `clock`
-    answers seconds; tests hand in a fake one instead of waiting."""
+    """When the loop writes a checkpoint: with `every_steps` above 0, every that many optimizer steps and at each
+    epoch end; otherwise once `minutes` have passed since the start or the last checkpoint (`clock`: seconds)."""
 
     def __init__(self, every_steps, minutes, clock=time.monotonic):
         self.every_steps, self.seconds, self.clock = every_steps, minutes * 60, clock
@@ -58,12 +53,9 @@ class Cadence:
 
 
 class Checkpointer:
-    """Saves and restores the whole state of a prepared training loop (helpers.train.trainer.PreparedLoop) in `folder`.
-
-    `state` is the loop's LoopState (epoch, batches done, optimizer steps, best accuracy, history), saved and
-    restored whole; the model, optimizer, scheduler, gradient scaler, random states and the sampler's epoch
-    order travel with it. Only the main process writes; every process restores.
-    """
+    """Saves and restores in `folder` the whole state of a prepared loop (helpers.train.trainer.PreparedLoop): its
+    LoopState, model, optimizer, scheduler, loss scaler, sampler's order and random states. The first process
+    writes; every process restores."""
 
     def __init__(self, loop, folder, fingerprint, keep, cadence):
         self.loop, self.accelerator = loop, loop.accelerator
@@ -113,8 +105,7 @@ class Checkpointer:
                 + (f"checkpoint {newest[0].name}" if newest else "the stage's start (no checkpoint yet)"))
 
     def finish(self, keep):
-        """The stage has finished: its checkpoints only serve to resume an unfinished stage, so they are
-        deleted unless `keep` (keep_checkpoints_at_end). A rerun of the stage then trains afresh from its inputs."""
+        """The stage has finished: its checkpoints go unless `keep` (a rerun then trains afresh from its inputs)."""
         if keep or not self.accelerator.is_main_process or not self.folder.exists():
             return
         files = [f for f in self.folder.rglob("*") if f.is_file()]
@@ -125,8 +116,7 @@ class Checkpointer:
                                f"keep_checkpoints_at_end true keeps them)")
 
     def resume(self, fresh_state):
-        """Restore the newest usable checkpoint and return its loop state (of fresh_state's class);
-        `fresh_state` when there is none."""
+        """Restore the newest usable checkpoint and return its loop state; `fresh_state` when there is none."""
         say = self.accelerator.print
         leftovers = []
         if self.accelerator.is_main_process:  # the stage folder too: a kill while saving the best model
@@ -160,9 +150,8 @@ class Checkpointer:
 
 
 def save_best_model(accelerator, model, tokenizer, target, weights, disk_advice):
-    """The best model so far as a transformers folder (what models.save_classifier writes: config,
-    tokenizer, model.safetensors), with the weights already serialized in `weights`; it replaces the
-    previous best whole."""
+    """The best model so far as a transformers folder (as models.save_classifier writes it), from the weights already
+    serialized in `weights`, replacing the previous best whole."""
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return

@@ -1,14 +1,8 @@
 """Every prediction of a PyTorch model: tokenized reviews in, logits out.
 
-`forward` is the one place the model is called (the training loop calls it for its loss too), and
-`batches_logits` the one function that calls it to predict. Around it:
-
-- `predict_logits`: a whole tokenized dataset, batched shortest first behind a progress bar, on the
-  stage's Accelerator (its devices and precision) or, without one, where the model is;
-- `predict_sets`: several datasets with one model, on the stage's Accelerator;
-- `timed_cpu_logits`: a model on the CPU in its own precision (fp32, or int8 for a quantized copy), timed;
-- `batch_logits`: one batch the notebooks show (helpers.train.training_views, helpers.distill.distill_views, the demo);
-- `positive_probability`: P(positive) from logits, divided by a calibration temperature if given.
+`forward` is the one place the model is called (training's loss too), `batches_logits` the one function that calls
+it to predict; around it `predict_logits` (a dataset), `predict_sets` (several, on the stage's Accelerator),
+`timed_cpu_logits` (a CPU copy, timed) and `batch_logits` (one batch the notebooks show).
 
 Validation, the test predictions, the teacher's soft labels, the CPU copies and their timing, the
 export's check, helpers.predict on a run folder, the demo and the notebook views all predict here.
@@ -33,11 +27,9 @@ def forward(model, batch):
 
 
 def batches_logits(model, batches, accelerator=None):
-    """fp32 logits on the CPU for each review of `batches`, in order, the model in evaluation mode without
-    gradients. With an accelerator, the model runs in its precision (its autocast), its prepared batches
-    are on its device already, and gathering across processes drops the duplicates that even batching
-    adds, so every review is counted once; without one, each batch goes to the model's device and the
-    model runs in its own precision."""
+    """fp32 logits on the CPU for each review of `batches`, in order, in evaluation mode. With an accelerator: in its
+    precision (autocast), gathered across processes without the duplicates even batching adds; without one, on
+    the model's device in the model's own precision."""
     model.eval()
     device = next(model.parameters()).device
     chunks = []
@@ -53,12 +45,8 @@ def batches_logits(model, batches, accelerator=None):
 
 
 def predict_logits(model, dataset, tokenizer, batch_size, accelerator=None, desc="predicting"):
-    """Logits for every review of a tokenized `dataset`, as a NumPy array in the dataset's order.
-
-    Reviews are predicted shortest first, so each batch pads to a length close to its own
-    reviews' instead of to the longest review in a random batch; the logits are put back
-    in order at the end. With an accelerator, `model` is on its device.
-    """
+    """Logits for every review of a tokenized `dataset`, a NumPy array in the dataset's order; predicted shortest
+    first, so each batch is padded little. With an accelerator, `model` is on its device."""
     order = np.argsort(token_lengths(dataset), kind="stable")
     loader = make_loader(dataset.select(order), tokenizer, batch_size)
     show = True
@@ -71,12 +59,9 @@ def predict_logits(model, dataset, tokenizer, batch_size, accelerator=None, desc
 
 
 def predict_sets(model, sets, tokenizer, batch_size, accelerator, desc="predicting"):
-    """{name: logits} for each tokenized dataset of `sets`, on the stage's Accelerator: its device and
-    precision, every process of a multi-process launch predicting its share and getting them all.
-
-    The model is moved to the device, not prepared: prediction needs no process wrapper, and Accelerate
-    hands a model it has prepared once back unchanged, without its autocast, once it has left a loop
-    (`plain_model`), so a second prepare would have predicted in fp32. `model` stays a plain module."""
+    """{name: logits} for each tokenized dataset of `sets` on the stage's Accelerator (its device and precision; every
+    process predicts its share and gets them all). The model is moved, not prepared: Accelerate hands a model it
+    prepared once back without its autocast (`plain_model`), so a second prepare would predict in fp32."""
     model.to(accelerator.device)
     return {name: predict_logits(model, dataset, tokenizer, batch_size, accelerator, desc)
             for name, dataset in sets.items()}

@@ -1,11 +1,9 @@
 """One optimizer step of the training loop (helpers.train.trainer), and what the steps say about training.
 
-`Stepper`: forward, loss and backward on a window of batches, then clipping, the update and the schedule, in
-smaller pieces when the device runs out of memory. With fp16 a loss scaler (Accelerate's, or the CPU's,
-helpers.core.accelerators) skips a step whose gradients hold inf or NaN and halves its scale; Accelerate then
-holds the prepared scheduler too, so warmup and decay count the steps taken, while the loop's step count,
-`min_steps` and the checkpoint cadence count every step tried. `stop_if_diverged` ends a run whose loss is
-lost, in every precision.
+With fp16 a loss scaler (Accelerate's, or the CPU's: helpers.core.accelerators) skips a step whose gradients
+hold inf or NaN and halves its scale; Accelerate then holds the prepared scheduler too, so warmup and decay
+count the steps taken, while the loop's step count, `min_steps` and the checkpoint cadence count every step
+tried. `stop_if_diverged` ends a run whose loss is lost, in every precision.
 """
 import contextlib
 import gc
@@ -27,16 +25,16 @@ SKIP_WINDOW, SKIPPED_SHARE, SKIPS_NORMAL = 50, 0.25, 20
 
 
 class Stepper:
-    """`step(batches)`: one optimizer step on a window of batches; returns their mean loss, every review weighing
-    the same. Called, it runs `step` inside the out-of-memory handling: each batch runs in `parts` pieces, 1 until
-    the device runs out of memory; then the step starts again with pieces half the size (the same effective
-    batch), and stays so for the rest of training."""
+    """`step(batches)`: one optimizer step on a window of batches (forward, loss, backward, clipping, update,
+    schedule); returns their mean loss, every review weighing the same. Called, it runs `step` inside the
+    out-of-memory handling: each batch runs in `parts` pieces, 1 until the device runs out of memory, then the
+    step starts again with pieces half the size (the same effective batch), and stays so."""
 
     def __init__(self, model, optimizer, scheduler, accelerator, settings, loss_fn):
         self.model, self.optimizer, self.scheduler, self.accelerator = model, optimizer, scheduler, accelerator
         self.max_grad_norm, self.loss_fn, self.parts = settings.max_grad_norm, loss_fn, 1
         self.per_device = settings.batch_size // accelerator.num_processes  # reviews of a whole batch on each device
-        self.scaled = False  # whether the loss scaler has scaled a loss yet (it sets its scale up then)
+        self.scaled = False  # whether the loss scaler has scaled a loss yet (it sets up its scale then)
 
     def __call__(self, batches):
         while True:
@@ -71,38 +69,44 @@ class Stepper:
         return total
 
     def _forget_unscaled(self):
-        """Out of memory after clipping unscaled the gradients: the scaler still marks them unscaled, and the retry's
-        clipping would raise "unscale_() has already been called". update() with the scale as it is, the scaler's
-        public way to end a step, clears that mark and leaves the scale and its growth tracker alone."""
+        """Out of memory after clipping: the scaler still marks the gradients unscaled, and the retry's clipping
+        would raise "unscale_() has already been called". update() with the scale as it is (its public way to end
+        a step) clears the mark and leaves the scale and its growth tracker alone."""
         scaler = self.accelerator.scaler
         if scaler is not None and self.scaled:
             scaler.update(scaler.get_scale())
 
     def _halve(self, error):
-        per_device = self.per_device
-        if self.parts >= per_device:
+        if self.parts >= self.per_device:
             raise RuntimeError("out of memory with 1 review per device: the model and one review of max_length "
                                "tokens do not fit; lower max_length, train in bf16/fp16, or use a larger GPU") from error
-        old = math.ceil(per_device / self.parts)
+        old = math.ceil(self.per_device / self.parts)
         self.parts *= 2
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         self.accelerator.print(
-            f"out of memory with {old} reviews per device: halving to {math.ceil(per_device / self.parts)} "
+            f"out of memory with {old} reviews per device: halving to {math.ceil(self.per_device / self.parts)} "
             f"and doubling gradient accumulation ({self.parts} pieces per batch), so the effective batch is "
             f"unchanged; this step starts again")
 
 
 def scaler_record(accelerator):
-    """With a loss scaler, what the step's record holds of it: whether it skipped the step, and the scale after."""
-    if accelerator.scaler is None:
-        return {}
-    return {"skipped": accelerator.optimizer_step_was_skipped, "scale": accelerator.scaler.get_scale()}
+    """With a loss scaler, what a step's record holds of it: whether it skipped the step, and the scale after."""
+    scaler = accelerator.scaler
+    return {} if scaler is None else {"skipped": accelerator.optimizer_step_was_skipped, "scale": scaler.get_scale()}
 
 
 def skipped_steps(steps):
     return sum(record.get("skipped", False) for record in steps)
+
+
+def skipped_note(steps):
+    """What the fp16 loss scaler did so far, for the epoch line and 03's summary ('' without a scaler)."""
+    if not steps or "scale" not in steps[-1]:
+        return ""
+    return (f"; fp16: the loss scaler skipped {skipped_steps(steps)} of {len(steps)} optimizer steps (a few at the "
+            f"start are normal while the scale settles), scale now {steps[-1]['scale']:g}")
 
 
 def divergence(steps):

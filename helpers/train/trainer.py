@@ -6,6 +6,7 @@ each epoch and the best model kept. Teacher and student differ only in their los
 step: helpers.train.stepper; batches: helpers.train.batching; checkpoints: helpers.train.checkpoints.
 """
 import dataclasses
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from helpers.train.checkpoint_files import MODEL_FILE, Weights, fingerprint
 from helpers.train.checkpoints import Cadence, Checkpointer, save_best_model
 from helpers.train.optimization import param_groups, planned_epochs
 from helpers.train.prediction import predict_logits, validation_scores
-from helpers.train.stepper import Stepper, scaler_record, skipped_steps, stop_if_diverged
+from helpers.train.stepper import Stepper, scaler_record, skipped_note, skipped_steps, stop_if_diverged
 
 COMPILE_BACKEND = "inductor"  # torch.compile's default: fused kernels generated for the device
 LOG_EVERY = 10  # optimizer steps between progress-bar loss updates
@@ -71,8 +72,7 @@ class LoopState:
     history: dict = field(default_factory=dict)  # "steps", "epochs", "settings", "precision", "precision_reason"
 
     def record_step(self, loss, lr, scaler):
-        """Log one optimizer step (tried: with fp16 `scaler` says whether it was skipped); `loss` may stay a
-        device tensor until `read_losses`."""
+        """Log one optimizer step tried (`scaler`: scaler_record's); `loss` may stay a tensor until `read_losses`."""
         self.step += 1
         steps = self.history["steps"]
         step_in_epoch = steps[-1]["step"] + 1 if steps and steps[-1]["epoch"] == self.epoch else 1
@@ -81,11 +81,7 @@ class LoopState:
     def read_losses(self):
         """Turn the step losses still held as device tensors into numbers, with one transfer (reading forces the
         GPU to finish its queue, so the loop reads every LOG_EVERY steps, not every step)."""
-        pending = []
-        for record in reversed(self.history["steps"]):  # the unread ones are the newest
-            if not torch.is_tensor(record["loss"]):
-                break
-            pending.append(record)
+        pending = list(itertools.takewhile(lambda r: torch.is_tensor(r["loss"]), reversed(self.history["steps"])))
         if pending:
             for record, value in zip(pending, torch.stack([r["loss"] for r in pending]).tolist()):
                 record["loss"] = value
@@ -104,18 +100,11 @@ def classification_loss(logits, batch):
 
 
 def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification_loss, extra_columns=(), accelerator=None):
-    """Fine-tune `model` on tokenized["train"], validating on tokenized["val"] after each epoch.
-
-    Checkpoints go to `out_dir/checkpoints` when helpers.train.checkpoints.Cadence says so (every
-    `settings.checkpoint_minutes`, or every `settings.checkpoint_every` optimizer steps), never
-    after the last epoch; when one is there already, training resumes from the newest usable one.
-    The best model by validation accuracy is saved with its tokenizer to `out_dir/model`
-    (safetensors); the per-step and per-epoch history goes to `out_dir/history.json`. Once that is
-    written the stage is done, and its checkpoints are deleted unless `settings.keep_checkpoints_at_end`.
-    Training runs on `accelerator`, the stage's, or on one made here (make_accelerator, tracking to `out_dir`).
-    A diverged loss stops it (helpers.train.stepper.stop_if_diverged). Returns the history once every process
-    can read the files; `model` comes back plain (no Accelerate wrappers).
-    """
+    """Fine-tune `model` on tokenized["train"], validating on tokenized["val"] after each epoch, on `accelerator`
+    (the stage's) or one made here. Checkpoints go to `out_dir/checkpoints` when Cadence says so, and a rerun
+    resumes from the newest usable one; the best model (by validation accuracy) to `out_dir/model`, the history
+    to `out_dir/history.json`, the stage's done marker, after which its checkpoints go unless
+    keep_checkpoints_at_end. Returns the history once every process can read the files; `model` comes back plain."""
     out_dir = Path(out_dir)
     loop = _prepare(model, tokenized, tokenizer, settings, extra_columns, accelerator or make_accelerator(settings, out_dir))
     accelerator, prepared = loop.accelerator, loop.model
@@ -141,8 +130,7 @@ def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification
 
 
 def _train_epoch(loop, state, step, checkpointer, settings):
-    """Train the rest of epoch `state.epoch` (all of it, unless a resumed checkpoint stopped inside it):
-    optimizer steps over windows of grad_accum_steps batches, the loss read every LOG_EVERY steps, and a
+    """Train the rest of epoch `state.epoch`: optimizer steps over windows of grad_accum_steps batches, and a
     checkpoint whenever one is due, except after the epoch's last step, where _end_epoch decides."""
     accelerator, n_batches = loop.accelerator, len(loop.loader)
     loop.model.train()
@@ -183,9 +171,8 @@ def _log_loss(state, bar, accelerator, settings):
 
 
 def _end_epoch(loop, state, checkpointer, val, tokenizer, settings, out_dir):
-    """Validate; save the model when it is the best so far; write a checkpoint when one is due, but never
-    after the last epoch (the stage ends there). The weights are serialized once for both, and the
-    checkpoint links the model's file instead of writing the weights again (helpers.train.checkpoint_files.Weights)."""
+    """Validate; save the model when it is the best so far; a checkpoint when one is due, never after the last epoch.
+    The weights are serialized once for both, and the checkpoint links the model's file (checkpoint_files.Weights)."""
     accelerator = loop.accelerator
     _read_losses(state, settings, accelerator)
     logits = predict_logits(loop.model, val, tokenizer, settings.eval_batch_size, accelerator, "validating")
@@ -201,17 +188,10 @@ def _end_epoch(loop, state, checkpointer, val, tokenizer, settings, out_dir):
         state.best_checkpoint = None  # an older checkpoint no longer holds the best weights
         save_best_model(accelerator, loop.model, tokenizer, out_dir / "model", weights, checkpointer.disk_advice)
     accelerator.print(f"epoch {epoch}: val accuracy {scores['accuracy']:.4f}, val loss {scores['loss']:.4f}"
-                      + (" (best so far, saved)" if improved else "") + _skipped_note(state.history["steps"]))
+                      + (" (best so far, saved)" if improved else "") + skipped_note(state.history["steps"]))
     if checkpoint:
         checkpointer.save(state, best=improved, weights=weights,
                           weights_file=out_dir / "model" / MODEL_FILE if improved else None)
-
-
-def _skipped_note(steps):
-    if "scale" not in steps[-1]:
-        return ""
-    return (f"; fp16: the loss scaler skipped {skipped_steps(steps)} of {len(steps)} optimizer steps (a few at the "
-            f"start are normal while the scale settles), scale now {steps[-1]['scale']:g}")
 
 
 @dataclass
@@ -232,11 +212,10 @@ def _prepare(model, tokenized, tokenizer, settings, extra_columns, accelerator):
     sampler = EpochSampler(token_lengths(tokenized["train"]), settings.batch_size, settings.seed, settings.group_by_length)
     loader = make_loader(tokenized["train"], tokenizer, settings.batch_size, sampler, extra_columns)
     model.to(accelerator.device)  # before the optimizer, which on a GPU checks where its parameters live
-    # fused: one kernel for the whole update instead of one per tensor; not with a loss scaler, which hands a
-    # fused optimizer its inf check, so that Accelerate would see no skipped step and step the schedule anyway
+    # fused: one kernel for the whole update; not with a loss scaler, which hands a fused optimizer its inf check,
+    # so that Accelerate would see no skipped step and step the schedule anyway
     fused = accelerator.device.type in ("cpu", "cuda") and accelerator.scaler is None
-    optimizer = torch.optim.AdamW(param_groups(model, settings.weight_decay, settings.lr, settings.layer_decay),
-                                  fused=fused or None)
+    optimizer = torch.optim.AdamW(param_groups(model, settings.weight_decay, settings.lr, settings.layer_decay), fused=fused or None)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     if settings.compile:  # in place, so saved weights keep their names; dynamic: length-grouped batches vary in length
         model.compile(dynamic=True, backend=COMPILE_BACKEND)
