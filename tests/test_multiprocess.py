@@ -83,7 +83,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(prepared):
     output = _launch_every_stage(root / "two", overrides, 29531)
 
     # only the first process writes: each checkpoint is saved and reported once, no half-written leftovers
-    saved = re.findall(r"checkpoint (step-\d+) saved", output)
+    saved = re.findall(r"checkpoint (step-\d+) saved", output.split("] evaluate ...")[0])  # the train stage's
     assert saved and len(saved) == len(set(saved)), saved
     folder = root / "two" / "train" / "checkpoints"
     assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (root / "one" / "train" / "checkpoints").iterdir())
