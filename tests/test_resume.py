@@ -20,7 +20,7 @@ OUTPUTS = ("train/model/model.safetensors", "train/history.json", "evaluate/metr
 
 
 def _child(run_dir, *points):
-    command = [sys.executable, str(CHILD), str(run_dir), *points]
+    command = [sys.executable, str(CHILD), str(run_dir), *filter(None, points)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     return result.returncode, result.stdout + result.stderr
 
