@@ -24,7 +24,7 @@ ends, checks and figures together, so a part that failed can run again alone whi
 
 The exit status is 1 when a part raised or, on a GPU, when a check failed. With --dry-run the
 parts run on the CPU at tiny sizes (the tiny random BERT, the committed sample) and only what
-needs CUDA is left out, each with a printed note: fp16 (trained in fp32 there), the memory cap
+needs CUDA is left out or emulated, each with a printed note: fp16 (the CPU emulation), the memory cap
 (simulated by an out-of-memory error raised for pieces over half the batch) and inductor's
 kernels (compile uses the eager backend); there the checks are reported but, at tiny sizes,
 decide nothing.

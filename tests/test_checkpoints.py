@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from helpers.core import models
 from helpers.core.files import DiskFullError
 from helpers.runs.config import resolve_params
-from helpers.train import batching, checkpoint_files, checkpoints, trainer
+from helpers.train import batching, checkpoint_files, checkpoints, stepper, trainer
 from helpers.train.trainer import TrainSettings
 
 
@@ -127,7 +127,7 @@ def test_a_run_broken_off_mid_epoch_resumes_to_the_same_weights(tmp_path, finish
                                                                 monkeypatch, capsys):
     out_dir, history = finished
     calls = {"n": 0}
-    real_forward = trainer.forward
+    real_forward = stepper.forward
 
     def failing_forward(model, batch):
         calls["n"] += model.training
@@ -135,10 +135,10 @@ def test_a_run_broken_off_mid_epoch_resumes_to_the_same_weights(tmp_path, finish
             raise KeyboardInterrupt
         return real_forward(model, batch)
 
-    monkeypatch.setattr(trainer, "forward", failing_forward)
+    monkeypatch.setattr(stepper, "forward", failing_forward)
     with pytest.raises(KeyboardInterrupt):
         _train(tmp_path, synthetic, tiny_tokenizer)
-    monkeypatch.setattr(trainer, "forward", real_forward)
+    monkeypatch.setattr(stepper, "forward", real_forward)
     _, resumed = _train(tmp_path, synthetic, tiny_tokenizer)
     assert "resuming from checkpoint step-00000015: epoch 2, 3 batch(es)" in capsys.readouterr().out
     assert _weights(tmp_path) == _weights(out_dir)

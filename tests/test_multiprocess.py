@@ -1,4 +1,4 @@
-"""The train and evaluate stages on 2 CPU processes (gloo), launched the way the README tells GPU users to."""
+"""All five stages on 2 CPU processes (gloo), launched the way the README tells GPU users to, in fp32 and in fp16."""
 import json
 import os
 import re
@@ -17,6 +17,7 @@ from helpers.pipeline.checks import open_run
 from helpers.runs.run_folder import load_run
 from helpers.tokens import tokens
 from helpers.train import prediction
+from helpers.train.stepper import skipped_steps
 
 pytestmark = pytest.mark.slow
 
@@ -57,23 +58,32 @@ def _fresh_copy(root, name):
     return root / name
 
 
+def _launch_every_stage(run_dir, overrides, port):
+    """`accelerate launch --multi_gpu --num_processes 2 -m helpers.run smoke` through all five stages; its output."""
+    params = [arg for name, value in overrides.items() for arg in ("-p", name, str(value))]
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "-m", "helpers.run", "smoke", "--run-dir", str(run_dir), "--stages", ",".join(stages.STAGE_FUNCTIONS),
+               *params]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "MASTER_PORT": str(port)}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "2 processes run the stages" in output
+    # the distill stage loads the student the first process wrote, once it is there
+    assert json.loads((run_dir / "distill" / "metrics.json").read_text())["accuracy"] >= 0
+    assert (run_dir / "distill" / "comparison.json").exists()
+    return output
+
+
 def test_two_processes_train_like_one_with_the_same_global_batch(prepared):
     root, overrides = prepared
     _fresh_copy(root, "two")
     one = stages.train_stage(open_run("smoke", root / "one", overrides))
-
-    params = [arg for name, value in overrides.items() for arg in ("-p", name, str(value))]
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "-m", "helpers.run", "smoke", "--run-dir", str(root / "two"), "--stages", "train,evaluate", *params]
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "MASTER_PORT": "29531"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-4000:]
-    assert "2 processes run the stages" in output
+    output = _launch_every_stage(root / "two", overrides, 29531)
 
     # only the first process writes: each checkpoint is saved and reported once, no half-written leftovers
-    saved = re.findall(r"checkpoint (step-\d+) saved", output)
+    saved = re.findall(r"checkpoint (step-\d+) saved", output.split("] evaluate ...")[0])  # the train stage's
     assert saved and len(saved) == len(set(saved)), saved
     folder = root / "two" / "train" / "checkpoints"
     assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (root / "one" / "train" / "checkpoints").iterdir())
@@ -119,3 +129,15 @@ def test_the_train_notebook_hands_several_gpus_to_notebook_launcher(prepared, mo
     history = json.loads((run.dir / "train" / "history.json").read_text())
     assert list(result.tables["epochs"]["accuracy"]) == [e["accuracy"] for e in history["epochs"]]
     assert result.values["parameters"] > 0 and (run.dir / "train" / "loss_curve.png").exists()
+
+
+def test_two_processes_run_every_stage_in_emulated_fp16(prepared):
+    """A T4 user's path on two GPUs: fp16 with its loss scaler in every process, through distillation."""
+    root, overrides = prepared
+    run_dir = root / "fp16"
+    _launch_every_stage(run_dir, {**overrides, "precision": "fp16", "epochs": 2}, 29532)
+    for stage in ("train", "distill"):
+        history = json.loads((run_dir / stage / "history.json").read_text())
+        assert history["precision"] == "fp16"
+        steps = history["steps"]
+        assert all(np.isfinite(s["loss"]) and s["scale"] > 0 for s in steps) and skipped_steps(steps) < len(steps) / 4

@@ -52,9 +52,10 @@ def test_bf16_forced_on_a_t4_says_it_is_emulated():
     assert "emulated" not in choose_precision("bf16", A100).reason
 
 
-def test_fp16_on_the_cpu_is_refused_with_the_fix():
-    with pytest.raises(ConfigError, match="fp16' needs a GPU"):
-        choose_precision("fp16", CPU)
+def test_fp16_on_the_cpu_is_the_emulation_and_says_so():
+    choice = choose_precision("fp16", CPU)
+    assert choice.mixed_precision == "fp16" and "emulated on the CPU" in choice.reason and "not for training" in choice.reason
+    assert choose_precision("auto", CPU).mixed_precision != "fp16"  # never picked unasked
 
 
 def test_a_cpu_without_bf16_instructions_takes_fp32_without_timing(cpu_with):

@@ -6,9 +6,9 @@ the values that made it). Also: the README's length, its links, and the module n
 notebooks' text."""
 import dataclasses
 import importlib
+import os
 import re
 import shlex
-import os
 import shutil
 import subprocess
 import sys

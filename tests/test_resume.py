@@ -19,8 +19,8 @@ OVERRIDES = {"checkpoint_every": 3}
 OUTPUTS = ("train/model/model.safetensors", "train/history.json", "evaluate/metrics.json")
 
 
-def _child(run_dir, point=None):
-    command = [sys.executable, str(CHILD), str(run_dir)] + ([point] if point else [])
+def _child(run_dir, *points):
+    command = [sys.executable, str(CHILD), str(run_dir), *filter(None, points)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     return result.returncode, result.stdout + result.stderr
 
@@ -60,6 +60,24 @@ def test_killed_four_times_and_resumed_ends_bitwise_identical(prepared, tmp_path
             assert list((run_dir / "train" / "checkpoints").glob(".step-00000006.*.tmp")), "the kill hit a save"
     for name in OUTPUTS:
         assert (run_dir / name).read_bytes() == (unbroken / name).read_bytes(), name
+
+
+def test_an_fp16_run_killed_at_a_checkpoint_and_rerun_ends_bitwise_identical(tmp_path):
+    """Emulated fp16, its loss scale halved at step 2 by an overflow: the checkpoint of step 3 must bring back the
+    scale and its growth tracker, or the rerun scales its losses otherwise and its history differs."""
+    run = open_run("smoke", tmp_path / "prepared", {**OVERRIDES, "precision": "fp16"})
+    stages.data_stage(run)
+    stages.tokenize_stage(run)
+    unbroken = tmp_path / "unbroken"
+    shutil.copytree(run.dir, unbroken)
+    for run_dir, points in ((unbroken, ["overflow:2"]), (run.dir, ["overflow:2", "save:2"]), (run.dir, [])):
+        code, out = _child(run_dir, *points)
+        assert code == (-signal.SIGKILL if "save:2" in points else 0), out[-3000:]
+    assert "resuming from checkpoint step-00000003: epoch 1, 3 batch(es)" in out, out[-3000:]
+    steps = json.loads((unbroken / "train" / "history.json").read_text())["steps"]
+    assert [s["skipped"] for s in steps[:3]] == [False, True, False] and steps[1]["scale"] == 32768
+    for name in OUTPUTS:
+        assert (run.dir / name).read_bytes() == (unbroken / name).read_bytes(), name
 
 
 def test_same_profile_and_seed_give_identical_metrics(tmp_path):

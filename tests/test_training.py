@@ -8,7 +8,7 @@ import torch
 from helpers.core import accelerators, models
 from helpers.core.errors import ConfigError
 from helpers.runs.config import resolve_params
-from helpers.train import batching, optimization, prediction, trainer
+from helpers.train import batching, optimization, prediction, stepper, trainer
 from helpers.train.trainer import TrainSettings
 
 
@@ -54,9 +54,9 @@ def test_pieces_of_a_batch_give_the_step_of_the_whole_batch(synthetic, tiny_teac
         model = copy.deepcopy(tiny_teacher)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-        stepper = trainer.Stepper(model, optimizer, scheduler, accelerator, settings, trainer.classification_loss)
-        stepper.parts = parts
-        loss = stepper.step(batches)
+        one_step = stepper.Stepper(model, optimizer, scheduler, accelerator, settings, trainer.classification_loss)
+        one_step.parts = parts
+        loss = one_step.step(batches)
         after[parts] = (loss.item(), [p.detach().clone() for p in model.parameters()])
     assert after[4][0] == pytest.approx(after[1][0], rel=1e-5)
     for whole, pieces in zip(after[1][1], after[4][1]):
@@ -65,10 +65,34 @@ def test_pieces_of_a_batch_give_the_step_of_the_whole_batch(synthetic, tiny_teac
     assert any(moved)  # the step did update the weights: the comparison above compares updates
 
 
+def test_accumulated_batches_of_unequal_size_weigh_each_review_the_same(synthetic, tiny_teacher, tiny_tokenizer):
+    """grad_accum_steps > 1 with an epoch's short last batch (16 + 5 reviews): one step on the window gives the
+    gradients of one batch of all 21 reviews, not the mean of the two batches' means."""
+    import copy
+
+    accelerator = accelerators.make_accelerator(_settings())
+    tiny_teacher.eval()  # no dropout
+    rows = synthetic["train"].select(range(21))
+    window = [b for b in batching.make_loader(rows, tiny_tokenizer, 16)]
+    grads = {}
+    for name, batches in (("window", window), ("one batch", list(batching.make_loader(rows, tiny_tokenizer, 21)))):
+        model = copy.deepcopy(tiny_teacher)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        optimizer.zero_grad = lambda *args, **kwargs: None  # keep the gradients to compare
+        one_step = stepper.Stepper(model, optimizer, scheduler, accelerator, _settings(max_grad_norm=0.0),
+                                   trainer.classification_loss)
+        one_step.step(batches)
+        grads[name] = [p.grad for p in model.parameters()]
+    assert [len(b["labels"]) for b in window] == [16, 5]
+    for pieces, whole in zip(grads["window"], grads["one batch"]):
+        torch.testing.assert_close(pieces, whole, atol=1e-6, rtol=1e-4)
+
+
 def test_out_of_memory_halves_the_batch_and_doubles_accumulation(tmp_path, synthetic, tiny_teacher, tiny_tokenizer,
                                                                  monkeypatch, capsys):
     """A device that holds at most 4 reviews at a time: the loop goes 16 -> 8 -> 4 and trains as usual."""
-    real_forward = trainer.forward
+    real_forward = stepper.forward
     tried = []
 
     def small_device(model, batch):
@@ -77,7 +101,7 @@ def test_out_of_memory_halves_the_batch_and_doubles_accumulation(tmp_path, synth
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
         return real_forward(model, batch)
 
-    monkeypatch.setattr(trainer, "forward", small_device)
+    monkeypatch.setattr(stepper, "forward", small_device)
     history = trainer.train(tiny_teacher, synthetic, tiny_tokenizer, _settings(), tmp_path)
     out = capsys.readouterr().out
     assert "out of memory with 16 reviews per device: halving to 8" in out

@@ -5,6 +5,7 @@ given comes from helpers.core.precision's decision table.
 """
 from pathlib import Path
 
+import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DataLoaderConfiguration, extract_model_from_parallel
@@ -22,14 +23,10 @@ def is_main_process():
 def make_accelerator(settings, out_dir=None):
     """An Accelerator for this process; under `accelerate launch` it joins the other processes.
 
-    Batches are split across processes (`split_batches`): `batch_size` is the global batch of one
-    step however many processes share it, so 1 and N processes see the same batches in the same
-    order and train the same model, up to dropout masks and the order of floating-point sums.
-    Gradient accumulation is the training loop's own, so it can cut batches smaller on running
-    out of memory. The precision's reason is kept as `accelerator.precision_reason`. With an
-    `out_dir` (a training stage's folder), the settings' experiment tracker (if not 'none') writes to
-    its tensorboard/ folder.
-    """
+    Batches are split across processes (`split_batches`): `batch_size` is the global batch of a step however
+    many processes share it, so 1 and N processes train the same model, up to dropout masks and the order of
+    sums. Gradient accumulation is the loop's own (it cuts batches smaller when out of memory). The precision's
+    reason is kept as `accelerator.precision_reason`; the tracker writes to `out_dir`/tensorboard."""
     choice = choose_precision(settings.precision)
     _forget_other_precision(choice.mixed_precision)
     tracker = getattr(settings, "tracker", "none")
@@ -39,6 +36,10 @@ def make_accelerator(settings, out_dir=None):
                               log_with=None if out_dir is None or tracker == "none" else tracker,
                               project_dir=None if out_dir is None else Path(out_dir) / "tensorboard")
     accelerator.precision_reason = choice.reason
+    if choice.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+        # Accelerate gives a CPU no loss scaler and no fp16 autocast, without a word; with these two set before
+        # `prepare`, its own fp16 path runs: scaled backward, unscaling, skipped steps, the scaler in checkpoints
+        accelerator.scaler, accelerator.native_amp = torch.amp.GradScaler("cpu"), True
     for name in ("batch_size", "eval_batch_size"):
         if getattr(settings, name) % accelerator.num_processes:
             raise ConfigError(f"{name} {getattr(settings, name)} does not split evenly over "
@@ -55,13 +56,8 @@ def _forget_other_precision(mixed_precision):
 
 
 def plain_model(model):
-    """`model` as a plain module, in place: no process wrapper and no autocast wrapper on `forward`.
-
-    `accelerator.prepare` wraps the model's forward in bf16/fp16 autocast; a model that leaves a
-    loop (saved, timed on the CPU, quantized, copied) must not carry that wrapper along: an int8
-    copy would be handed bf16 activations, and a CPU timing would time bf16 instead of fp32.
-    Accelerate marks a model it has prepared and hands it back unchanged, without autocast, if asked
-    again: only a training loop prepares a model; predictions use the Accelerator's autocast
-    (helpers.train.prediction), and another loop starts from a model loaded afresh.
-    """
+    """`model` as a plain module, in place: no process wrapper, no autocast wrapper on `forward` (which `prepare`
+    adds under bf16/fp16: an int8 copy would be handed bf16 activations, a CPU timing would time bf16). Accelerate
+    hands a model it prepared back unchanged, without autocast, if asked again: only a training loop prepares one;
+    predictions use the Accelerator's autocast (helpers.train.prediction)."""
     return extract_model_from_parallel(model, keep_fp32_wrapper=False)

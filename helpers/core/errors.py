@@ -11,3 +11,7 @@ class DataError(ValueError):
 
 class CheckpointError(Exception):
     """A checkpoint that cannot be used; the message says why."""
+
+
+class TrainingDiverged(RuntimeError):
+    """A training loss that was lost (not finite, or fp16 steps skipped again and again); the message names the fixes."""

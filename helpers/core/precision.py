@@ -1,4 +1,4 @@
-"""Which number formats the models run in: `precision auto` as one decision table, and int8's engine.
+"""Which number formats the models run in: `precision auto` as one decision table.
 
 `precision auto` picks, for the device training and prediction run on:
 
@@ -14,11 +14,9 @@
 | that time faster                              |                       | least BF16_MIN_SPEEDUP times faster than fp32  |
 | any other CPU                                 | fp32                  | bf16 is emulated there, far slower than fp32   |
 
-An explicit `fp32`, `bf16` or `fp16` is used as asked, except fp16 on a CPU, which Accelerate
-refuses. The weights stay fp32 in every case: bf16/fp16 run under autocast (mixed precision).
-
-Dynamic int8 quantization (the distilled student on the CPU) runs on the quantized engine of
-the platform: x86 (fbgemm's successor) on Intel and AMD, qnnpack on ARM (Apple Silicon, Graviton).
+An explicit `fp32`, `bf16` or `fp16` is used as asked; fp16 on a CPU is an emulation of a T4's
+(helpers.core.accelerators gives it a loss scaler), slow and for checking, not training. The weights stay
+fp32 in every case: bf16/fp16 run under autocast (mixed precision).
 """
 import functools
 import platform
@@ -26,8 +24,6 @@ import time
 from dataclasses import dataclass
 
 import torch
-
-from helpers.core.errors import ConfigError
 
 BF16_CPU_FLAGS = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # torch.cpu's probes of the CPU
 BF16_MIN_SPEEDUP = 1.3  # below this, autocast's casts eat what the faster matrix products save
@@ -67,9 +63,10 @@ def choose_precision(setting, device=None):
     """The Choice for a `precision` parameter on `device` (default: this machine's)."""
     device = device or detect_device()
     if setting != "auto":
-        if setting == "fp16" and device.kind == "cpu":
-            raise ConfigError("precision 'fp16' needs a GPU (CUDA or Apple MPS); use 'auto', 'bf16' or 'fp32' on the CPU")
         note = ""
+        if setting == "fp16" and device.kind == "cpu":
+            note = ("; emulated on the CPU: a T4's fp16 numerics and loss scaling on slow CPU fp16 kernels, for checking "
+                    "that path, not for training (the stage estimates say how long it takes)")
         if setting == "bf16" and device.kind == "cuda" and device.capability < BF16_MIN_CAPABILITY:
             note = f"; {device.name} has no bf16 hardware, so it is emulated and slow (auto would pick fp16)"
         return Choice(ACCELERATE_NAMES[setting], f"asked for explicitly{note}")
@@ -94,11 +91,8 @@ def cpu_has_bf16_instructions():
 
 @functools.cache
 def cpu_bf16_is_faster():
-    """Whether bf16 matrix products run at least BF16_MIN_SPEEDUP times faster than fp32 on this CPU.
-
-    Asked only of CPUs with bf16 instructions (elsewhere bf16 is emulated and timing it would
-    cost seconds); timed once per process on one MiniLM-sized product.
-    """
+    """Whether bf16 matrix products run at least BF16_MIN_SPEEDUP times faster than fp32 on this CPU (asked only of
+    CPUs with bf16 instructions; timed once per process on one MiniLM-sized product)."""
     return matmul_seconds(torch.float32) / matmul_seconds(torch.bfloat16) >= BF16_MIN_SPEEDUP
 
 

@@ -21,6 +21,7 @@ from helpers.runs.run_folder import stages_from_first_missing
 from helpers.serve import export
 from helpers.tokens import tokens
 from helpers.train import prediction
+from helpers.train.stepper import skipped_note
 from helpers.train.trainer import TrainSettings, train
 
 quiet_library_bars()
@@ -116,7 +117,7 @@ def _train_result(run, history, n_parameters):
         tables={"epochs": _epochs_table(history)},
         figures={"loss_curve": plots.loss_curve(history, f"Fine-tuning {run.params.model}")},
         values={"parameters": n_parameters, "precision": history["precision"],
-                "precision_reason": history.get("precision_reason", "")})
+                "precision_reason": history.get("precision_reason", ""), "loss_scaler": skipped_note(history["steps"])})
 
 
 def evaluate_stage(run):

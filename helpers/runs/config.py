@@ -49,7 +49,7 @@ class Params:
     weight_decay: float = _p(0.01, "AdamW weight decay (never on biases and LayerNorm)", min=0.0, max=1.0)
     warmup_ratio: float = _p(0.1, "share of optimizer steps spent warming the learning rate up", min=0.0, max=0.5)
     max_grad_norm: float = _p(1.0, "gradient clipping threshold", min=0.0)
-    precision: str = _p("auto", "'auto' picks from the device (the table in helpers/core/precision.py: bf16 on GPUs with compute capability 8.0+, fp16 below, bf16 on CPUs whose bf16 instructions time faster, else fp32); or force fp32, bf16 or fp16", choices=PRECISIONS)
+    precision: str = _p("auto", "'auto' picks from the device (the table in helpers/core/precision.py: bf16 on GPUs with compute capability 8.0+, fp16 below, bf16 on CPUs whose bf16 instructions time faster, else fp32); or force fp32, bf16 or fp16 (fp16 on a CPU: a slow emulation of a T4's, for checking)", choices=PRECISIONS)
     compile: bool = _p(False, "torch.compile the model for training (dynamic shapes); meant for GPUs, where fused kernels can pay off (on a CPU compiling costs minutes and gained nothing: docs/results.md)")
     group_by_length: bool = _p(True, "batch reviews of similar length together, so less of each batch is padding (helpers/train/batching.py)")
     tracker: str = _p("tensorboard", "experiment tracker (through Accelerate) that logs training loss, learning rate and validation metrics into each training stage's folder; 'none' logs nothing", choices=TRACKERS)

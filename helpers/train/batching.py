@@ -84,7 +84,6 @@ def make_loader(dataset, tokenizer, batch_size, sampler=None, extra_columns=()):
 
 
 def split_batch(batch, parts):
-    """`batch` cut along its rows into at most `parts` pieces, each with its share of the rows."""
-    rows = len(batch["input_ids"])
-    cuts = [torch.tensor_split(values, min(parts, rows)) for values in batch.values()]
-    return [({key: values[i] for key, values in zip(batch, cuts)}, len(cuts[0][i]) / rows) for i in range(len(cuts[0]))]
+    """`batch` cut along its rows into at most `parts` pieces."""
+    cuts = [torch.tensor_split(values, min(parts, len(batch["input_ids"]))) for values in batch.values()]
+    return [{key: values[i] for key, values in zip(batch, cuts)} for i in range(len(cuts[0]))]

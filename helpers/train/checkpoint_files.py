@@ -8,12 +8,9 @@
                             done, best metric, history), the fingerprint of the run it belongs
                             to, the checkpoint format, and checksums of the two files
 
-A checkpoint folder is written under a temporary name and renamed into place, so a kill during
-a save leaves the older checkpoints as they were. Reading checks the checksums, the fingerprint
-and every weight's name and shape before anything is applied, so a checkpoint that is
-truncated, corrupted, or from another model or other settings is refused whole, by name. The
-weights are serialized once (`Weights`) and hashed in memory, never read back. When the loop
-writes one, and what it restores: helpers.train.checkpoints.
+Written under a temporary name and renamed into place (a kill during a save leaves the older ones as they were);
+checksums, fingerprint and every weight's name and shape are checked before anything is applied, so a damaged or
+foreign checkpoint is refused whole, by name. When the loop writes one: helpers.train.checkpoints.
 """
 import dataclasses
 import hashlib
@@ -64,13 +61,8 @@ def remove_partial_writes(folder):
 
 @dataclass(frozen=True)
 class Weights:
-    """A model's weights serialized once, as the bytes of a safetensors file, and their sha256.
-
-    The same bytes become the checkpoint's and the best model's model.safetensors (byte for byte
-    what transformers' save_pretrained writes: the same serializer, the same "pt" format tag), and
-    the checksum comes from memory instead of reading the file back. The price is one copy of the
-    weights in memory while they are written: 4 bytes a parameter in fp32 (bert-base: 0.44 GB).
-    """
+    """A model's weights serialized once, as the bytes of a safetensors file (what save_pretrained writes), and their
+    sha256 from memory: the checkpoint's and the best model's file, at the price of one copy of the weights in memory."""
     data: bytes
     sha256: str
 
@@ -81,8 +73,7 @@ class Weights:
         return cls(data, hashlib.sha256(data).hexdigest())
 
     def write(self, path, same_file=None):
-        """Write the bytes to `path`, or hard-link `same_file` there (a file written from these very bytes):
-        one copy on disk for two names. Where links are refused (some network or FUSE file systems), write."""
+        """Write the bytes to `path`, or hard-link `same_file` (written from these very bytes) there where links work."""
         if same_file is not None:
             try:
                 os.link(same_file, path)
@@ -118,8 +109,7 @@ def _save_trainer_state(trainer_state, path):
 
 
 class _HashingWriter:
-    """A file that hashes what passes through it (torch.save calls only write() and flush() on it), and
-    keeps the error of a write that failed."""
+    """A file that hashes what torch.save writes through it, and keeps the error of a write that failed."""
 
     def __init__(self, file):
         self.file, self.digest, self.error = file, hashlib.sha256(), None
@@ -137,11 +127,8 @@ class _HashingWriter:
 
 
 def read_checkpoint(folder, fingerprint, model_state):
-    """(weights, trainer state, progress) of a checkpoint, or CheckpointError saying why it cannot be used.
-
-    `model_state` is the state dict of the model about to be restored: every weight must be
-    there with the same shape and dtype.
-    """
+    """(weights, trainer state, progress) of a checkpoint, or CheckpointError saying why it cannot be used; every
+    weight of `model_state` (the model about to be restored) must be there with the same shape and dtype."""
     folder = Path(folder)
     try:
         progress = read_json(folder / PROGRESS_FILE)
@@ -233,11 +220,8 @@ def tensor_bytes(obj):
     """Bytes of the tensors in a nested structure: about what torch.save writes of it."""
     if torch.is_tensor(obj):
         return obj.numel() * obj.element_size()
-    if isinstance(obj, dict):
-        return sum(tensor_bytes(value) for value in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(tensor_bytes(value) for value in obj)
-    return 0
+    values = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple)) else ()
+    return sum(tensor_bytes(value) for value in values)
 
 
 def _sha256(path):

@@ -1,11 +1,8 @@
 """When the training loop writes a checkpoint, and how it saves and restores its whole state with one.
 
-When (`Cadence`): every `checkpoint_minutes` of training by default, or every `checkpoint_every`
-optimizer steps; never after the last epoch, and a finished stage deletes its checkpoints
-(`Checkpointer.finish`) unless `keep_checkpoints_at_end`. At an epoch end whose model is the best so
-far, the checkpoint's model.safetensors is a hard link to the best model's, not a second copy. A disk
-that fills up stops the run with helpers.core.files.DiskFullError, the older checkpoints intact. The files
-themselves, and how they are checked: helpers.train.checkpoint_files.
+When (`Cadence`): every `checkpoint_minutes` by default, or every `checkpoint_every` optimizer steps; never after
+the last epoch; a finished stage deletes them unless `keep_checkpoints_at_end`. A full disk stops the run with
+DiskFullError, the older checkpoints intact. The files and their checks: helpers.train.checkpoint_files.
 """
 import dataclasses
 import time
@@ -22,10 +19,8 @@ from helpers.train.checkpoint_files import (FORMAT, MODEL_FILE, Weights, capture
 
 
 class Cadence:
-    """When the loop writes a checkpoint. With `every_steps` above 0: every that many optimizer steps and
-    at each epoch end. Otherwise at the first step or epoch end once `minutes` have passed since the
-    stage began or since the last checkpoint. (The loop never asks after its last epoch.) `clock`
-    answers seconds; tests hand in a fake one instead of waiting."""
+    """When the loop writes a checkpoint: with `every_steps` above 0, every that many optimizer steps and at each
+    epoch end; otherwise once `minutes` have passed since the start or the last checkpoint (`clock`: seconds)."""
 
     def __init__(self, every_steps, minutes, clock=time.monotonic):
         self.every_steps, self.seconds, self.clock = every_steps, minutes * 60, clock
@@ -46,17 +41,13 @@ class Cadence:
 
 
 class Checkpointer:
-    """Saves and restores the whole state of one training loop in `folder`.
+    """Saves and restores in `folder` the whole state of a prepared loop (helpers.train.trainer.PreparedLoop): its
+    LoopState, model, optimizer, scheduler, loss scaler, sampler's order and random states. The first process
+    writes; every process restores."""
 
-    `state` is the loop's LoopState (a dataclass: epoch, batches done, optimizer steps, best
-    accuracy, history), saved and restored whole; the model, optimizer, scheduler, gradient scaler
-    and random states travel with it. Only the main process writes; every process restores.
-    """
-
-    def __init__(self, folder, fingerprint, accelerator, model, optimizer, scheduler, sampler, keep, cadence):
+    def __init__(self, loop, folder, fingerprint, keep, cadence):
+        self.loop, self.accelerator = loop, loop.accelerator
         self.folder, self.fingerprint, self.keep, self.cadence = Path(folder), fingerprint, keep, cadence
-        self.accelerator, self.model, self.optimizer, self.scheduler = accelerator, model, optimizer, scheduler
-        self.sampler = sampler  # an EpochSampler: its current epoch's order is saved and restored
 
     def due(self, step, epoch_end=False):
         """Whether to write a checkpoint now; every process gets the same answer."""
@@ -79,11 +70,11 @@ class Checkpointer:
         if not self.accelerator.is_main_process:
             return
         started = time.perf_counter()
-        weights = weights or Weights.of(self.accelerator.unwrap_model(self.model).state_dict())
-        scaler = self.accelerator.scaler
-        trainer_state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+        loop, scaler = self.loop, self.accelerator.scaler
+        weights = weights or Weights.of(self.accelerator.unwrap_model(loop.model).state_dict())
+        trainer_state = {"optimizer": loop.optimizer.state_dict(), "scheduler": loop.scheduler.state_dict(),
                          "scaler": scaler.state_dict() if scaler is not None else None, "rng": rng_by_process,
-                         "order": torch.tensor(self.sampler.order(state.epoch))}
+                         "order": torch.tensor(loop.sampler.order(state.epoch))}
         needed = (0 if weights_file else len(weights.data)) + tensor_bytes(trainer_state)
         with stop_if_disk_full(f"writing checkpoint {name}", self.folder / name, needed, self.disk_advice):
             write_checkpoint(self.folder / name, weights, trainer_state,
@@ -102,8 +93,7 @@ class Checkpointer:
                 + (f"checkpoint {newest[0].name}" if newest else "the stage's start (no checkpoint yet)"))
 
     def finish(self, keep):
-        """The stage has finished: its checkpoints only serve to resume an unfinished stage, so they are
-        deleted unless `keep` (keep_checkpoints_at_end). A rerun of the stage then trains afresh from its inputs."""
+        """The stage has finished: its checkpoints go unless `keep` (a rerun then trains afresh from its inputs)."""
         if keep or not self.accelerator.is_main_process or not self.folder.exists():
             return
         files = [f for f in self.folder.rglob("*") if f.is_file()]
@@ -114,27 +104,27 @@ class Checkpointer:
                                f"keep_checkpoints_at_end true keeps them)")
 
     def resume(self, fresh_state):
-        """Restore the newest usable checkpoint and return its loop state (of fresh_state's class);
-        `fresh_state` when there is none."""
+        """Restore the newest usable checkpoint and return its loop state; `fresh_state` when there is none."""
         say = self.accelerator.print
         leftovers = []
         if self.accelerator.is_main_process:  # the stage folder too: a kill while saving the best model
             leftovers = remove_partial_writes(self.folder) + remove_partial_writes(self.folder.parent)
         if leftovers:
             say(f"removed {len(leftovers)} unfinished write(s) in {self.folder.parent} (a kill during a save)")
-        model = self.accelerator.unwrap_model(self.model)
+        loop = self.loop
+        model = self.accelerator.unwrap_model(loop.model)
         found = list_checkpoints(self.folder)
         for path in found:
             try:
                 weights, trainer_state, progress = read_checkpoint(path, self.fingerprint, model.state_dict())
                 state = restore_state(fresh_state, progress["state"])
-                self.sampler.resume_order(state.epoch, trainer_state["order"].tolist())
+                loop.sampler.resume_order(state.epoch, trainer_state["order"].tolist())
             except CheckpointError as error:
                 say(f"checkpoint {path} cannot be used: {error}; trying the next older one")
                 continue
             model.load_state_dict(weights)
-            self.optimizer.load_state_dict(trainer_state["optimizer"])
-            self.scheduler.load_state_dict(trainer_state["scheduler"])
+            loop.optimizer.load_state_dict(trainer_state["optimizer"])
+            loop.scheduler.load_state_dict(trainer_state["scheduler"])
             if self.accelerator.scaler is not None and trainer_state["scaler"] is not None:
                 self.accelerator.scaler.load_state_dict(trainer_state["scaler"])
             # one state per process; the fingerprint already refused a checkpoint of another process count
@@ -148,9 +138,8 @@ class Checkpointer:
 
 
 def save_best_model(accelerator, model, tokenizer, target, weights, disk_advice):
-    """The best model so far as a transformers folder (what models.save_classifier writes: config,
-    tokenizer, model.safetensors), with the weights already serialized in `weights`; it replaces the
-    previous best whole."""
+    """The best model so far as a transformers folder (as models.save_classifier writes it), from the weights already
+    serialized in `weights`, replacing the previous best whole."""
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return

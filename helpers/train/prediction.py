@@ -18,8 +18,9 @@ MODEL_INPUTS = ("input_ids", "attention_mask")  # token type ids are left out: a
 
 
 def forward(model, batch):
-    """The model's logits for a batch of tokenized reviews."""
-    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    """The model's logits for a batch of tokenized reviews, in fp32 whatever the autocast: every softmax on them (the
+    losses, the soft labels, P(positive)) then runs in fp32, where CPU autocast would keep fp16's."""
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
 
 
 def batches_logits(model, batches, accelerator=None):
@@ -31,10 +32,10 @@ def batches_logits(model, batches, accelerator=None):
     with torch.inference_mode():
         for batch in batches:
             if accelerator is None:
-                logits = forward(model, {key: batch[key].to(device) for key in MODEL_INPUTS}).float()
+                logits = forward(model, {key: batch[key].to(device) for key in MODEL_INPUTS})
             else:
                 with accelerator.autocast():
-                    logits = accelerator.gather_for_metrics(forward(model, batch).float())
+                    logits = accelerator.gather_for_metrics(forward(model, batch))
             chunks.append(logits.cpu())
     return torch.cat(chunks)
 

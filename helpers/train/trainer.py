@@ -1,16 +1,13 @@
 """The training loop shared by teacher and student, written on Hugging Face Accelerate.
 
-Accelerate owns devices, mixed precision and multi-process training (helpers.core.accelerators); this
-module owns the recipe: AdamW without weight decay on biases and LayerNorm, linear warmup then
-decay, gradient clipping and accumulation, validation after each epoch and the best model kept.
-The teacher and the student differ only in the loss function they pass in. Batches come from
-helpers.train.batching, checkpoints from helpers.train.checkpoints, predictions from helpers.train.prediction.
+Accelerate owns devices, mixed precision and multi-process training (helpers.core.accelerators); this module
+owns the recipe: AdamW without weight decay on biases and LayerNorm, linear warmup then decay, validation after
+each epoch and the best model kept. Teacher and student differ only in their loss function. One optimizer
+step: helpers.train.stepper; batches: helpers.train.batching; checkpoints: helpers.train.checkpoints.
 """
-import contextlib
 import dataclasses
-import gc
+import itertools
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,17 +15,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate.utils import set_seed
-from accelerate.utils.memory import should_reduce_batch_size
 from transformers import get_scheduler
 
 from helpers.core.accelerators import make_accelerator, plain_model
 from helpers.core.files import stop_if_disk_full, write_json
 from helpers.core.progress import progress
-from helpers.train.batching import EpochSampler, make_loader, split_batch, token_lengths
+from helpers.train.batching import EpochSampler, make_loader, token_lengths
 from helpers.train.checkpoint_files import MODEL_FILE, Weights, fingerprint
 from helpers.train.checkpoints import Cadence, Checkpointer, save_best_model
 from helpers.train.optimization import param_groups, planned_epochs
-from helpers.train.prediction import forward, predict_logits, validation_scores
+from helpers.train.prediction import predict_logits, validation_scores
+from helpers.train.stepper import Stepper, scaler_record, skipped_note, skipped_steps, stop_if_diverged
 
 COMPILE_BACKEND = "inductor"  # torch.compile's default: fused kernels generated for the device
 LOG_EVERY = 10  # optimizer steps between progress-bar loss updates
@@ -74,24 +71,17 @@ class LoopState:
     best_checkpoint: str = None
     history: dict = field(default_factory=dict)  # "steps", "epochs", "settings", "precision", "precision_reason"
 
-    def record_step(self, loss, lr):
-        """Log one optimizer step; `loss` may stay a device tensor until `read_losses`."""
+    def record_step(self, loss, lr, scaler):
+        """Log one optimizer step tried (`scaler`: scaler_record's); `loss` may stay a tensor until `read_losses`."""
         self.step += 1
         steps = self.history["steps"]
         step_in_epoch = steps[-1]["step"] + 1 if steps and steps[-1]["epoch"] == self.epoch else 1
-        steps.append({"epoch": self.epoch, "step": step_in_epoch, "loss": loss, "lr": lr})
+        steps.append({"epoch": self.epoch, "step": step_in_epoch, "loss": loss, "lr": lr, **scaler})
 
     def read_losses(self):
-        """Turn the step losses still held as device tensors into numbers, with one transfer.
-
-        Reading a loss forces the GPU to finish its queued work; doing it every step would leave the
-        GPU idle while Python prepares the next batch, so the loop reads them every LOG_EVERY steps.
-        """
-        pending = []
-        for record in reversed(self.history["steps"]):  # the unread ones are the newest
-            if not torch.is_tensor(record["loss"]):
-                break
-            pending.append(record)
+        """Turn the step losses still held as device tensors into numbers, with one transfer (reading forces the
+        GPU to finish its queue, so the loop reads every LOG_EVERY steps, not every step)."""
+        pending = list(itertools.takewhile(lambda r: torch.is_tensor(r["loss"]), reversed(self.history["steps"])))
         if pending:
             for record, value in zip(pending, torch.stack([r["loss"] for r in pending]).tolist()):
                 record["loss"] = value
@@ -110,22 +100,15 @@ def classification_loss(logits, batch):
 
 
 def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification_loss, extra_columns=(), accelerator=None):
-    """Fine-tune `model` on tokenized["train"], validating on tokenized["val"] after each epoch.
-
-    Checkpoints go to `out_dir/checkpoints` when helpers.train.checkpoints.Cadence says so (every
-    `settings.checkpoint_minutes`, or every `settings.checkpoint_every` optimizer steps), never
-    after the last epoch; when one is there already, training resumes from the newest usable one.
-    The best model by validation accuracy is saved with its tokenizer to `out_dir/model`
-    (safetensors); the per-step and per-epoch history goes to `out_dir/history.json`. Once that is
-    written the stage is done, and its checkpoints are deleted unless `settings.keep_checkpoints_at_end`.
-    Training runs on `accelerator`, the stage's, or on one made here (make_accelerator, tracking to `out_dir`).
-    Returns the history; `model` comes back plain (no Accelerate wrappers).
-    """
+    """Fine-tune `model` on tokenized["train"], validating on tokenized["val"] after each epoch, on `accelerator`
+    (the stage's) or one made here. Checkpoints go to `out_dir/checkpoints` when Cadence says so, and a rerun
+    resumes from the newest usable one; the best model (by validation accuracy) to `out_dir/model`, the history
+    to `out_dir/history.json`, the stage's done marker, after which its checkpoints go unless
+    keep_checkpoints_at_end. Returns the history once every process can read the files; `model` comes back plain."""
     out_dir = Path(out_dir)
     loop = _prepare(model, tokenized, tokenizer, settings, extra_columns, accelerator or make_accelerator(settings, out_dir))
     accelerator, prepared = loop.accelerator, loop.model
-    checkpointer = Checkpointer(out_dir / "checkpoints", fingerprint(prepared, tokenized["train"], settings, accelerator),
-                                accelerator, prepared, loop.optimizer, loop.scheduler, loop.sampler,
+    checkpointer = Checkpointer(loop, out_dir / "checkpoints", fingerprint(prepared, tokenized["train"], settings, accelerator),
                                 settings.keep_checkpoints, Cadence(settings.checkpoint_every, settings.checkpoint_minutes))
     state = checkpointer.resume(LoopState(history={
         "steps": [], "epochs": [], "settings": dataclasses.asdict(settings),
@@ -142,12 +125,12 @@ def train(model, tokenized, tokenizer, settings, out_dir, loss_fn=classification
     for tracker in accelerator.trackers:  # not accelerator.end_training(): it also ends the process group,
         tracker.finish()                  # which the next stage of a multi-process launch still needs
     plain_model(model)  # the caller's model leaves the loop without Accelerate's wrappers
+    accelerator.wait_for_everyone()  # the first process has written the model: the others may load it now
     return state.history
 
 
 def _train_epoch(loop, state, step, checkpointer, settings):
-    """Train the rest of epoch `state.epoch` (all of it, unless a resumed checkpoint stopped inside it):
-    optimizer steps over windows of grad_accum_steps batches, the loss read every LOG_EVERY steps, and a
+    """Train the rest of epoch `state.epoch`: optimizer steps over windows of grad_accum_steps batches, and a
     checkpoint whenever one is due, except after the epoch's last step, where _end_epoch decides."""
     accelerator, n_batches = loop.accelerator, len(loop.loader)
     loop.model.train()
@@ -161,28 +144,37 @@ def _train_epoch(loop, state, step, checkpointer, settings):
         state.batches_done += 1
         if len(window) < settings.grad_accum_steps and state.batches_done < n_batches:
             continue
-        state.record_step(step(window), max(loop.scheduler.get_last_lr()))  # the head's rate
+        loss = step(window)
+        state.record_step(loss, max(loop.scheduler.get_last_lr()), scaler_record(accelerator))  # the head's rate
         window = []
         if state.step % LOG_EVERY == 0:
-            _log_loss(state, bar, accelerator)
+            _log_loss(state, bar, accelerator, settings)
         if state.batches_done < n_batches and checkpointer.due(state.step):
-            state.read_losses()
+            _read_losses(state, settings, accelerator)
             checkpointer.save(state)
 
 
-def _log_loss(state, bar, accelerator):
+def _read_losses(state, settings, accelerator):
     state.read_losses()
-    last = state.history["steps"][-1]
-    bar.set_postfix(loss=f"{last['loss']:.4f}", refresh=False)
-    accelerator.log({"train/loss": last["loss"], "train/lr": last["lr"]}, step=state.step)
+    stop_if_diverged(state.history["steps"], settings, accelerator)
+
+
+def _log_loss(state, bar, accelerator, settings):
+    _read_losses(state, settings, accelerator)
+    steps = state.history["steps"]
+    last, fp16 = steps[-1], "scale" in steps[-1]
+    bar.set_postfix(loss=f"{last['loss']:.4f}", **({"skipped": skipped_steps(steps)} if fp16 else {}), refresh=False)
+    logged = {"train/loss": last["loss"], "train/lr": last["lr"]}
+    if fp16:  # the loss scale and the steps it skipped
+        logged.update({"train/loss_scale": last["scale"], "train/skipped_steps": skipped_steps(steps)})
+    accelerator.log(logged, step=state.step)
 
 
 def _end_epoch(loop, state, checkpointer, val, tokenizer, settings, out_dir):
-    """Validate; save the model when it is the best so far; write a checkpoint when one is due, but never
-    after the last epoch (the stage ends there). The weights are serialized once for both, and the
-    checkpoint links the model's file instead of writing the weights again (helpers.train.checkpoint_files.Weights)."""
+    """Validate; save the model when it is the best so far; a checkpoint when one is due, never after the last epoch.
+    The weights are serialized once for both, and the checkpoint links the model's file (checkpoint_files.Weights)."""
     accelerator = loop.accelerator
-    state.read_losses()
+    _read_losses(state, settings, accelerator)
     logits = predict_logits(loop.model, val, tokenizer, settings.eval_batch_size, accelerator, "validating")
     scores = validation_scores(logits, loop.val_labels)
     accelerator.log({f"val/{name}": value for name, value in scores.items()}, step=state.step)
@@ -196,7 +188,7 @@ def _end_epoch(loop, state, checkpointer, val, tokenizer, settings, out_dir):
         state.best_checkpoint = None  # an older checkpoint no longer holds the best weights
         save_best_model(accelerator, loop.model, tokenizer, out_dir / "model", weights, checkpointer.disk_advice)
     accelerator.print(f"epoch {epoch}: val accuracy {scores['accuracy']:.4f}, val loss {scores['loss']:.4f}"
-                      + (" (best so far, saved)" if improved else ""))
+                      + (" (best so far, saved)" if improved else "") + skipped_note(state.history["steps"]))
     if checkpoint:
         checkpointer.save(state, best=improved, weights=weights,
                           weights_file=out_dir / "model" / MODEL_FILE if improved else None)
@@ -220,9 +212,10 @@ def _prepare(model, tokenized, tokenizer, settings, extra_columns, accelerator):
     sampler = EpochSampler(token_lengths(tokenized["train"]), settings.batch_size, settings.seed, settings.group_by_length)
     loader = make_loader(tokenized["train"], tokenizer, settings.batch_size, sampler, extra_columns)
     model.to(accelerator.device)  # before the optimizer, which on a GPU checks where its parameters live
-    # fused: one kernel for the whole update instead of one per tensor
-    optimizer = torch.optim.AdamW(param_groups(model, settings.weight_decay, settings.lr, settings.layer_decay),
-                                  fused=accelerator.device.type in ("cpu", "cuda") or None)
+    # fused: one kernel for the whole update; not with a loss scaler, which hands a fused optimizer its inf check,
+    # so that Accelerate would see no skipped step and step the schedule anyway
+    fused = accelerator.device.type in ("cpu", "cuda") and accelerator.scaler is None
+    optimizer = torch.optim.AdamW(param_groups(model, settings.weight_decay, settings.lr, settings.layer_decay), fused=fused or None)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     if settings.compile:  # in place, so saved weights keep their names; dynamic: length-grouped batches vary in length
         model.compile(dynamic=True, backend=COMPILE_BACKEND)
@@ -233,65 +226,3 @@ def _prepare(model, tokenized, tokenizer, settings, extra_columns, accelerator):
         "linear", optimizer, num_warmup_steps=round(settings.warmup_ratio * total_steps), num_training_steps=total_steps))
     val_labels = tokenized["val"].with_format("arrow")["labels"].to_numpy().copy()  # writable, as torch wants it
     return PreparedLoop(accelerator, model, optimizer, scheduler, loader, sampler, epochs, val_labels)
-
-
-class Stepper:
-    """One optimizer step on a window of batches: `step(batches)` returns their mean loss.
-
-    `step` is the step itself, whole: forward, loss and backward for each piece of each batch, then
-    gradient clipping, the optimizer and the scheduler. Calling the Stepper runs it inside the
-    out-of-memory handling: each batch runs in `parts` pieces, 1 until the device runs out of memory;
-    then the step starts again with pieces half the size (twice the accumulation, the same effective
-    batch), and stays so for the rest of training.
-    """
-
-    def __init__(self, model, optimizer, scheduler, accelerator, settings, loss_fn):
-        self.model, self.optimizer, self.scheduler, self.accelerator = model, optimizer, scheduler, accelerator
-        self.max_grad_norm, self.loss_fn, self.parts = settings.max_grad_norm, loss_fn, 1
-        self.per_device = settings.batch_size // accelerator.num_processes  # reviews of a whole batch on each device
-
-    def __call__(self, batches):
-        while True:
-            try:
-                return self.step(batches)
-            except RuntimeError as error:
-                if not should_reduce_batch_size(error):
-                    raise
-                self.optimizer.zero_grad(set_to_none=True)  # what the failed try accumulated goes
-                self._halve(error)
-
-    def step(self, batches):
-        """The mean over `batches` of each batch's mean loss, backpropagated piece by piece, then one update.
-
-        A piece's loss is weighted by its share of its batch, so the gradients are those of whole
-        batches; processes synchronise gradients only after the last piece."""
-        model, accelerator = self.model, self.accelerator
-        pieces = [(piece, share / len(batches)) for batch in batches for piece, share in split_batch(batch, self.parts)]
-        total = 0.0
-        for i, (piece, weight) in enumerate(pieces):
-            with accelerator.no_sync(model) if i < len(pieces) - 1 else contextlib.nullcontext():
-                logits = forward(model, piece)
-                loss = self.loss_fn(logits, piece)
-                accelerator.backward(loss * weight)
-            total = total + loss.detach().float() * weight
-        if self.max_grad_norm > 0:
-            accelerator.clip_grad_norm_(model.parameters(), self.max_grad_norm)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad()
-        return total
-
-    def _halve(self, error):
-        per_device = self.per_device
-        if self.parts >= per_device:
-            raise RuntimeError("out of memory with 1 review per device: the model and one review of max_length "
-                               "tokens do not fit; lower max_length, train in bf16/fp16, or use a larger GPU") from error
-        old = math.ceil(per_device / self.parts)
-        self.parts *= 2
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        self.accelerator.print(
-            f"out of memory with {old} reviews per device: halving to {math.ceil(per_device / self.parts)} "
-            f"and doubling gradient accumulation ({self.parts} pieces per batch), so the effective batch is "
-            f"unchanged; this step starts again")
