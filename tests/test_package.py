@@ -124,3 +124,16 @@ def test_the_checks_find_a_cycle_and_an_import_against_the_order(tmp_path):
     graph = {name: imports_of(path, known) for name, path in known.items()}
     assert find_cycle(graph) == "helpers.core.a -> helpers.train.b -> helpers.core.a"
     assert layer("helpers.train.b") > layer("helpers.core.a")
+
+
+def test_the_readme_and_docs_layout_name_every_module_of_each_sub_package():
+    """The README's table (a row per sub-package) and docs/layout.md (a bullet per sub-package) stay in step with
+    the folders: a module added, moved or renamed without its line in both fails here."""
+    readme = (ROOT / "README.md").read_text()
+    layout = (ROOT / "docs" / "layout.md").read_text()
+    for package in helpers.LAYERS:
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `helpers.{package}` |"))
+        bullet = layout.split(f"- `helpers.{package}`")[1].split("\n- ")[0]
+        modules = {path.stem for path in (PACKAGE / package).glob("*.py") if path.stem != "__init__"}
+        assert {m for m in modules if f"`{m}`" not in row} == set(), package
+        assert {m for m in modules if f"`{m}`" not in bullet} == set(), package
