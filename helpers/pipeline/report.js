@@ -1,5 +1,5 @@
-// After `load` every <img> has either decoded or failed: count them on <body> (for a reader and the
-// headless-browser test), and replace a failed one with a visible note.
+// After `load` every image has either decoded or failed: count them on the body (data-figures,
+// data-figures-loaded, for a reader and the headless-browser test); replace a failed one with a visible note.
 window.addEventListener("load", function () {
   var images = Array.prototype.slice.call(document.images), loaded = 0;
   images.forEach(function (img) {

@@ -1,11 +1,11 @@
 """One self-contained `report.html` per run folder, built only from the files the stages left there (a missing
-stage shows "not run yet"); figures embedded as data URIs, CSS inline, so the one file can be mailed.
+stage shows "not run yet"); figures embedded as data URIs, report.css and report.js inline, so the one file can be
+mailed.
 
     python -m helpers.report runs/quick      # (re)build runs/quick/report.html
 
 This module holds the page and its summary (each stage's seconds beside its estimate); the sections are in
-helpers.pipeline.report_sections. An inline script replaces a figure that fails to decode with a note and
-records the counts on <body> (`data-figures`, `data-figures-loaded`) for the headless-browser test.
+helpers.pipeline.report_sections.
 """
 import argparse
 import html
@@ -49,8 +49,6 @@ def render(run_dir):
             f"</head><body>\n<h1>Run report: {name}</h1>\n"
             f'<p class="subtitle">{html.escape(str(run_dir.resolve()))}</p>\n<nav>{nav}</nav>\n{body}\n</body></html>\n')
 
-
-# --- one function per section --------------------------------------------------------------
 
 def summary_section(run_dir):
     """The outcome first: each stage's status, a failure's error, its time beside the time estimated before it
