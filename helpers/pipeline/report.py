@@ -43,10 +43,9 @@ def render(run_dir):
     body = "\n".join(f'<section id="{anchor}"><h2>{html.escape(title)}</h2>\n{content}</section>'
                      for anchor, title, content in sections)
     name = html.escape(run_dir.resolve().name)
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>Run report: {name}</title>\n<style>\n{PAGE_STYLE}</style>\n<script>\n{CHECK_FIGURES_JS}</script>\n"
-            f"</head><body>\n<h1>Run report: {name}</h1>\n"
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n<meta name="viewport" '
+            f'content="width=device-width, initial-scale=1">\n<title>Run report: {name}</title>\n<style>\n{PAGE_STYLE}'
+            f"</style>\n<script>\n{CHECK_FIGURES_JS}</script>\n</head><body>\n<h1>Run report: {name}</h1>\n"
             f'<p class="subtitle">{html.escape(str(run_dir.resolve()))}</p>\n<nav>{nav}</nav>\n{body}\n</body></html>\n')
 
 
