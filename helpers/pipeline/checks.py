@@ -40,11 +40,8 @@ def check_tracker(name):
 
 
 def open_run(profile, run_dir="", overrides=None, overwrite=False, writer=True):
-    """Validate the parameters and inputs, then open (or create) the run folder they belong to.
-
-    With `overwrite`, an existing run folder is emptied first, but only once every check has passed. In a
-    multi-process launch every process checks (so all stop alike) but only the main one (`writer`) writes.
-    """
+    """Validate the parameters and inputs, then open (or create) their run folder; `overwrite` empties it, but only
+    once every check has passed. Every process of a launch checks (so all stop alike); only the `writer` writes."""
     params = resolve_params(profile, overrides)
     check_inputs(params)
     run_dir = Path(run_dir) if run_dir else default_run_dir(profile, overrides)

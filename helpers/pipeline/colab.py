@@ -70,9 +70,7 @@ def training_reviews(params):
     """Training reviews drawn: n_train, or all the data has when n_train is none."""
     if params.n_train is not None:
         return params.n_train
-    if params.data == "sample":
-        return parquet_rows(SAMPLE_DIR / "train.parquet")
-    return IMDB_SIZES["train"]
+    return parquet_rows(SAMPLE_DIR / "train.parquet") if params.data == "sample" else IMDB_SIZES["train"]
 
 
 def drive_mounted():

@@ -5,9 +5,9 @@
 
 A stage's estimate is its notebook's time (`timings.json`): the FLOPs of the batches the loop makes (EpochSampler,
 padded_length, planned_epochs, Cadence: called here) over the FLOP/s of an encoder layer timed on such a batch
-(`Work.*_rate`: the teacher's on the device, the student's on the CPU) times EFFICIENCY, plus fixed costs that
-other load lengthens; 05's CPU part also apart, as `distill_cpu`. Not modelled: several GPUs, downloads. Constants
-and accuracy: docs/results.md, "Stage time estimates".
+(`Work.*_rate`: the teacher's on the device, the student's on the CPU) times EFFICIENCY, plus fixed costs that other
+load lengthens; 05's CPU part also apart, as `distill_cpu`. Not modelled: several GPUs, downloads. Constants and
+accuracy: docs/results.md, "Stage time estimates".
 """
 import contextlib
 import math

@@ -3,14 +3,10 @@
     run = notebook.open_stage("train", profile=profile, run_dir=run_dir, drive=drive, fresh=fresh,
                               overrides=overrides, n_train=n_train, ...)
 
-- Parameters once: 01 starts a run from a profile, the named parameters (`n_train`, `epochs`, ...)
-  and `overrides`. Notebooks 02-05 left with an empty `profile` continue a run: the `run_dir`
-  given, or else the one a notebook last opened (`LAST_RUN` in the runs root, on Google Drive on
-  Colab), reading its profile and overrides from its params.json. On Colab, where no run can be
-  found, they stop and say what to set; elsewhere they start `quick` and say that no run was found.
-- Named parameters left at NOT_GIVEN (`...`) keep the profile's value (None means "all reviews" for n_train, n_test).
+- Parameters once: 01 starts a run from a profile, the named parameters (`n_train`, `epochs`, ...) and `overrides`.
+  Notebooks 02-05 left with an empty `profile` continue a run: the `run_dir` given, or else the one a notebook last
+  opened (`LAST_RUN` in the runs root, on Google Drive on Colab), with the profile and overrides of its params.json.
 - Standing alone: the stages a run folder lacks (on Colab each notebook has a machine of its own) run here first.
-  `fresh` empties the run folder and starts it afresh; a relative `run_dir` starts at the project root.
 """
 import json
 from pathlib import Path

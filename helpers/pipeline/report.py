@@ -1,11 +1,11 @@
 """One self-contained `report.html` per run folder, built only from the files the stages left there (a missing
-stage shows "not run yet"); figures embedded as data URIs, CSS inline, so the one file can be mailed.
+stage shows "not run yet"); figures embedded as data URIs, report.css and report.js inline, so the one file can be
+mailed.
 
     python -m helpers.report runs/quick      # (re)build runs/quick/report.html
 
 This module holds the page and its summary (each stage's seconds beside its estimate); the sections are in
-helpers.pipeline.report_sections. An inline script replaces a figure that fails to decode with a note and
-records the counts on <body> (`data-figures`, `data-figures-loaded`) for the headless-browser test.
+helpers.pipeline.report_sections.
 """
 import argparse
 import html
@@ -22,44 +22,8 @@ from helpers.runs import layout
 CPU_PART = "distill_cpu"  # estimates.json's key for 05's CPU part (helpers.pipeline.estimates)
 NAN = float("nan")
 
-CSS = """
-body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222;
-       max-width: 960px; margin: 0 auto; padding: 1.5em 2em 4em; }
-h1 { margin-bottom: 0.1em; }
-h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
-nav a { margin-right: 1em; }
-.subtitle, .note { color: #666; }
-.missing { color: #a33; font-style: italic; }
-table { border-collapse: collapse; margin: 0.8em 0; font-size: 14px; }
-th, td { border-bottom: 1px solid #e4e4e4; padding: 0.25em 0.8em; text-align: right; vertical-align: top; }
-th { background: #f5f5f5; }
-td:first-child, th:first-child { text-align: left; }
-td:first-child { font-weight: 600; }
-table.kv td, table.kv th { text-align: left; }
-figure { margin: 1em 0; }
-img { max-width: 100%; height: auto; }
-figcaption { color: #666; font-size: 13px; }
-.errors td:last-child, .errors th:last-child { text-align: left; }
-.errors td:last-child { font-size: 13px; max-width: 560px; }
-.errors td:first-child { font-weight: normal; }
-"""
-
-# After `load` every <img> has either decoded or failed: count them on <body> (for a reader and the headless-browser
-# test), and replace a failed one with a visible note.
-CHECK_FIGURES_JS = """
-window.addEventListener("load", function () {
-  var images = Array.prototype.slice.call(document.images), loaded = 0;
-  images.forEach(function (img) {
-    if (img.complete && img.naturalWidth > 0) { loaded += 1; return; }
-    var note = document.createElement("p");
-    note.className = "missing";
-    note.textContent = "figure missing: " + (img.alt || "unnamed figure");
-    img.replaceWith(note);
-  });
-  document.body.dataset.figures = images.length;
-  document.body.dataset.figuresLoaded = loaded;
-});
-"""
+PAGE_STYLE, CHECK_FIGURES_JS = ((Path(__file__).parent / name).read_text(encoding="utf-8")
+                                for name in ("report.css", "report.js"))  # package data, inlined in every page
 
 
 def write_report(run_dir):
@@ -79,14 +43,11 @@ def render(run_dir):
     body = "\n".join(f'<section id="{anchor}"><h2>{html.escape(title)}</h2>\n{content}</section>'
                      for anchor, title, content in sections)
     name = html.escape(run_dir.resolve().name)
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>Run report: {name}</title>\n<style>{CSS}</style>\n<script>{CHECK_FIGURES_JS}</script>\n"
-            f"</head><body>\n<h1>Run report: {name}</h1>\n"
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n<meta name="viewport" '
+            f'content="width=device-width, initial-scale=1">\n<title>Run report: {name}</title>\n<style>\n{PAGE_STYLE}'
+            f"</style>\n<script>\n{CHECK_FIGURES_JS}</script>\n</head><body>\n<h1>Run report: {name}</h1>\n"
             f'<p class="subtitle">{html.escape(str(run_dir.resolve()))}</p>\n<nav>{nav}</nav>\n{body}\n</body></html>\n')
 
-
-# --- one function per section --------------------------------------------------------------
 
 def summary_section(run_dir):
     """The outcome first: each stage's status, a failure's error, its time beside the time estimated before it

@@ -14,8 +14,6 @@ N_ERRORS_SHOWN = 5  # confidently wrong reviews quoted in the report
 ERROR_TEXT_CHARS = 300  # each quoted review is cut to this many characters
 
 
-# --- building blocks ---------------------------------------------------------------------
-
 def not_run(path):
     return f'<p class="missing">Not run yet: {html.escape(path)} does not exist.</p>\n'
 
@@ -58,35 +56,34 @@ def key_values(mapping, key="name"):
     return html_table(pd.DataFrame(rows, columns=[key, "value"]), "kv")
 
 
-# --- one function per section ------------------------------------------------------------
+def from_file(relative):
+    """A section built from the run's JSON file `relative` (`build(run_dir, its content)`), "not run yet" without it."""
+    def decorate(build):
+        def section(run_dir):
+            stored = read_run_json(run_dir, relative)
+            return not_run(relative) if stored is None else build(run_dir, stored)
+        return section
+    return decorate
 
-def parameters_section(run_dir):
-    stored = read_run_json(run_dir, layout.PARAMS_FILE)
-    if stored is None:
-        return not_run(layout.PARAMS_FILE)
+
+@from_file(layout.PARAMS_FILE)
+def parameters_section(run_dir, stored):
     return f"<p>Profile <b>{html.escape(str(stored['profile']))}</b>.</p>\n" + key_values(stored["params"], "parameter")
 
 
-def environment_section(run_dir):
-    env = read_run_json(run_dir, layout.ENVIRONMENT_FILE)
-    if env is None:
-        return not_run(layout.ENVIRONMENT_FILE)
-    top = {k: v for k, v in env.items() if k != "packages"}
-    return key_values(top) + key_values(env.get("packages", {}), "package")
+@from_file(layout.ENVIRONMENT_FILE)
+def environment_section(run_dir, env):
+    return key_values({k: v for k, v in env.items() if k != "packages"}) + key_values(env.get("packages", {}), "package")
 
 
-def data_section(run_dir):
-    summary = read_run_json(run_dir, layout.SPLITS_SUMMARY)
-    if summary is None:
-        return not_run(layout.SPLITS_SUMMARY)
+@from_file(layout.SPLITS_SUMMARY)
+def data_section(run_dir, summary):
     return (html_table(pd.DataFrame(summary)) + figure(run_dir, layout.FIGURES["label_balance"], "Label balance per split")
             + figure(run_dir, layout.FIGURES["review_words"], "Review length in words"))
 
 
-def tokens_section(run_dir):
-    stats = read_run_json(run_dir, layout.LENGTH_STATS)
-    if stats is None:
-        return not_run(layout.LENGTH_STATS)
+@from_file(layout.LENGTH_STATS)
+def tokens_section(run_dir, stats):
     return html_table(pd.DataFrame(stats)) + figure(run_dir, layout.FIGURES["token_lengths"], "Review length in tokens")
 
 
@@ -95,23 +92,18 @@ def _epochs(history):
     return html_table(frame[["epoch"] + [c for c in frame if c != "epoch"]])
 
 
-def training_section(run_dir):
-    history = read_run_json(run_dir, layout.TEACHER_HISTORY)
-    if history is None:
-        return not_run(layout.TEACHER_HISTORY)
+@from_file(layout.TEACHER_HISTORY)
+def training_section(run_dir, history):
     precision = html.escape(str(history.get("precision", "?")))
     return (f"<p>Mixed precision: {precision}. One row per epoch, on the validation split.</p>\n"
             + _epochs(history) + figure(run_dir, layout.FIGURES["loss_curve"], "Teacher loss"))
 
 
-def evaluation_section(run_dir):
-    metrics = read_run_json(run_dir, layout.TEACHER_METRICS)
-    if metrics is None:
-        return not_run(layout.TEACHER_METRICS)
+@from_file(layout.TEACHER_METRICS)
+def evaluation_section(run_dir, metrics):
     low, high = metrics.get("accuracy_ci95", [float("nan")] * 2)
-    shown = {k: v for k, v in metrics.items() if k != "accuracy_ci95"}
     out = (f"<p>Teacher on the test split; accuracy's 95% interval (Wilson): {low:.4f} to {high:.4f}.</p>\n"
-           + key_values(shown, "metric"))
+           + key_values({k: v for k, v in metrics.items() if k != "accuracy_ci95"}, "metric"))
     sets = read_run_json(run_dir, layout.TEST_SET_SCORES)
     if sets is not None:
         from helpers.evaluate.metrics import sets_table  # imports torch: only when there is something to show
@@ -155,10 +147,8 @@ def _confident_errors(path):
     return f"<h3>Most confident errors (first {len(errors)})</h3>\n" + html_table(errors, "errors")
 
 
-def distillation_section(run_dir):
-    comparison = read_run_json(run_dir, layout.COMPARISON)
-    if comparison is None:
-        return not_run(layout.COMPARISON)
+@from_file(layout.COMPARISON)
+def distillation_section(run_dir, comparison):
     from helpers.distill.model_comparison import comparison_table, extra_sets_table  # torch: only when needed
 
     out = ("<p>TF-IDF baseline, teacher, student and int8-quantised student; each column's name says which test "

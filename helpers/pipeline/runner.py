@@ -165,8 +165,7 @@ def _typed_path(item, start):
 
 
 def execute(run, overrides, args):
-    """Run the chosen stages into `run`: notebooks, or stage functions under a multi-process launch.
-    Returns True if one failed."""
+    """Run the chosen stages into `run` (notebooks, or functions in a multi-process launch); True if one failed."""
     stage_names = args.stages or stages_not_done(run.dir)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # more than 1 under `accelerate launch` or torchrun
         return execute_stages(run, stage_names)
@@ -185,8 +184,8 @@ def stages_not_done(run_dir):
 
 
 def execute_stages(run, stage_names):
-    """A multi-process launch: every process runs the stage functions (a notebook has one kernel, so
-    none are executed); data and tokenize run in the first process while the others wait."""
+    """A multi-process launch: every process runs the stage functions (a notebook has one kernel, so none are
+    executed); data and tokenize run in the first process while the others wait."""
     import torch
     from accelerate import PartialState
 

@@ -34,7 +34,7 @@ class StageResult:
     values: dict = field(default_factory=dict)  # name -> plain figures (metrics, seconds)
 
 
-def _finish(run, stage, result, started):
+def _finish(run, result, started):
     result.values["seconds"] = round(time.perf_counter() - started, 1)
     if is_main_process():
         for name, fig in result.figures.items():
@@ -62,7 +62,7 @@ def data_stage(run):
                 "examples": splits["train"].head(5)},
         figures={"label_balance": plots.label_balance(summary), "review_words": plots.length_histogram(words, "words")},
         values={"duplicates_dropped": dropped})
-    return _finish(run, "data", result, started)
+    return _finish(run, result, started)
 
 
 def tokenize_stage(run):
@@ -79,7 +79,7 @@ def tokenize_stage(run):
         tables={"length_stats": stats},
         figures={"token_lengths": plots.length_histogram(lengths, "tokens", cutoff=params.max_length)},
         values={"tokenizer": type(tokenizer).__name__, "vocab_size": len(tokenizer)})
-    return _finish(run, "tokenize", result, started)
+    return _finish(run, result, started)
 
 
 def train_stage(run):
@@ -89,7 +89,7 @@ def train_stage(run):
     tokenizer = tokens.load_saved_tokenizer(run.require("tokenize"))
     model = models.load_teacher(params.model, tokenizer, params.seed, params.attention_dropout, params.head)
     history = train(model, tokenized, tokenizer, TrainSettings.from_params(params), run.stage("train"))
-    return _finish(run, "train", _train_result(run, history, models.count_parameters(model)), started)
+    return _finish(run, _train_result(run, history, models.count_parameters(model)), started)
 
 
 def launch_train(run, num_processes=None):
@@ -160,7 +160,7 @@ def evaluate_stage(run):
         figures={"confusion_matrix": plots.confusion_figure(matrix),
                  "reliability": plots.reliability(*fitted["tables"])},
         values={"metrics": teacher_metrics, "calibration": fitted})
-    return _finish(run, "evaluate", result, started)
+    return _finish(run, result, started)
 
 
 def fit_calibration(raw, val_labels, test_labels):
@@ -225,7 +225,7 @@ def distill_stage(run):
         figures={"student_loss_curve": plots.loss_curve(history, "Distilling the student")},
         values={"comparison": comparison, "student_metrics": student_metrics,
                 "training_reviews": {"labelled": len(tokenized["train"]), "unlabelled": len(train_split) - len(tokenized["train"])}})
-    return _finish(run, "distill", result, started)
+    return _finish(run, result, started)
 
 
 def _epochs_table(history):

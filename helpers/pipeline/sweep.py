@@ -13,14 +13,17 @@ from pathlib import Path
 import pandas as pd
 
 from helpers.core.errors import ConfigError
-from helpers.core.files import read_json, write_frame
+from helpers.core.files import write_frame
 from helpers.evaluate import plots
+from helpers.pipeline.report_sections import read_run_json
 from helpers.runs import layout
 from helpers.runs.config import FIELDS
 from helpers.runs.run_folder import read_timings
 
 SWEEP_TABLE, SEED_TABLE, RUNS_TABLE, LEARNING_CURVE = "sweep.csv", "seeds.csv", "runs.csv", "learning_curve.png"
+ACCURACIES = {"teacher_accuracy": layout.TEACHER_METRICS, "student_accuracy": layout.STUDENT_METRICS}
 TIMINGS = {"train_seconds": layout.NOTEBOOKS["train"], "distill_seconds": layout.NOTEBOOKS["distill"]}
+NAN = float("nan")
 
 
 def parse_sweep(text):
@@ -43,24 +46,19 @@ def collect(name, dirs):
     """One row per value: test accuracy of teacher and student (where run) and stage seconds."""
     rows = []
     for value, run_dir in dirs.items():
-        row = {name: value}
-        for who, path in (("teacher_accuracy", layout.TEACHER_METRICS), ("student_accuracy", layout.STUDENT_METRICS)):
-            file = Path(run_dir) / path
-            row[who] = read_json(file)["accuracy"] if file.exists() else float("nan")
         timings = read_timings(run_dir)
-        row.update({column: timings.get(notebook, float("nan")) for column, notebook in TIMINGS.items()})
-        rows.append(row)
+        rows.append({name: value, **{who: (read_run_json(Path(run_dir), path) or {"accuracy": NAN})["accuracy"]
+                                     for who, path in ACCURACIES.items()},
+                     **{column: timings.get(notebook, NAN) for column, notebook in TIMINGS.items()}})
     return pd.DataFrame(rows).set_index(name)
 
 
 def write_results(sweep_dir, name, table):
-    """sweep.csv and learning_curve.png in the sweep folder (and, over seeds, seeds.csv); returns the figure."""
+    """sweep.csv and learning_curve.png in the sweep folder (and, over seeds, seeds.csv)."""
     write_frame(Path(sweep_dir) / SWEEP_TABLE, table)
     if name == "seed":
         write_frame(Path(sweep_dir) / SEED_TABLE, seed_summary(table))
-    fig = plots.learning_curve(table, name)
-    plots.save(fig, Path(sweep_dir) / LEARNING_CURVE)
-    return fig
+    plots.save(plots.learning_curve(table, name), Path(sweep_dir) / LEARNING_CURVE)
 
 
 def collect_grid(name, values, dirs):
