@@ -14,7 +14,7 @@ from scipy.special import log_softmax
 
 from helpers.core.files import read_json
 from helpers.core.models import classifier_layer, load_trained
-from helpers.core.sentiment import predicted_labels
+from helpers.core.sentiment import positive_probability, predicted_labels
 from helpers.runs import layout
 
 CALIBRATION_BINS = 15  # Guo et al.'s choice, so the figures compare with the literature
@@ -87,6 +87,29 @@ def fit_temperature(val_logits, val_labels):
     result = minimize_scalar(lambda log_t: mean_nll(logits, labels, math.exp(log_t)), bounds=(low, high),
                              method="bounded", options={"xatol": 1e-6})
     return float(math.exp(result.x))
+
+
+def fit_and_measure(val_logits, val_labels, test_logits, test_labels):
+    """The temperature fitted on validation (never test), and the test split's ECE (with its interval) and mean NLL
+    before and after it. The saved model stays raw; whatever predicts with it divides its logits by T."""
+    temperature, test_labels = fit_temperature(val_logits, np.asarray(val_labels)), np.asarray(test_labels)
+    before, after = (positive_probability(test_logits, t) for t in (1.0, temperature))
+    tables = [reliability_table(p, test_labels) for p in (before, after)]
+    return {"temperature": temperature, "ece_uncalibrated": table_calibration_error(tables[0]),
+            "ece": table_calibration_error(tables[1]), "bins": CALIBRATION_BINS,
+            "ece_uncalibrated_ci95": ece_interval(before, test_labels), "ece_ci95": ece_interval(after, test_labels),
+            "nll_uncalibrated": mean_nll(test_logits, test_labels), "nll": mean_nll(test_logits, test_labels, temperature),
+            "val_reviews": len(val_labels), "tables": tables}
+
+
+def as_saved(fitted):
+    """What a stage's calibration.json holds of `fit_and_measure`'s result: all but the reliability tables."""
+    return {key: value for key, value in fitted.items() if key != "tables"}
+
+
+def with_calibration(scores, fitted):
+    """A model's test metrics (its stage's metrics.json) with its calibration's ECE before and after, and T."""
+    return {**scores, **{key: fitted[key] for key in ("ece", "ece_uncalibrated", "temperature")}}
 
 
 def lowered_nll(fitted):

@@ -145,6 +145,3 @@ def main(argv=None):
         parser.error(f"{run_dir} is not a folder")
     print(write_report(run_dir))
 
-
-if __name__ == "__main__":
-    main()

@@ -250,6 +250,3 @@ def execute_notebooks(run, overrides, kernel, stage_names=tuple(STAGE_NOTEBOOKS)
     print(f"report: {write_report(run.dir)}")
     return False
 
-
-if __name__ == "__main__":
-    main()

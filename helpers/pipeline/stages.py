@@ -5,7 +5,6 @@ import time
 from dataclasses import dataclass, field
 
 import datasets
-import numpy as np
 import pandas as pd
 
 from helpers.core import models, sentiment
@@ -133,7 +132,7 @@ def evaluate_stage(run):
                                   make_accelerator(settings))
     if not is_main_process():  # every process predicted its share; the first one has them all and reports
         return StageResult()
-    fitted = fit_calibration(raw, val["labels"], frames[scored_sets.MAIN]["label"])
+    fitted = calibration.fit_and_measure(raw["val"], val["labels"], raw[scored_sets.MAIN], frames[scored_sets.MAIN]["label"])
     bag_of_words = scored_sets.fit_run_baseline(run)
     probs = {name: {"baseline": baseline.baseline_proba(bag_of_words, frames[name]["text"]),
                     "teacher": sentiment.positive_probability(raw[name], fitted["temperature"])} for name in sets}
@@ -150,9 +149,8 @@ def evaluate_stage(run):
                {name: paired.paired_comparisons(frames[name]["label"], by_model) for name, by_model in probs.items()})
     write_json(run.dir / layout.BASELINE, {"c": bag_of_words.c, "val_accuracy_by_c": bag_of_words.val_accuracy_by_c,
                                                     "footprint": scored_sets.baseline_footprint(bag_of_words, test["text"], params)})
-    write_json(run.dir / layout.TEACHER_CALIBRATION, {k: v for k, v in fitted.items() if k != "tables"})
-    teacher_metrics = {**scores[scored_sets.MAIN]["teacher"], "ece": fitted["ece"],
-                       "ece_uncalibrated": fitted["ece_uncalibrated"], "temperature": fitted["temperature"]}
+    write_json(run.dir / layout.TEACHER_CALIBRATION, calibration.as_saved(fitted))
+    teacher_metrics = calibration.with_calibration(scores[scored_sets.MAIN]["teacher"], fitted)
     write_json(run.dir / layout.TEACHER_METRICS, teacher_metrics)  # last: it marks the stage done (helpers.runs.layout)
     result = StageResult(
         tables={"metrics": _metrics_table(teacher_metrics), "test_sets": metrics.sets_table(scores), "confusion": matrix,
@@ -161,22 +159,6 @@ def evaluate_stage(run):
                  "reliability": plots.reliability(*fitted["tables"])},
         values={"metrics": teacher_metrics, "calibration": fitted})
     return _finish(run, result, started)
-
-
-def fit_calibration(raw, val_labels, test_labels):
-    """The temperature fitted on validation (never test), and the test split's ECE (with its interval) and mean NLL
-    before and after it. The saved model stays raw; whatever predicts with it divides its logits by T."""
-    temperature = calibration.fit_temperature(raw["val"], np.asarray(val_labels))
-    test_labels = np.asarray(test_labels)
-    before, after = (sentiment.positive_probability(raw[scored_sets.MAIN], t) for t in (1.0, temperature))
-    tables = [calibration.reliability_table(p, test_labels) for p in (before, after)]
-    return {"temperature": temperature, "ece_uncalibrated": calibration.table_calibration_error(tables[0]),
-            "ece": calibration.table_calibration_error(tables[1]), "bins": calibration.CALIBRATION_BINS,
-            "ece_uncalibrated_ci95": calibration.ece_interval(before, test_labels),
-            "ece_ci95": calibration.ece_interval(after, test_labels),
-            "nll_uncalibrated": calibration.mean_nll(raw[scored_sets.MAIN], test_labels),
-            "nll": calibration.mean_nll(raw[scored_sets.MAIN], test_labels, temperature),
-            "val_reviews": len(val_labels), "tables": tables}
 
 
 def distill_stage(run):
@@ -206,13 +188,12 @@ def distill_stage(run):
     raw = prediction.predict_sets(student, {"val": val, **sets}, tokenizer, settings.eval_batch_size, accelerator)
     if not is_main_process():  # the CPU timings and the files are the first process's work
         return StageResult()
-    fitted = fit_calibration(raw, val["labels"], frames[scored_sets.MAIN]["label"])
+    fitted = calibration.fit_and_measure(raw["val"], val["labels"], raw[scored_sets.MAIN], frames[scored_sets.MAIN]["label"])
     probs = {name: {**earlier[name], "student": sentiment.positive_probability(raw[name], fitted["temperature"])}
              for name in sets}
-    student_metrics = {**metrics.score_sets(frames, probs)[scored_sets.MAIN]["student"], "ece": fitted["ece"],
-                       "ece_uncalibrated": fitted["ece_uncalibrated"], "temperature": fitted["temperature"]}
+    student_metrics = calibration.with_calibration(metrics.score_sets(frames, probs)[scored_sets.MAIN]["student"], fitted)
     write_json(run.dir / layout.STUDENT_METRICS, student_metrics)
-    write_json(run.dir / layout.STUDENT_CALIBRATION, {k: v for k, v in fitted.items() if k != "tables"})
+    write_json(run.dir / layout.STUDENT_CALIBRATION, calibration.as_saved(fitted))
     with estimates.measured(run, "distill_cpu"):  # the CPU part, beside its estimate (on Colab: the runtime's CPU)
         onnx_dir = export.student_copies(run)
         baseline_row = read_json(run.require(layout.BASELINE))["footprint"]
