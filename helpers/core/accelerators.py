@@ -1,8 +1,5 @@
-"""The Accelerator that training and prediction run on, and plain models leaving it.
-
-Accelerate owns devices, mixed precision and multi-process training; the precision it is
-given comes from helpers.core.precision's decision table.
-"""
+"""The Accelerator that training and prediction run on (devices, mixed precision from helpers.core.precision's
+decision table, processes), and plain models leaving it."""
 from pathlib import Path
 
 import torch

@@ -1,10 +1,8 @@
-"""One optimizer step of the training loop (helpers.train.trainer), and what the steps say about training.
-
-With fp16 a loss scaler (Accelerate's, or the CPU's: helpers.core.accelerators) skips a step whose gradients
-hold inf or NaN and halves its scale; Accelerate then holds the prepared scheduler too, so warmup and decay
-count the steps taken, while the loop's step count, `min_steps` and the checkpoint cadence count every step
-tried. `stop_if_diverged` ends a run whose loss is lost, in every precision.
-"""
+"""One optimizer step of the training loop (helpers.train.trainer), and what the steps say about training. With
+fp16 a loss scaler (Accelerate's, or the CPU's: helpers.core.accelerators) skips a step whose gradients hold inf or
+NaN and halves its scale; Accelerate then holds the prepared scheduler too, so warmup and decay count the steps
+taken, while the loop's step count, `min_steps` and the checkpoint cadence count every step tried.
+`stop_if_diverged` ends a run whose loss is lost, in every precision."""
 import contextlib
 import gc
 import math
