@@ -12,8 +12,7 @@ from helpers.core.precision import choose_precision
 
 
 def is_main_process():
-    """False in every process but the first of a multi-process launch (`accelerate launch`, torchrun): only the
-    first writes files."""
+    """False in every process but the first of a multi-process launch (accelerate launch): only the first writes."""
     return PartialState().is_main_process
 
 

@@ -1,8 +1,7 @@
 """Which number formats the models run in: `precision auto` as one decision table, `choose_precision` (the table,
 with the reason for each row: docs/how_it_works.md). An explicit `fp32`, `bf16` or `fp16` is used as asked; fp16 on a
 CPU is an emulation of a T4's (helpers.core.accelerators gives it a loss scaler), slow and for checking, not training.
-The weights stay fp32 in every case: bf16/fp16 run under autocast (mixed precision).
-"""
+The weights stay fp32 in every case: bf16/fp16 run under autocast (mixed precision)."""
 import functools
 import platform
 import time

@@ -1,6 +1,5 @@
 """03's views (05 shows some too): the model, one batch, the optimizer's groups, the schedule, the loss, as pandas
-tables computed by the train stage's own code. Nothing here trains, and looking never moves the random generators.
-"""
+tables computed by the train stage's own code. Nothing here trains, and looking never moves the random generators."""
 import contextlib
 import json
 import math
