@@ -1,8 +1,5 @@
-"""The Accelerator that training and prediction run on, and plain models leaving it.
-
-Accelerate owns devices, mixed precision and multi-process training; the precision it is
-given comes from helpers.core.precision's decision table.
-"""
+"""The Accelerator that training and prediction run on (devices, mixed precision from helpers.core.precision's
+decision table, processes), and plain models leaving it."""
 from pathlib import Path
 
 import torch
@@ -15,8 +12,7 @@ from helpers.core.precision import choose_precision
 
 
 def is_main_process():
-    """False in every process but the first of a multi-process launch (`accelerate launch`, torchrun): only the
-    first writes files."""
+    """False in every process but the first of a multi-process launch (accelerate launch): only the first writes."""
     return PartialState().is_main_process
 
 

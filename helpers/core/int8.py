@@ -13,14 +13,10 @@ QUANTIZED_ENGINES = {"x86": ("x86", "fbgemm"), "arm": ("qnnpack",)}  # preferred
 
 
 def quantize_int8(model):
-    """A CPU copy of `model` whose linear layers hold int8 weights, activations quantized on the fly.
-
-    Dynamic quantization needs no calibration data: it is the cheap way to a faster CPU model.
-    It runs on the platform's quantized engine (helpers.core.precision). The copy is made of the plain
-    fp32 model (`plain_model`), never of one still wrapped in a loop's bf16/fp16 autocast. torch
-    2.13 warns that its quantized tensor types will move out of torch (to torchao); the warning is
-    silenced here and noted in the README, since the pinned torch runs it fine.
-    """
+    """A CPU copy of `model` whose linear layers hold int8 weights, activations quantized on the fly (dynamic
+    quantization: no calibration data), made of the plain fp32 model (`plain_model`), never of one still wrapped in a
+    loop's bf16/fp16 autocast. torch 2.13 warns that its quantized tensor types will move out of torch (to torchao);
+    the warning is silenced here and noted in the README, since the pinned torch runs it fine."""
     torch.backends.quantized.engine = quantization_engine()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*deprecated", category=UserWarning)

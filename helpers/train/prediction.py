@@ -1,8 +1,7 @@
 """Every prediction of a PyTorch model: tokenized reviews in, logits out. `forward` is the one place the model is
 called (the loop's loss too), `batches_logits` the one function that calls it to predict; around it
 `predict_logits` (a dataset, shortest first, on an Accelerator or where the model is), `predict_sets`,
-`cpu_logits`/`timed_cpu_logits` (on the CPU in the model's own precision, timed warm) and `batch_logits`.
-"""
+`cpu_logits`/`timed_cpu_logits` (on the CPU in the model's own precision, timed warm) and `batch_logits`."""
 from functools import partial
 
 import numpy as np

@@ -1,10 +1,8 @@
-"""One optimizer step of the training loop (helpers.train.trainer), and what the steps say about training.
-
-With fp16 a loss scaler (Accelerate's, or the CPU's: helpers.core.accelerators) skips a step whose gradients
-hold inf or NaN and halves its scale; Accelerate then holds the prepared scheduler too, so warmup and decay
-count the steps taken, while the loop's step count, `min_steps` and the checkpoint cadence count every step
-tried. `stop_if_diverged` ends a run whose loss is lost, in every precision.
-"""
+"""One optimizer step of the training loop (helpers.train.trainer), and what the steps say about training. With
+fp16 a loss scaler (Accelerate's, or the CPU's: helpers.core.accelerators) skips a step whose gradients hold inf or
+NaN and halves its scale; Accelerate then holds the prepared scheduler too, so warmup and decay count the steps
+taken, while the loop's step count, `min_steps` and the checkpoint cadence count every step tried.
+`stop_if_diverged` ends a run whose loss is lost, in every precision."""
 import contextlib
 import gc
 import math
@@ -44,7 +42,12 @@ class Stepper:
                 if not should_reduce_batch_size(error):
                     raise
                 self.optimizer.zero_grad(set_to_none=True)  # what the failed try accumulated goes
-                self._forget_unscaled()
+                scaler = self.accelerator.scaler
+                if scaler is not None and self.scaled:
+                    # out of memory after clipping: the scaler still marks the gradients unscaled, and the retry's
+                    # clipping would raise "unscale_() has already been called". update() with the scale as it is
+                    # (its public way to end a step) clears the mark and leaves the scale and its growth tracker alone
+                    scaler.update(scaler.get_scale())
                 self._halve(error)
 
     def step(self, batches):
@@ -67,14 +70,6 @@ class Stepper:
         self.scheduler.step()
         self.optimizer.zero_grad()
         return total
-
-    def _forget_unscaled(self):
-        """Out of memory after clipping: the scaler still marks the gradients unscaled, and the retry's clipping
-        would raise "unscale_() has already been called". update() with the scale as it is (its public way to end
-        a step) clears the mark and leaves the scale and its growth tracker alone."""
-        scaler = self.accelerator.scaler
-        if scaler is not None and self.scaled:
-            scaler.update(scaler.get_scale())
 
     def _halve(self, error):
         if self.parts >= self.per_device:

@@ -1,10 +1,8 @@
-"""The training loop shared by teacher and student, written on Hugging Face Accelerate.
-
-Accelerate owns devices, mixed precision and multi-process training (helpers.core.accelerators); this module
-owns the recipe: AdamW without weight decay on biases and LayerNorm, linear warmup then decay, validation after
-each epoch and the best model kept. Teacher and student differ only in their loss function. One optimizer
-step: helpers.train.stepper; batches: helpers.train.batching; checkpoints: helpers.train.checkpoints.
-"""
+"""The training loop shared by teacher and student, written on Hugging Face Accelerate, which owns devices, mixed
+precision and processes (helpers.core.accelerators); this module owns the recipe: AdamW without weight decay on
+biases and LayerNorm, linear warmup then decay, validation after each epoch and the best model kept. Teacher and
+student differ only in their loss function. One optimizer step: helpers.train.stepper; batches:
+helpers.train.batching; checkpoints: helpers.train.checkpoints."""
 import dataclasses
 import itertools
 import json
@@ -56,9 +54,8 @@ class TrainSettings:
     @classmethod
     def from_params(cls, params, student=False):
         shared = {name: getattr(params, name) for name in cls.__dataclass_fields__ if name not in ("epochs", "lr")}
-        if student:
-            return cls(epochs=params.student_epochs, lr=params.student_lr, **shared)
-        return cls(epochs=params.epochs, lr=params.lr, **shared)
+        epochs, lr = (params.student_epochs, params.student_lr) if student else (params.epochs, params.lr)
+        return cls(epochs=epochs, lr=lr, **shared)
 
 
 @dataclass
@@ -162,12 +159,10 @@ def _read_losses(state, settings, accelerator):
 def _log_loss(state, bar, accelerator, settings):
     _read_losses(state, settings, accelerator)
     steps = state.history["steps"]
-    last, fp16 = steps[-1], "scale" in steps[-1]
-    bar.set_postfix(loss=f"{last['loss']:.4f}", **({"skipped": skipped_steps(steps)} if fp16 else {}), refresh=False)
-    logged = {"train/loss": last["loss"], "train/lr": last["lr"]}
-    if fp16:  # the loss scale and the steps it skipped
-        logged.update({"train/loss_scale": last["scale"], "train/skipped_steps": skipped_steps(steps)})
-    accelerator.log(logged, step=state.step)
+    last, skipped = steps[-1], {"skipped": skipped_steps(steps)} if "scale" in steps[-1] else {}  # fp16's scaler
+    bar.set_postfix(loss=f"{last['loss']:.4f}", **skipped, refresh=False)
+    fp16 = {"train/loss_scale": last["scale"], "train/skipped_steps": skipped["skipped"]} if skipped else {}
+    accelerator.log({"train/loss": last["loss"], "train/lr": last["lr"], **fp16}, step=state.step)
 
 
 def _end_epoch(loop, state, checkpointer, val, tokenizer, settings, out_dir):
@@ -181,9 +176,8 @@ def _end_epoch(loop, state, checkpointer, val, tokenizer, settings, out_dir):
     epoch, last = state.epoch, state.epoch == loop.epochs
     improved = state.end_epoch(scores)
     checkpoint = not last and checkpointer.due(state.step, epoch_end=True)
-    weights = None
-    if accelerator.is_main_process and (improved or checkpoint):
-        weights = Weights.of(accelerator.unwrap_model(loop.model).state_dict())
+    serialize = accelerator.is_main_process and (improved or checkpoint)
+    weights = Weights.of(accelerator.unwrap_model(loop.model).state_dict()) if serialize else None
     if improved:
         state.best_checkpoint = None  # an older checkpoint no longer holds the best weights
         save_best_model(accelerator, loop.model, tokenizer, out_dir / "model", weights, checkpointer.disk_advice)
@@ -220,9 +214,8 @@ def _prepare(model, tokenized, tokenizer, settings, extra_columns, accelerator):
     if settings.compile:  # in place, so saved weights keep their names; dynamic: length-grouped batches vary in length
         model.compile(dynamic=True, backend=COMPILE_BACKEND)
     steps_per_epoch, epochs = planned_epochs(len(loader), settings)
-    total_steps = steps_per_epoch * epochs
+    total = steps_per_epoch * epochs
     # with split batches a prepared scheduler steps once per optimizer step, whatever the process count
-    scheduler = accelerator.prepare(get_scheduler(
-        "linear", optimizer, num_warmup_steps=round(settings.warmup_ratio * total_steps), num_training_steps=total_steps))
+    scheduler = accelerator.prepare(get_scheduler("linear", optimizer, round(settings.warmup_ratio * total), total))
     val_labels = tokenized["val"].with_format("arrow")["labels"].to_numpy().copy()  # writable, as torch wants it
     return PreparedLoop(accelerator, model, optimizer, scheduler, loader, sampler, epochs, val_labels)

@@ -1,6 +1,5 @@
 """03's views (05 shows some too): the model, one batch, the optimizer's groups, the schedule, the loss, as pandas
-tables computed by the train stage's own code. Nothing here trains, and looking never moves the random generators.
-"""
+tables computed by the train stage's own code. Nothing here trains, and looking never moves the random generators."""
 import contextlib
 import json
 import math
@@ -9,7 +8,9 @@ import random
 import numpy as np
 import pandas as pd
 import torch
+from safetensors import safe_open
 from transformers import get_scheduler
+from transformers.utils import cached_file
 
 from helpers.core import models
 from helpers.core.padding import PAD_TO_MULTIPLE, padded_length
@@ -62,9 +63,6 @@ def checkpoint_names(model_name):
     loaded); empty for models that have none (the tiny random one, the student made from the teacher)."""
     if model_name in (models.TINY, models.DISTIL_FROM_TEACHER):
         return set()
-    from safetensors import safe_open
-    from transformers.utils import cached_file
-
     source = models.model_source(model_name)
     path = cached_file(source, "model.safetensors", _raise_exceptions_for_missing_entries=False)
     if path is None:  # a checkpoint in shards: the index names every weight
