@@ -1,5 +1,6 @@
 """The Accelerator that training and prediction run on (devices, mixed precision from helpers.core.precision's
 decision table, processes), and plain models leaving it."""
+import os
 from pathlib import Path
 
 import torch
@@ -12,8 +13,10 @@ from helpers.core.precision import choose_precision
 
 
 def is_main_process():
-    """False in every process but the first of a multi-process launch (accelerate launch): only the first writes."""
-    return PartialState().is_main_process
+    """False in every process but the first of a multi-process launch (`accelerate launch`, torchrun, Accelerate's
+    notebook_launcher all set RANK): only the first writes. Read from the launcher, not from Accelerate: asking
+    Accelerate before a stage has joined the processes would join them on its own terms (one process on a CPU)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def make_accelerator(settings, out_dir=None):
