@@ -35,26 +35,17 @@ INPUTS = ("input_ids", "attention_mask")
 COPIES_FILE = "copies.json"  # in such a folder: {"files": {kind: file name}, "fusions": {operator: count}}
 
 
-class _LogitsOnly(torch.nn.Module):
-    """The classifier with plain tensor inputs and the logits as its one output (what ONNX needs)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, attention_mask):
-        return prediction.forward(self.model, {"input_ids": input_ids, "attention_mask": attention_mask})
-
-
 def calibrated_for_export(run, who):
     """The run's `who` model in fp32 with its calibration temperature folded in (calibration.load_with_temperature)."""
     return calibration.fold_temperature(*calibration.load_with_temperature(run, who)).eval()
 
 
 def export_onnx(model, path):
-    """`model` (a copy with eager attention) as ONNX at `path`, batch and sequence axes dynamic."""
+    """`model` (a copy with eager attention, returning a tuple: the logits alone) as ONNX at `path`, batch and sequence
+    axes dynamic."""
     eager = copy.deepcopy(model).eval()
     eager.set_attn_implementation("eager")
+    eager.config.return_dict = False
     example = torch.ones((2, 16), dtype=torch.long)
     axes = {name: {0: "batch", 1: "sequence"} for name in INPUTS}
     with torch.no_grad(), warnings.catch_warnings():
@@ -63,7 +54,7 @@ def export_onnx(model, path):
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message="Exporting aten::index operator")
         warnings.filterwarnings("ignore", message=".*TorchScript-based ONNX export.*", category=DeprecationWarning)
-        torch.onnx.export(_LogitsOnly(eager), (example, example), str(path), dynamo=False,
+        torch.onnx.export(eager, (example, example), str(path), dynamo=False,
                           input_names=list(INPUTS), output_names=["logits"], opset_version=OPSET,
                           dynamic_axes={**axes, "logits": {0: "batch"}})
     return path
