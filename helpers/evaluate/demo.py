@@ -6,6 +6,7 @@ import html
 import importlib.util
 import sys
 from dataclasses import dataclass
+from functools import partial
 from types import SimpleNamespace
 
 import pandas as pd
@@ -84,10 +85,9 @@ def abbreviate(pieces, shown=SHOWN_PIECES):
     return f"{' '.join(pieces[:shown])} ... {' '.join(pieces[-shown:])}"
 
 
-def print_example(run, model=None, tokenizer=None):
+def print_example(run):
     """What a batch run shows instead of the panel: the surest mistake and one typed review, as text."""
-    if model is None:
-        model, tokenizer = load(run)
+    model, tokenizer = load(run)
     print("Interactive demo: open this notebook in Jupyter or Colab to try your own reviews. A static example:")
     surest = wrong_reviews(run).head(1)
     examples = [(f"The test review the model got most confidently wrong (true label: {LABEL_NAMES[int(label)]}):", text)
@@ -116,9 +116,8 @@ def panel(run, model=None, tokenizer=None, max_options=MAX_OPTIONS):
     bar = widgets.FloatProgress(value=0.5, min=0.0, max=1.0, description="P(positive)",
                                 style={"description_width": "initial"})
     result = widgets.HTML()
-
-    def run_explain(review):
-        return explain(review, model, tokenizer, run.params.max_length, run.params.truncation_head)
+    run_explain = partial(explain, model=model, tokenizer=tokenizer, max_length=run.params.max_length,
+                          truncation_head=run.params.truncation_head)
 
     def on_predict(_=None):
         if not text.value.strip():

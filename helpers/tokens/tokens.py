@@ -36,11 +36,9 @@ def tokenize_splits(splits, tokenizer, max_length, head_share=1.0):
         return {"input_ids": kept, "attention_mask": [[1] * len(ids) for ids in kept],
                 "labels": batch["label"], "full_length": [len(ids) for ids in full]}
 
-    return datasets.DatasetDict({
-        name: datasets.Dataset.from_pandas(frame, preserve_index=False).map(
-            encode, batched=True, remove_columns=list(frame.columns), desc=f"tokenizing {name}")
-        for name, frame in splits.items()
-    })
+    return datasets.DatasetDict({name: datasets.Dataset.from_pandas(frame, preserve_index=False).map(
+        encode, batched=True, remove_columns=list(frame.columns), desc=f"tokenizing {name}")
+        for name, frame in splits.items()})
 
 
 def length_stats(tokenized, max_length):
@@ -48,11 +46,9 @@ def length_stats(tokenized, max_length):
     rows = []
     for name, ds in tokenized.items():
         lengths = np.asarray(ds["full_length"])
-        rows.append({
-            "split": name, "reviews": len(lengths), "mean": round(float(lengths.mean()), 1),
-            "median": int(np.median(lengths)), "p90": int(np.percentile(lengths, 90)), "max": int(lengths.max()),
-            "truncated_share": round(float((lengths > max_length).mean()), 3),
-        })
+        rows.append({"split": name, "reviews": len(lengths), "mean": round(float(lengths.mean()), 1),
+                     "median": int(np.median(lengths)), "p90": int(np.percentile(lengths, 90)),
+                     "max": int(lengths.max()), "truncated_share": round(float((lengths > max_length).mean()), 3)})
     return pd.DataFrame(rows).set_index("split")
 
 
