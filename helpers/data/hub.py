@@ -14,16 +14,14 @@ UNSUPERVISED = "unsupervised"  # stanfordnlp/imdb's name for its 50,000 unlabell
 
 
 def hub_frames(name):
-    """{split: frame} of a hub dataset's train and test splits, from its Parquet files when it has them
-    (as stanfordnlp/imdb does), else through `datasets.load_dataset`; not yet checked (helpers.data.imdb)."""
+    """{split: frame} of a hub dataset's train and test splits, from its Parquet files if any, else via `datasets`."""
     folder = _snapshot(name, SPLITS, "use data: sample or a local folder of train/test files")
     shards = {split: _split_files(folder, split) for split in SPLITS}
     if not any(shards.values()):
         import datasets
 
         loaded = datasets.load_dataset(name)
-        missing = [s for s in SPLITS if s not in loaded]
-        if missing:
+        if missing := [s for s in SPLITS if s not in loaded]:
             raise DataError(f"hub dataset {name!r} has no {', '.join(missing)} split (it has {', '.join(loaded)})")
         return {split: loaded[split].to_pandas() for split in SPLITS}
     for split, files in shards.items():
@@ -67,8 +65,7 @@ def _split_files(folder, split):
 def hub_unsupervised(name):
     """The texts of a hub dataset's 'unsupervised' split (helpers.data.unlabelled), through the hub cache."""
     folder = _snapshot(name, [UNSUPERVISED], "give unlabelled: sample, or a Parquet/CSV file with a text column")
-    files = _split_files(folder, UNSUPERVISED)
-    if not files:
+    if not (files := _split_files(folder, UNSUPERVISED)):
         raise DataError(f"unlabelled {name!r}: the hub dataset has no '{UNSUPERVISED}' split among its Parquet files; "
                         "give 'sample' or a Parquet/CSV file with a text column")
     return pd.concat([pd.read_parquet(f, columns=["text"]) for f in files], ignore_index=True)["text"]

@@ -122,22 +122,21 @@ def column_names(file):
         except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is both
             raise DataError(f"{file}: not a readable Parquet file ({error}); write it again, e.g. with pandas "
                             "frame.to_parquet(path), or replace it with a CSV file of text,label columns") from None
-    _check_utf8(raw, file)
+    _utf8_text(raw, file)
     # "utf-8-sig" drops the byte-order mark that spreadsheets' "CSV UTF-8" puts before the header
     # (the full load strips it too), so such a file's first column is 'text', not '\ufefftext'
     return next(csv.reader(io.StringIO(raw.decode("utf-8-sig").partition("\n")[0])), [])
 
 
 def _require_columns(columns, origin):
-    missing = [c for c in ("text", "label") if c not in columns]
-    if missing:
+    if missing := [c for c in ("text", "label") if c not in columns]:
         raise DataError(f"{origin}: missing column(s) {missing}; found {list(columns)}. "
                         "Rename the review column to 'text' and the 0/1 sentiment column to 'label'.")
 
 
-def _check_utf8(raw, file):
+def _utf8_text(raw, file):
     try:
-        raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as error:
         line = raw.count(b"\n", 0, error.start) + 1
         raise DataError(f"{file}: byte {error.start} (line {line}) is not UTF-8 ({raw[error.start:error.end]!r}); save "
@@ -149,9 +148,7 @@ def _load_aclimdb_split(folder):
     rows = []
     for label, name in ((0, "neg"), (1, "pos")):
         for file in sorted((folder / name).glob("*.txt")):
-            raw = file.read_bytes()
-            _check_utf8(raw, file)
-            rows.append((raw.decode("utf-8"), label))
+            rows.append((_utf8_text(file.read_bytes(), file), label))
     if not rows:
         raise DataError(f"{folder}: no reviews in pos/*.txt or neg/*.txt")
     return _checked(pd.DataFrame(rows, columns=["text", "label"]), folder)

@@ -9,6 +9,7 @@ import pandas as pd
 
 from helpers.core.errors import ConfigError, DataError
 from helpers.core.files import project_path
+from helpers.data.hub import hub_unsupervised
 from helpers.data.imdb import SAMPLE_DIR, clean_review, column_names, read_table
 
 SHIPPED_FILE = SAMPLE_DIR / "unlabelled.parquet"
@@ -18,8 +19,7 @@ NO_LABEL = -1  # the label column's value for an unlabelled review (helpers.dist
 
 def check_unlabelled(spec):
     """The quick check, before any stage: a file exists and has a text column (hub names are tried later)."""
-    file = _file(spec)
-    if file is None:
+    if (file := _file(spec)) is None:
         return
     if not file.is_file() or file.suffix not in (".parquet", ".csv"):
         raise ConfigError(f"unlabelled {spec!r}: {file} is not a Parquet or CSV file; give 'sample', a .parquet or "
@@ -45,10 +45,7 @@ def load_unlabelled(spec):
 
 def _unique_reviews(spec):
     """`load_unlabelled`'s frame and the extra copies it left out (after `clean_review`; IMDB's unsup repeats some)."""
-    file = _file(spec)
-    if file is None:
-        from helpers.data.hub import hub_unsupervised
-
+    if (file := _file(spec)) is None:
         texts = hub_unsupervised(spec)
     else:
         check_unlabelled(spec)

@@ -45,8 +45,7 @@ def compare(trained, sets, probs, tokenizer, params, baseline_footprint, onnx_di
     main_name = next(iter(sets))
     _, timed = cpu_samples(len(sets[main_name]), params.n_cpu_test, params.n_speed, params.seed)
     timed_set = sets[main_name].select(timed)
-    footprints = {"baseline": (baseline_footprint["params"], baseline_footprint["size_mb"],
-                               baseline_footprint["reviews_per_s"])}
+    footprints = {"baseline": tuple(baseline_footprint[key] for key in ("params", "size_mb", "reviews_per_s"))}
     for name, (model, saved) in trained.items():
         footprints[name] = (count_parameters(model), dir_size_mb(saved),
                             cpu_throughput(model, timed_set, tokenizer, params.eval_batch_size))
@@ -155,10 +154,9 @@ def comparison_table(comparison):
         table["McNemar p"] = np.nan
     for pair, stats in comparison.get("paired", {}).items():
         suffix = next((scored_on[where] for where in scored_on if reviews[where] == stats["n"]), None)
-        if suffix is None:  # on reviews no column of the table holds
-            continue
-        table.loc[pair, ["accuracy" + suffix, "95% low" + suffix, "95% high" + suffix, "McNemar p"]] = [
-            stats["difference"], *stats["ci95"], stats["p_mcnemar"]]
+        if suffix is not None:  # else on reviews no column of the table holds
+            table.loc[pair, ["accuracy" + suffix, "95% low" + suffix, "95% high" + suffix, "McNemar p"]] = [
+                stats["difference"], *stats["ci95"], stats["p_mcnemar"]]
     return table.round(3)
 
 

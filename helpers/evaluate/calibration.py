@@ -79,12 +79,11 @@ def fit_temperature(val_logits, val_labels):
     deterministic search on log T. T > 1 softens an overconfident model, T < 1 sharpens an underconfident
     one. A model that separates its validation reviews perfectly has no optimum: T then comes out far below 1
     and means only that the validation split is too small or too easy to calibrate on."""
-    logits = np.asarray(val_logits, dtype=np.float64)
-    labels = np.asarray(val_labels)
+    logits, labels = np.asarray(val_logits, dtype=np.float64), np.asarray(val_labels)
     if logits.ndim != 2 or len(logits) != len(labels):
         raise ValueError(f"expected logits of shape (n, classes) and n labels; got {logits.shape} and {labels.shape}")
-    low, high = (math.log(t) for t in TEMPERATURE_BOUNDS)
-    result = minimize_scalar(lambda log_t: mean_nll(logits, labels, math.exp(log_t)), bounds=(low, high),
+    result = minimize_scalar(lambda log_t: mean_nll(logits, labels, math.exp(log_t)),
+                             bounds=tuple(math.log(t) for t in TEMPERATURE_BOUNDS),
                              method="bounded", options={"xatol": 1e-6})
     return float(math.exp(result.x))
 

@@ -52,8 +52,7 @@ def explain(text, model, tokenizer, max_length, truncation_head=1.0):
 
 
 def load(run):
-    """The trained teacher, calibrated, and its tokenizer, on the GPU when there is one. The saved model
-    stays raw: the evaluate stage's temperature is folded into this in-memory copy only."""
+    """The teacher, calibrated in memory only (the saved model stays raw), and its tokenizer; on the GPU if any."""
     model = calibration.fold_temperature(*calibration.load_with_temperature(run, "teacher"))
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     return model, tokens.load_saved_tokenizer(run.require("tokenize"))
@@ -135,9 +134,8 @@ def panel(run, model=None, tokenizer=None, max_options=MAX_OPTIONS):
 
     predict.on_click(on_predict)
     reviews.observe(on_pick, names="value")
-    box = widgets.VBox([reviews, text, widgets.HBox([predict, bar]), result])
-    return SimpleNamespace(box=box, text=text, predict=predict, reviews=reviews, bar=bar, result=result,
-                           explain=run_explain)
+    return SimpleNamespace(box=widgets.VBox([reviews, text, widgets.HBox([predict, bar]), result]), text=text,
+                           predict=predict, reviews=reviews, bar=bar, result=result, explain=run_explain)
 
 
 def to_html(e, shown=SHOWN_PIECES):

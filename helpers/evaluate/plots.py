@@ -57,9 +57,8 @@ def confusion_figure(matrix):
     fig, ax = _axes(figsize=(4, 3.5))
     ax.imshow(matrix.values, cmap="Blues")
     names = [LABEL_NAMES[0], LABEL_NAMES[1]]
-    ax.set_xticks([0, 1], names)
-    ax.set_yticks([0, 1], names)
-    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test)")
+    ax.set(xticks=[0, 1], xticklabels=names, yticks=[0, 1], yticklabels=names, xlabel="predicted", ylabel="true",
+           title="Confusion matrix (test)")
     peak = matrix.values.max()
     for (i, j), count in np.ndenumerate(matrix.values):
         ax.text(j, i, str(count), ha="center", va="center", color="white" if count > peak / 2 else "black")

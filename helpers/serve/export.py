@@ -41,8 +41,7 @@ def calibrated_for_export(run, who):
 
 
 def export_onnx(model, path):
-    """`model` (a copy with eager attention, returning a tuple: the logits alone) as ONNX at `path`, batch and sequence
-    axes dynamic."""
+    """`model` as ONNX at `path` (a copy: eager attention, the logits alone as a tuple), batch and sequence dynamic."""
     eager = copy.deepcopy(model).eval()
     eager.set_attn_implementation("eager")
     eager.config.return_dict = False
@@ -61,8 +60,7 @@ def export_onnx(model, path):
 
 
 def optimize(path, out, config):
-    """ONNX Runtime's transformer optimizer on `path` (fusions only: opt_level 0, no hardware-specific rewrites),
-    saved to `out`; returns {fused operator: count}."""
+    """ONNX Runtime's fusions of `path` (opt_level 0: no hardware-specific rewrites), saved to `out`: {op: count}."""
     from onnxruntime.transformers import optimizer
 
     heads = getattr(config, "num_attention_heads", None) or config.n_heads
@@ -84,8 +82,7 @@ def quantize(path, out):
 
 
 def onnx_copies(model, folder, name="student", int8=True):
-    """`name`.onnx, its optimized copy and (with `int8`) the int8 copy of that, into `folder`:
-    ({'onnx', 'optimized', 'int8': file name}, the optimizer's fusions)."""
+    """`name`.onnx, its optimized copy and (with `int8`) that copy in int8, into `folder`: ({kind: file}, fusions)."""
     folder = Path(folder)
     files = {"onnx": f"{name}.onnx", "optimized": f"{name}.optimized.onnx"}
     export_onnx(model, folder / files["onnx"])

@@ -11,16 +11,11 @@ IMDB = ("the Large Movie Review Dataset (Maas et al. 2011, https://ai.stanford.e
 METADATA = """---
 language: en
 license: apache-2.0
-datasets:
-- stanfordnlp/imdb
-metrics:
-- accuracy
+datasets: [stanfordnlp/imdb]
+metrics: [accuracy]
 pipeline_tag: text-classification
 library_name: onnx
-tags:
-- onnx
-- sentiment-analysis
-- knowledge-distillation
+tags: [onnx, sentiment-analysis, knowledge-distillation]
 ---
 """
 
@@ -56,8 +51,7 @@ def _results(comparison):
     for name, row in comparison["models"].items():
         where = next((key for key in ("test", "cpu_sample", "timed") if row.get(key)), None)  # the most reviews read
         if where:
-            scores = row[where]
-            rows.append(f"| {name} | {_accuracy(scores)} | {reviews[where]:,} | {row['size_mb']:.1f} | "
+            rows.append(f"| {name} | {_accuracy(row[where])} | {reviews[where]:,} | {row['size_mb']:.1f} | "
                         f"{row['reviews_per_s']:.1f} |")
     return "\n".join(rows)
 
@@ -77,10 +71,8 @@ def _short_sentences(comparison, whole):
 def model_card(run, serving):
     """The card's text for `run`'s export with settings `serving` (helpers.export)."""
     params = run.params.to_dict()
-    metrics = read_json(run.require(layout.STUDENT_METRICS))
-    fitted = read_json(run.require(layout.STUDENT_CALIBRATION))
-    comparison = read_json(run.require(layout.COMPARISON))
-    splits = read_json(run.require(layout.SPLITS_SUMMARY))
+    metrics, fitted, comparison, splits = (read_json(run.require(name)) for name in (
+        layout.STUDENT_METRICS, layout.STUDENT_CALIBRATION, layout.COMPARISON, layout.SPLITS_SUMMARY))
     models = comparison["models"]
     cpu = comparison.get("cpu", {"threads": "the machine's", "batch_size": params["eval_batch_size"]})
     cut = ("the first tokens" if serving["truncation_head"] == 1.0 else
