@@ -36,8 +36,7 @@ def hub_frames(name):
 
 
 def _snapshot(name, splits, fix):
-    """The hub cache's snapshot folder of dataset `name`, with the Parquet files of `splits` downloaded if needed;
-    else a DataError saying why, ending in `fix`."""
+    """The hub cache's snapshot of dataset `name` with the Parquet files of `splits`, or a DataError ending in `fix`."""
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
 
@@ -57,8 +56,7 @@ def _snapshot(name, splits, fix):
 
 
 def _split_files(folder, split):
-    """The sorted Parquet shards of `split` in a snapshot, by name ('train-00000-of-00002.parquet', 'test.parquet'):
-    offline, the whole cached snapshot comes back whatever allow_patterns said."""
+    """`split`'s sorted Parquet shards in a snapshot, by name (offline, all come back whatever allow_patterns said)."""
     return sorted(f for f in folder.rglob("*.parquet") if f.name == f"{split}.parquet" or f.name.startswith(f"{split}-"))
 
 

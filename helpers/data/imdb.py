@@ -87,8 +87,7 @@ def parquet_rows(file):
 def _data_files(folder):
     files = {}
     for split in SPLITS:
-        found = sorted(folder.glob(f"{split}.parquet")) or sorted(folder.glob(f"{split}.csv"))
-        if not found:
+        if not (found := sorted(folder.glob(f"{split}.parquet")) or sorted(folder.glob(f"{split}.csv"))):
             raise DataError(f"{folder}: no {split}.parquet or {split}.csv; the folder needs both train and test files")
         files[split] = found[0]
     return files
@@ -160,8 +159,7 @@ def _checked(frame, origin):
     frame = frame[["text", "label"]].reset_index(drop=True)
     if frame.empty:
         raise DataError(f"{origin}: holds no reviews")
-    bad_text = ~frame["text"].map(lambda t: isinstance(t, str) and bool(t.strip()))
-    rows = np.flatnonzero(bad_text.to_numpy())
+    rows = np.flatnonzero(~frame["text"].map(lambda t: isinstance(t, str) and bool(t.strip())).to_numpy())
     if len(rows):
         raise DataError(f"{origin}: {len(rows)} review(s) are empty, blank or not text, first at row {rows[0]} "
                         f"({frame['text'].tolist()[rows[0]]!r}; rows count from 0, header excluded); remove those rows, "

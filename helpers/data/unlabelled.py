@@ -33,9 +33,7 @@ def _file(spec):
     if spec == "sample":
         return SHIPPED_FILE
     path = project_path(spec)
-    if path.exists() or spec.startswith((".", "/", "~")) or spec.endswith((".parquet", ".csv")):
-        return path
-    return None
+    return path if path.exists() or spec.startswith((".", "/", "~")) or spec.endswith((".parquet", ".csv")) else None
 
 
 def load_unlabelled(spec):
@@ -57,8 +55,7 @@ def _unique_reviews(spec):
 
 
 def without_test_texts(frame, labelled_reviews, test_sentences):
-    """`frame` without the reviews that equal a labelled review or a test text, or contain a test sentence (a
-    text of an extra test set) of CONTAINED_CHARS characters or more, all compared after `clean_review`."""
+    """`frame` less reviews equal to a labelled review or test text, or holding a test text of CONTAINED_CHARS+."""
     equal = {clean_review(text) for text in (*labelled_reviews, *test_sentences)}
     inside = [clean_review(text) for text in test_sentences if len(clean_review(text)) >= CONTAINED_CHARS]
     cleaned = frame["text"].map(clean_review)

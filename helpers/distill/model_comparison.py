@@ -18,6 +18,7 @@ from helpers.core.timing import warmed_timing
 from helpers.evaluate.metrics import classification_metrics, sets_table
 from helpers.evaluate.paired import paired_comparisons
 from helpers.evaluate.scored_sets import cpu_samples
+from helpers.serve import export, onnx_backend
 from helpers.train.prediction import cpu_logits, timed_cpu_logits, warm_up_batch
 
 
@@ -72,8 +73,6 @@ def cpu_copies(student, tokenizer, batch_size, onnx_dir=None):
                                serialized_mb(int8), "cpu_sample")}
     if onnx_dir is None:
         return copies
-    from helpers.serve import export, onnx_backend
-
     files = read_json(Path(onnx_dir) / export.COPIES_FILE)["files"]
     for name, key, scope in (("student_onnx", "optimized", "timed"), ("student_onnx_int8", "int8", "cpu_sample")):
         path = Path(onnx_dir) / files[key]
@@ -84,9 +83,7 @@ def cpu_copies(student, tokenizer, batch_size, onnx_dir=None):
 
 
 def _session_logits(session, pad_id, batch_size, dataset):
-    from helpers.serve.onnx_backend import session_logits
-
-    return session_logits(session, dataset["input_ids"], pad_id, batch_size)
+    return onnx_backend.session_logits(session, dataset["input_ids"], pad_id, batch_size)
 
 
 def _copy_probabilities(logits_of, scope, sets, params):

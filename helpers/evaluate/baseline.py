@@ -42,8 +42,7 @@ def vectorizer_text(text):
 
 
 def fit_baseline(train_texts, train_labels, val_texts, val_labels, seed, c_grid=C_GRID):
-    """The baseline whose C scores best on validation (ties: the smaller C), fitted on the training reviews only:
-    the vectorizer once, one classifier per C, the best kept as fitted."""
+    """The baseline whose C scores best on validation (ties: the smaller C), fitted on the training reviews only."""
     vectorizer = TfidfVectorizer(preprocessor=vectorizer_text, ngram_range=NGRAM_RANGE, min_df=MIN_DF,
                                  sublinear_tf=True)
     train_features = vectorizer.fit_transform(list(train_texts))
@@ -73,8 +72,7 @@ def _positive_column(model, inputs):
 
 
 def footprint(baseline, texts):
-    """(learnt numbers: a weight per n-gram of the vocabulary and the intercept; MB as pickled, though nothing here
-    loads a pickle; warm CPU reviews/s on `texts`): the baseline's row of the comparison."""
+    """(learnt numbers, MB as pickled, warm CPU reviews/s on `texts`): the baseline's row of the comparison."""
     regression = baseline.pipeline.named_steps["logreg"]
     seconds = warmed_timing(partial(baseline_proba, baseline), texts, texts)[1]
     return (int(regression.coef_.size + regression.intercept_.size), len(pickle.dumps(baseline.pipeline)) / 1e6,

@@ -24,8 +24,7 @@ def score_sets(frames, probs):
 
 
 def sets_table(scores):
-    """The per-set results table: one row per test set and model, with the reviews each figure rests on, accuracy
-    with its 95% interval, and F1, from {set: {model: metrics}} (`score_sets`, or the comparison's extra sets)."""
+    """{set: {model: metrics}} as a table: per test set and model, its reviews, accuracy, 95% interval and F1."""
     rows = [{"test set": name, "model": model, "reviews": m["n"], "accuracy": m["accuracy"],
              "95% low": m["accuracy_ci95"][0], "95% high": m["accuracy_ci95"][1], "f1": m["f1"]}
             for name, by_model in scores.items() for model, m in by_model.items()]

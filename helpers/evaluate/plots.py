@@ -66,8 +66,7 @@ def confusion_figure(matrix):
 
 
 def reliability(table_before, table_after):
-    """The reliability diagram before and after calibration: each bin's accuracy against its mean
-    confidence (the marker's area shows how many reviews it holds) beside the diagonal of perfect calibration."""
+    """Reliability diagram before and after calibration: bin accuracy against mean confidence, marker area = reviews."""
     fig, ax = _axes(figsize=(5, 4.5))
     ax.plot([0.5, 1], [0.5, 1], color="black", linestyle="--", linewidth=1, label="perfectly calibrated")
     for table, name, color in ((table_before, "before", "#c0504d"), (table_after, "after", "#4f81bd")):

@@ -25,6 +25,7 @@ from helpers.evaluate import calibration
 from helpers.runs import layout
 from helpers.runs.run_folder import load_run
 from helpers.serve import onnx_backend
+from helpers.serve.model_card import model_card
 from helpers.tokens import tokens
 from helpers.train import prediction
 
@@ -137,8 +138,6 @@ def largest_logit_difference(model, paths, dataset, tokenizer, batch_size):
 
 def export_run(run_dir, out=None, teacher=False):
     """Write a run's export folder (default RUN_DIR/export), whole or not at all; returns its serving.json."""
-    from helpers.serve.model_card import write_model_card
-
     run = load_run(run_dir)
     out = Path(out or run.dir / "export")
     tokenizer = tokens.load_saved_tokenizer(run.require("tokenize"))
@@ -164,7 +163,7 @@ def export_run(run_dir, out=None, teacher=False):
                                     else {"teacher": files["optimized"]})
         tokenizer.save_pretrained(tmp)
         write_json(tmp / onnx_backend.SERVING_FILE, serving)
-        write_model_card(run, serving, tmp / "README.md")
+        (tmp / "README.md").write_text(model_card(run, serving))  # tmp is renamed whole: no atomic write needed
     print(f"exported to {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
     return serving
 

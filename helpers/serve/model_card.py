@@ -1,7 +1,7 @@
 """The model card of an export folder (README.md with Hugging Face metadata), every figure read from the run's
 own files: data and source, the command, accuracy beside teacher and baseline, calibration, known limits.
 """
-from helpers.core.files import atomic_write, read_json
+from helpers.core.files import read_json
 from helpers.evaluate.calibration import calibration_summary, lowered_nll
 from helpers.runs import layout
 from helpers.runs.run_folder import profile_overrides
@@ -40,11 +40,6 @@ def _data_source(params, splits):
     return f"{where}: {counts} reviews (English movie reviews, labelled negative or positive).{extra}"
 
 
-def _command(run):
-    overrides = "".join(f" -p {name} {value}" for name, value in profile_overrides(run.profile, run.params).items())
-    return f"python -m helpers.run {run.profile}{overrides}\npython -m helpers.export RUN_DIR"
-
-
 def _results(comparison):
     """Rows of the results table: every model of the comparison on the test reviews it was scored on."""
     reviews, rows = comparison["reviews"], []
@@ -78,6 +73,7 @@ def model_card(run, serving):
     cut = ("the first tokens" if serving["truncation_head"] == 1.0 else
            f"the first {serving['truncation_head']:.0%} of them from the start and the rest from the end")
     files = "\n".join(f"- `{path}`: {name}" for name, path in serving["files"].items())
+    overrides = "".join(f" -p {name} {value}" for name, value in profile_overrides(run.profile, run.params).items())
     return f"""{METADATA}
 # IMDB sentiment: a distilled student, exported to ONNX
 
@@ -95,7 +91,8 @@ Profile `{run.profile}` of the imdb-distil project, seed {params['seed']}; revie
 {serving['max_length']} tokens, keeping {cut}. The commands:
 
 ```
-{_command(run)}
+python -m helpers.run {run.profile}{overrides}
+python -m helpers.export RUN_DIR
 ```
 
 ## Results
@@ -140,8 +137,3 @@ python -m helpers.predict EXPORT_DIR reviews.csv --out scored.csv     # --model 
 {files}
 - `tokenizer.json`: the tokenizer; `serving.json`: truncation, labels and the files above
 """
-
-
-def write_model_card(run, serving, target):
-    with atomic_write(target) as tmp:
-        tmp.write_text(model_card(run, serving))

@@ -63,8 +63,7 @@ def padded_batch(ids_list, pad_id):
 
 
 def session_logits(session, ids_list, pad_id, batch_size, on_batch=None):
-    """Logits for reviews given as token ids, in their order; batches run shortest first (as predict_logits does),
-    `on_batch(n)` told after each batch of n reviews."""
+    """Logits for reviews of token ids, in order, batched shortest first (as predict_logits); then `on_batch(n)`."""
     ids_list = list(ids_list)  # a datasets column (datasets 4, Colab's) refuses numpy integers as indices
     order = np.argsort([len(ids) for ids in ids_list], kind="stable")
     logits = np.empty((len(ids_list), 2), dtype=np.float32)

@@ -62,14 +62,6 @@ def read_chunks(source, kind):
                 yield pd.DataFrame({"text": texts})
 
 
-def input_format(path, given):
-    kind = given or ("txt" if path == "-" else INPUT_FORMATS.get(Path(path).suffix.lower()))
-    if kind is None:
-        raise InputError(f"{path}: cannot tell its format from the extension; name it .parquet, .csv, .jsonl or "
-                         "(one review per line) .txt, or pass --input-format")
-    return kind
-
-
 def label_values(column):
     """Labels as 0/1, NaN where a value is neither 0/1 nor one of the label words (core.sentiment.LABEL_WORDS)."""
 
@@ -117,7 +109,10 @@ def load_classifier(source, model, threads):
 
 def score(args, stream):
     """Read, score and write every chunk; returns the summary printed at the end."""
-    kind = input_format(args.input, args.input_format)
+    kind = args.input_format or ("txt" if args.input == "-" else INPUT_FORMATS.get(Path(args.input).suffix.lower()))
+    if kind is None:
+        raise InputError(f"{args.input}: cannot tell its format from the extension; name it .parquet, .csv, .jsonl or "
+                         "(one review per line) .txt, or pass --input-format")
     stdin = sys.stdin.buffer if kind == "parquet" else sys.stdin
     chunks = read_chunks(stdin if args.input == "-" else args.input, kind)
     first = next(chunks, None)

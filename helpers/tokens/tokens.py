@@ -1,6 +1,8 @@
 """Stage 2: tokenize the splits, truncating to `max_length`. Padding waits for batching: the loaders pad each
 batch to its longest review, which on IMDB saves much of what padding all to `max_length` up front would waste.
 """
+from collections import Counter
+
 import datasets
 import numpy as np
 import pandas as pd
@@ -75,9 +77,7 @@ def prepare_tokenizer(params, train_texts):
 
 def load_tokenizer(name, train_texts=None):
     """The model's fast tokenizer; for the tiny model, one learnt from `train_texts`."""
-    if name == TINY:
-        return _train_tiny_tokenizer(train_texts)
-    return AutoTokenizer.from_pretrained(model_source(name))
+    return _train_tiny_tokenizer(train_texts) if name == TINY else AutoTokenizer.from_pretrained(model_source(name))
 
 
 def _train_tiny_tokenizer(texts):
@@ -87,8 +87,6 @@ def _train_tiny_tokenizer(texts):
     next, which would make two `smoke` runs differ; here ties are broken alphabetically. Every character is in the
     vocabulary (alone and as a "##" continuation), so rarer words are spelt out instead of becoming [UNK].
     """
-    from collections import Counter
-
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
