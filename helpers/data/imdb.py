@@ -121,7 +121,7 @@ def column_names(file):
         except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is both
             raise DataError(f"{file}: not a readable Parquet file ({error}); write it again, e.g. with pandas "
                             "frame.to_parquet(path), or replace it with a CSV file of text,label columns") from None
-    _utf8_text(raw, file)
+    _utf8_text(raw, file)  # refuses non-UTF-8 bytes, naming where they are
     # "utf-8-sig" drops the byte-order mark that spreadsheets' "CSV UTF-8" puts before the header
     # (the full load strips it too), so such a file's first column is 'text', not '\ufefftext'
     return next(csv.reader(io.StringIO(raw.decode("utf-8-sig").partition("\n")[0])), [])
