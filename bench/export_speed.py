@@ -16,6 +16,7 @@ With --scale, `python -m helpers.predict EXPORT --model int8` scores the test re
 Results go to bench/results/export_speed.json (git-ignored).
 """
 import argparse
+import copy
 import os
 import re
 import subprocess
@@ -50,13 +51,15 @@ def onnx_variants(student, folder):
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     folder, example = Path(folder), torch.ones((2, 16), dtype=torch.long)
+    logits_only = copy.deepcopy(student).eval()
+    logits_only.config.return_dict = False  # a tuple out, the logits alone: what the ONNX exporters take
     paths = {"dynamo fp32": folder / "dynamo.onnx", "torchscript sdpa fp32": folder / "sdpa.onnx",
              "torchscript eager fp32": folder / "eager.onnx", "optimized fp32": folder / "optimized.onnx"}
     dims = {name: {0: torch.export.Dim("batch"), 1: torch.export.Dim("sequence")} for name in export.INPUTS}
-    torch.onnx.export(export._LogitsOnly(student), (example, example), dynamo=True, input_names=list(export.INPUTS),
+    torch.onnx.export(logits_only, (example, example), dynamo=True, input_names=list(export.INPUTS),
                       output_names=["logits"], dynamic_shapes=dims).save(str(paths["dynamo fp32"]))
     axes = {name: {0: "batch", 1: "sequence"} for name in export.INPUTS}
-    torch.onnx.export(export._LogitsOnly(student), (example, example), str(paths["torchscript sdpa fp32"]), dynamo=False,
+    torch.onnx.export(logits_only, (example, example), str(paths["torchscript sdpa fp32"]), dynamo=False,
                       input_names=list(export.INPUTS), output_names=["logits"], opset_version=export.OPSET,
                       dynamic_axes=axes)
     export.export_onnx(student, paths["torchscript eager fp32"])

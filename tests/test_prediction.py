@@ -47,8 +47,7 @@ def test_one_function_calls_the_models_forward_pass_to_predict():
     calls = model_calls(MODULES)
     assert calls == {("train.prediction", "forward"): ["the model"],  # the one call of the model itself
                      ("train.prediction", "batches_logits"): ["forward", "forward"],  # every prediction
-                     ("train.stepper", "Stepper.step"): ["forward"],  # training's loss
-                     ("serve.export", "_LogitsOnly.forward"): ["forward"]}  # the graph ONNX traces, not a prediction
+                     ("train.stepper", "Stepper.step"): ["forward"]}  # training's loss
 
 
 def test_the_callers_check_finds_a_model_called_its_own_way(tmp_path):

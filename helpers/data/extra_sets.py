@@ -1,12 +1,10 @@
 """Extra labelled test sets, scored by every model beside the run's own test split.
 
-The `extra_test` parameter names them, comma-separated: `short` is the set shipped with the project (1,000
-single sentences from IMDB reviews, labelled: Kotzias et al. 2015, see the README's credits), anything else
-a Parquet or CSV file with `text` and `label` columns (relative paths as the README's "Paths" says):
+The `extra_test` parameter names them, comma-separated: `short` is the set shipped with the project (1,000 single
+sentences from IMDB reviews, labelled: Kotzias et al. 2015, see the README's credits), anything else a Parquet or CSV
+file with `text` and `label` columns (relative paths as the README's "Paths" says), named by its stem (`my_reviews`):
 
     python -m helpers.run quick -p extra_test short,helpers/data/sample_data/my_reviews.csv
-
-Each set is named by its file's stem (`short`, `my_reviews`) in tables and JSON files.
 """
 from helpers.core.errors import ConfigError
 from helpers.core.files import project_path

@@ -14,17 +14,29 @@ UNSUPERVISED = "unsupervised"  # stanfordnlp/imdb's name for its 50,000 unlabell
 
 
 def hub_frames(name):
-    """{split: frame} of a hub dataset's train and test splits, from its Parquet files when it has them
-    (as stanfordnlp/imdb does), else through `datasets.load_dataset`; not yet checked (helpers.data.imdb)."""
-    shards = _hub_parquet_shards(name)
-    if not shards:
-        return _frames_with_datasets(name)
+    """{split: frame} of a hub dataset's train and test splits, from its Parquet files if any, else via `datasets`."""
+    folder = _snapshot(name, SPLITS, "use data: sample or a local folder of train/test files")
+    shards = {split: _split_files(folder, split) for split in SPLITS}
+    if not any(shards.values()):
+        import datasets
+
+        loaded = datasets.load_dataset(name)
+        if missing := [s for s in SPLITS if s not in loaded]:
+            raise DataError(f"hub dataset {name!r} has no {', '.join(missing)} split (it has {', '.join(loaded)})")
+        return {split: loaded[split].to_pandas() for split in SPLITS}
+    for split, files in shards.items():
+        folders = sorted({str(f.parent.relative_to(folder)) for f in files})
+        if not files:
+            raise DataError(f"hub dataset {name!r} has no {split} split among its Parquet files; "
+                            "use a dataset with train and test splits, or a local folder of train/test files")
+        if len(folders) > 1:  # one shard list per configuration: concatenating them would mix datasets
+            raise DataError(f"hub dataset {name!r} holds several configurations ({', '.join(folders)}); save the "
+                            "train and test splits of one into a local folder and give data: that folder")
     return {split: pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) for split, files in shards.items()}
 
 
 def _snapshot(name, splits, fix):
-    """The hub cache's snapshot folder of dataset `name`, with the Parquet files of `splits` downloaded if needed;
-    else a DataError saying why, ending in `fix`."""
+    """The hub cache's snapshot of dataset `name` with the Parquet files of `splits`, or a DataError ending in `fix`."""
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
 
@@ -44,43 +56,14 @@ def _snapshot(name, splits, fix):
 
 
 def _split_files(folder, split):
-    """The sorted Parquet shards of `split` in a snapshot, by name ('train-00000-of-00002.parquet', 'test.parquet'):
-    offline, the whole cached snapshot comes back whatever allow_patterns said."""
+    """`split`'s sorted Parquet shards in a snapshot, by name (offline, all come back whatever allow_patterns said)."""
     return sorted(f for f in folder.rglob("*.parquet") if f.name == f"{split}.parquet" or f.name.startswith(f"{split}-"))
-
-
-def _hub_parquet_shards(name):
-    """{split: sorted Parquet shards} of a hub dataset's train and test splits; {} when it has no such files."""
-    folder = _snapshot(name, SPLITS, "use data: sample or a local folder of train/test files")
-    shards = {split: _split_files(folder, split) for split in SPLITS}
-    if not any(shards.values()):
-        return {}
-    for split, files in shards.items():
-        folders = sorted({str(f.parent.relative_to(folder)) for f in files})
-        if not files:
-            raise DataError(f"hub dataset {name!r} has no {split} split among its Parquet files; "
-                            "use a dataset with train and test splits, or a local folder of train/test files")
-        if len(folders) > 1:  # one shard list per configuration: concatenating them would mix datasets
-            raise DataError(f"hub dataset {name!r} holds several configurations ({', '.join(folders)}); save the "
-                            "train and test splits of one into a local folder and give data: that folder")
-    return shards
-
-
-def _frames_with_datasets(name):
-    import datasets
-
-    loaded = datasets.load_dataset(name)
-    missing = [s for s in SPLITS if s not in loaded]
-    if missing:
-        raise DataError(f"hub dataset {name!r} has no {', '.join(missing)} split (it has {', '.join(loaded)})")
-    return {split: loaded[split].to_pandas() for split in SPLITS}
 
 
 def hub_unsupervised(name):
     """The texts of a hub dataset's 'unsupervised' split (helpers.data.unlabelled), through the hub cache."""
     folder = _snapshot(name, [UNSUPERVISED], "give unlabelled: sample, or a Parquet/CSV file with a text column")
-    files = _split_files(folder, UNSUPERVISED)
-    if not files:
+    if not (files := _split_files(folder, UNSUPERVISED)):
         raise DataError(f"unlabelled {name!r}: the hub dataset has no '{UNSUPERVISED}' split among its Parquet files; "
                         "give 'sample' or a Parquet/CSV file with a text column")
     return pd.concat([pd.read_parquet(f, columns=["text"]) for f in files], ignore_index=True)["text"]

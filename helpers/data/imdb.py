@@ -44,11 +44,11 @@ class DataWarning(UserWarning):
 def load_imdb(source):
     """The train and test reviews of `source` as pandas frames with `text` and `label`."""
     folder = _local_folder(source)
-    if folder is None:
-        return _load_hub(source)
+    if folder is None:  # a hub dataset (helpers.data.hub), checked like every other source
+        return {split: _checked(frame, f"{source}[{split}]") for split, frame in hub_frames(source).items()}
     if (folder / "train" / "pos").is_dir():
         return {split: _load_aclimdb_split(folder / split) for split in SPLITS}
-    return _load_files(folder)
+    return {split: _checked(read_table(file), file) for split, file in _data_files(folder).items()}
 
 
 def _local_folder(source):
@@ -72,8 +72,9 @@ def check_source(source, sizes=None):
     for split, file in _data_files(folder).items():
         _require_columns(column_names(file), file)
         wanted = (sizes or {}).get(split)
-        if wanted is not None and file.suffix == ".parquet":
-            _require_rows(parquet_rows(file), wanted, split)
+        if wanted is not None and file.suffix == ".parquet" and wanted > parquet_rows(file):
+            raise DataError(f"asked for {wanted} {split} reviews but the data has only {parquet_rows(file)}; "
+                            f"lower n_{'train' if split == 'train' else 'test'} or set it to none (all of them)")
 
 
 def parquet_rows(file):
@@ -83,26 +84,13 @@ def parquet_rows(file):
     return pq.ParquetFile(file).metadata.num_rows
 
 
-def _require_rows(available, wanted, split):
-    if wanted > available:
-        name = "n_train" if split == "train" else "n_test"
-        raise DataError(f"asked for {wanted} {split} reviews but the data has only {available}; "
-                        f"lower {name} or set it to none (all of them)")
-
-
 def _data_files(folder):
     files = {}
     for split in SPLITS:
-        found = sorted(folder.glob(f"{split}.parquet")) or sorted(folder.glob(f"{split}.csv"))
-        if not found:
+        if not (found := sorted(folder.glob(f"{split}.parquet")) or sorted(folder.glob(f"{split}.csv"))):
             raise DataError(f"{folder}: no {split}.parquet or {split}.csv; the folder needs both train and test files")
         files[split] = found[0]
     return files
-
-
-def _load_files(folder):
-    """Parquet or CSV train/test files from a folder, through `datasets`."""
-    return {split: _checked(read_table(file), file) for split, file in _data_files(folder).items()}
 
 
 def read_table(file):
@@ -133,45 +121,36 @@ def column_names(file):
         except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is both
             raise DataError(f"{file}: not a readable Parquet file ({error}); write it again, e.g. with pandas "
                             "frame.to_parquet(path), or replace it with a CSV file of text,label columns") from None
-    _check_utf8(raw, file)
+    _utf8_text(raw, file)  # refuses non-UTF-8 bytes, naming where they are
     # "utf-8-sig" drops the byte-order mark that spreadsheets' "CSV UTF-8" puts before the header
     # (the full load strips it too), so such a file's first column is 'text', not '\ufefftext'
     return next(csv.reader(io.StringIO(raw.decode("utf-8-sig").partition("\n")[0])), [])
 
 
 def _require_columns(columns, origin):
-    missing = [c for c in ("text", "label") if c not in columns]
-    if missing:
+    if missing := [c for c in ("text", "label") if c not in columns]:
         raise DataError(f"{origin}: missing column(s) {missing}; found {list(columns)}. "
                         "Rename the review column to 'text' and the 0/1 sentiment column to 'label'.")
 
 
-def _check_utf8(raw, file):
+def _utf8_text(raw, file):
     try:
-        raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as error:
         line = raw.count(b"\n", 0, error.start) + 1
-        raise DataError(
-            f"{file}: byte {error.start} (line {line}) is not UTF-8 ({raw[error.start:error.end]!r}); save the file "
-            f"as UTF-8, e.g. `iconv -f latin1 -t utf-8 {file.name} > fixed.csv`, or in pandas "
-            "pd.read_csv(path, encoding='latin-1').to_csv(new_path, index=False)") from None
+        raise DataError(f"{file}: byte {error.start} (line {line}) is not UTF-8 ({raw[error.start:error.end]!r}); save "
+                        f"the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 {file.name} > fixed.csv`, or in pandas "
+                        "pd.read_csv(path, encoding='latin-1').to_csv(new_path, index=False)") from None
 
 
 def _load_aclimdb_split(folder):
     rows = []
     for label, name in ((0, "neg"), (1, "pos")):
         for file in sorted((folder / name).glob("*.txt")):
-            raw = file.read_bytes()
-            _check_utf8(raw, file)
-            rows.append((raw.decode("utf-8"), label))
+            rows.append((_utf8_text(file.read_bytes(), file), label))
     if not rows:
         raise DataError(f"{folder}: no reviews in pos/*.txt or neg/*.txt")
     return _checked(pd.DataFrame(rows, columns=["text", "label"]), folder)
-
-
-def _load_hub(name):
-    """A hub dataset's train and test splits (helpers.data.hub), checked like every other source."""
-    return {split: _checked(frame, f"{name}[{split}]") for split, frame in hub_frames(name).items()}
 
 
 def _checked(frame, origin):
@@ -180,9 +159,8 @@ def _checked(frame, origin):
     frame = frame[["text", "label"]].reset_index(drop=True)
     if frame.empty:
         raise DataError(f"{origin}: holds no reviews")
-    bad_text = ~frame["text"].map(lambda t: isinstance(t, str) and bool(t.strip()))
-    if bad_text.any():
-        rows = np.flatnonzero(bad_text.to_numpy())
+    rows = np.flatnonzero(~frame["text"].map(lambda t: isinstance(t, str) and bool(t.strip())).to_numpy())
+    if len(rows):
         raise DataError(f"{origin}: {len(rows)} review(s) are empty, blank or not text, first at row {rows[0]} "
                         f"({frame['text'].tolist()[rows[0]]!r}; rows count from 0, header excluded); remove those rows, "
                         "e.g. frame[frame.text.notna() & (frame.text.str.strip() != '')]")
@@ -195,9 +173,8 @@ def _labels(column, origin):
         mapped = column.where(column.isin([0, 1]))
     else:
         mapped = column.map(lambda v: LABEL_WORDS.get(str(v).strip().lower()) if isinstance(v, str) else None)
-    bad = mapped.isna().to_numpy()
-    if bad.any():
-        rows = np.flatnonzero(bad)
+    rows = np.flatnonzero(mapped.isna().to_numpy())
+    if len(rows):
         found = ", ".join(repr(v) for v in column.iloc[rows].drop_duplicates().tolist()[:5])
         raise DataError(f"{origin}: {len(rows)} label(s) are not 0/1, first at row {rows[0]} (found {found}); "
                         "labels must be 0 (negative) or 1 (positive); the words "

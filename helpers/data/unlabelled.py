@@ -9,6 +9,7 @@ import pandas as pd
 
 from helpers.core.errors import ConfigError, DataError
 from helpers.core.files import project_path
+from helpers.data.hub import hub_unsupervised
 from helpers.data.imdb import SAMPLE_DIR, clean_review, column_names, read_table
 
 SHIPPED_FILE = SAMPLE_DIR / "unlabelled.parquet"
@@ -18,8 +19,7 @@ NO_LABEL = -1  # the label column's value for an unlabelled review (helpers.dist
 
 def check_unlabelled(spec):
     """The quick check, before any stage: a file exists and has a text column (hub names are tried later)."""
-    file = _file(spec)
-    if file is None:
+    if (file := _file(spec)) is None:
         return
     if not file.is_file() or file.suffix not in (".parquet", ".csv"):
         raise ConfigError(f"unlabelled {spec!r}: {file} is not a Parquet or CSV file; give 'sample', a .parquet or "
@@ -33,9 +33,7 @@ def _file(spec):
     if spec == "sample":
         return SHIPPED_FILE
     path = project_path(spec)
-    if path.exists() or spec.startswith((".", "/", "~")) or spec.endswith((".parquet", ".csv")):
-        return path
-    return None
+    return path if path.exists() or spec.startswith((".", "/", "~")) or spec.endswith((".parquet", ".csv")) else None
 
 
 def load_unlabelled(spec):
@@ -45,10 +43,7 @@ def load_unlabelled(spec):
 
 def _unique_reviews(spec):
     """`load_unlabelled`'s frame and the extra copies it left out (after `clean_review`; IMDB's unsup repeats some)."""
-    file = _file(spec)
-    if file is None:
-        from helpers.data.hub import hub_unsupervised
-
+    if (file := _file(spec)) is None:
         texts = hub_unsupervised(spec)
     else:
         check_unlabelled(spec)
@@ -60,8 +55,7 @@ def _unique_reviews(spec):
 
 
 def without_test_texts(frame, labelled_reviews, test_sentences):
-    """`frame` without the reviews that equal a labelled review or a test text, or contain a test sentence (a
-    text of an extra test set) of CONTAINED_CHARS characters or more, all compared after `clean_review`."""
+    """`frame` less reviews equal to a labelled review or test text, or holding a test text of CONTAINED_CHARS+."""
     equal = {clean_review(text) for text in (*labelled_reviews, *test_sentences)}
     inside = [clean_review(text) for text in test_sentences if len(clean_review(text)) >= CONTAINED_CHARS]
     cleaned = frame["text"].map(clean_review)

@@ -18,6 +18,7 @@ from helpers.core.timing import warmed_timing
 from helpers.evaluate.metrics import classification_metrics, sets_table
 from helpers.evaluate.paired import paired_comparisons
 from helpers.evaluate.scored_sets import cpu_samples
+from helpers.serve import export, onnx_backend
 from helpers.train.prediction import cpu_logits, timed_cpu_logits, warm_up_batch
 
 
@@ -45,8 +46,7 @@ def compare(trained, sets, probs, tokenizer, params, baseline_footprint, onnx_di
     main_name = next(iter(sets))
     _, timed = cpu_samples(len(sets[main_name]), params.n_cpu_test, params.n_speed, params.seed)
     timed_set = sets[main_name].select(timed)
-    footprints = {"baseline": (baseline_footprint["params"], baseline_footprint["size_mb"],
-                               baseline_footprint["reviews_per_s"])}
+    footprints = {"baseline": tuple(baseline_footprint[key] for key in ("params", "size_mb", "reviews_per_s"))}
     for name, (model, saved) in trained.items():
         footprints[name] = (count_parameters(model), dir_size_mb(saved),
                             cpu_throughput(model, timed_set, tokenizer, params.eval_batch_size))
@@ -73,8 +73,6 @@ def cpu_copies(student, tokenizer, batch_size, onnx_dir=None):
                                serialized_mb(int8), "cpu_sample")}
     if onnx_dir is None:
         return copies
-    from helpers.serve import export, onnx_backend
-
     files = read_json(Path(onnx_dir) / export.COPIES_FILE)["files"]
     for name, key, scope in (("student_onnx", "optimized", "timed"), ("student_onnx_int8", "int8", "cpu_sample")):
         path = Path(onnx_dir) / files[key]
@@ -85,9 +83,7 @@ def cpu_copies(student, tokenizer, batch_size, onnx_dir=None):
 
 
 def _session_logits(session, pad_id, batch_size, dataset):
-    from helpers.serve.onnx_backend import session_logits
-
-    return session_logits(session, dataset["input_ids"], pad_id, batch_size)
+    return onnx_backend.session_logits(session, dataset["input_ids"], pad_id, batch_size)
 
 
 def _copy_probabilities(logits_of, scope, sets, params):
@@ -155,10 +151,9 @@ def comparison_table(comparison):
         table["McNemar p"] = np.nan
     for pair, stats in comparison.get("paired", {}).items():
         suffix = next((scored_on[where] for where in scored_on if reviews[where] == stats["n"]), None)
-        if suffix is None:  # on reviews no column of the table holds
-            continue
-        table.loc[pair, ["accuracy" + suffix, "95% low" + suffix, "95% high" + suffix, "McNemar p"]] = [
-            stats["difference"], *stats["ci95"], stats["p_mcnemar"]]
+        if suffix is not None:  # else on reviews no column of the table holds
+            table.loc[pair, ["accuracy" + suffix, "95% low" + suffix, "95% high" + suffix, "McNemar p"]] = [
+                stats["difference"], *stats["ci95"], stats["p_mcnemar"]]
     return table.round(3)
 
 

@@ -41,26 +41,19 @@ def vectorizer_text(text):
     return clean_review(text).lower()
 
 
-def make_vectorizer():
-    return TfidfVectorizer(preprocessor=vectorizer_text, ngram_range=NGRAM_RANGE, min_df=MIN_DF, sublinear_tf=True)
-
-
-def make_classifier(c, seed):
-    # lbfgs is deterministic; the seed is passed so that a change of solver stays reproducible
-    return LogisticRegression(C=c, solver="lbfgs", max_iter=MAX_ITER, random_state=seed)
-
-
 def fit_baseline(train_texts, train_labels, val_texts, val_labels, seed, c_grid=C_GRID):
-    """The baseline whose C scores best on validation (ties: the smaller C), fitted on the training reviews only:
-    the vectorizer once, one classifier per C, the best kept as fitted."""
-    vectorizer = make_vectorizer()
+    """The baseline whose C scores best on validation (ties: the smaller C), fitted on the training reviews only."""
+    vectorizer = TfidfVectorizer(preprocessor=vectorizer_text, ngram_range=NGRAM_RANGE, min_df=MIN_DF,
+                                 sublinear_tf=True)
     train_features = vectorizer.fit_transform(list(train_texts))
     val_features = vectorizer.transform(list(val_texts))
     val_labels = np.asarray(val_labels)
     classifiers, val_accuracy_by_c = {}, {}
     for c in sorted(c_grid):
+        # lbfgs is deterministic; the seed is passed so that a change of solver stays reproducible
+        classifier = LogisticRegression(C=c, solver="lbfgs", max_iter=MAX_ITER, random_state=seed)
         with threadpool_limits(limits=FIT_THREADS):
-            classifiers[c] = make_classifier(c, seed).fit(train_features, np.asarray(train_labels))
+            classifiers[c] = classifier.fit(train_features, np.asarray(train_labels))
         val_prob = _positive_column(classifiers[c], val_features)
         val_accuracy_by_c[c] = float(accuracy_score(val_labels, predicted_labels(val_prob)))
     best_c = max(val_accuracy_by_c, key=val_accuracy_by_c.get)  # the first maximum: the smallest C
@@ -78,18 +71,9 @@ def _positive_column(model, inputs):
     return model.predict_proba(inputs)[:, list(model.classes_).index(1)]
 
 
-def baseline_parameters(baseline):
-    """Learnt numbers: one weight per n-gram of the vocabulary, and the intercept."""
-    regression = baseline.pipeline.named_steps["logreg"]
-    return int(regression.coef_.size + regression.intercept_.size)
-
-
-def pickled_mb(baseline):
-    """Megabytes of the fitted pipeline as pickled (its size; nothing here loads a pickle)."""
-    return len(pickle.dumps(baseline.pipeline)) / 1e6
-
-
 def footprint(baseline, texts):
-    """(learnt numbers, pickled MB, warm CPU reviews/s on `texts`): the baseline's row of the comparison."""
+    """(learnt numbers, MB as pickled, warm CPU reviews/s on `texts`): the baseline's row of the comparison."""
+    regression = baseline.pipeline.named_steps["logreg"]
     seconds = warmed_timing(partial(baseline_proba, baseline), texts, texts)[1]
-    return baseline_parameters(baseline), pickled_mb(baseline), len(texts) / seconds
+    return (int(regression.coef_.size + regression.intercept_.size), len(pickle.dumps(baseline.pipeline)) / 1e6,
+            len(texts) / seconds)

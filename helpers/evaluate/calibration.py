@@ -48,8 +48,7 @@ def reliability_table(prob_positive, labels, bins=CALIBRATION_BINS):
 
 def table_calibration_error(table):
     """ECE from a reliability table: the bins' |accuracy - mean confidence|, weighted by their share of reviews."""
-    weights = table["count"] / table["count"].sum()
-    return float((weights * (table["accuracy"] - table["mean_confidence"]).abs()).sum())
+    return float((table["count"] / table["count"].sum() * (table["accuracy"] - table["mean_confidence"]).abs()).sum())
 
 
 def expected_calibration_error(prob_positive, labels, bins=CALIBRATION_BINS):
@@ -61,10 +60,9 @@ def ece_interval(prob_positive, labels, bins=CALIBRATION_BINS, draws=ECE_DRAWS, 
     """The 95% interval of `expected_calibration_error` from a seeded bootstrap of the reviews (`draws` resamples)."""
     index, confidence, correct = _binned(prob_positive, labels, bins)
     rng, n = np.random.default_rng(seed), len(index)
-    eces = []
-    for _ in range(draws):
-        drawn = rng.integers(0, n, n)  # per bin, sum(correct - confidence) = n_bin * (accuracy - mean confidence)
-        eces.append(np.abs(np.bincount(index[drawn], correct[drawn] - confidence[drawn], minlength=bins)).sum() / n)
+    # per bin, sum(correct - confidence) = n_bin * (accuracy - mean confidence)
+    eces = [np.abs(np.bincount(index[drawn], correct[drawn] - confidence[drawn], minlength=bins)).sum() / n
+            for drawn in (rng.integers(0, n, n) for _ in range(draws))]
     return [float(value) for value in np.percentile(eces, [2.5, 97.5])]
 
 
@@ -79,12 +77,11 @@ def fit_temperature(val_logits, val_labels):
     deterministic search on log T. T > 1 softens an overconfident model, T < 1 sharpens an underconfident
     one. A model that separates its validation reviews perfectly has no optimum: T then comes out far below 1
     and means only that the validation split is too small or too easy to calibrate on."""
-    logits = np.asarray(val_logits, dtype=np.float64)
-    labels = np.asarray(val_labels)
+    logits, labels = np.asarray(val_logits, dtype=np.float64), np.asarray(val_labels)
     if logits.ndim != 2 or len(logits) != len(labels):
         raise ValueError(f"expected logits of shape (n, classes) and n labels; got {logits.shape} and {labels.shape}")
-    low, high = (math.log(t) for t in TEMPERATURE_BOUNDS)
-    result = minimize_scalar(lambda log_t: mean_nll(logits, labels, math.exp(log_t)), bounds=(low, high),
+    result = minimize_scalar(lambda log_t: mean_nll(logits, labels, math.exp(log_t)),
+                             bounds=tuple(math.log(t) for t in TEMPERATURE_BOUNDS),
                              method="bounded", options={"xatol": 1e-6})
     return float(math.exp(result.x))
 

@@ -6,6 +6,7 @@ import html
 import importlib.util
 import sys
 from dataclasses import dataclass
+from functools import partial
 from types import SimpleNamespace
 
 import pandas as pd
@@ -51,8 +52,7 @@ def explain(text, model, tokenizer, max_length, truncation_head=1.0):
 
 
 def load(run):
-    """The trained teacher, calibrated, and its tokenizer, on the GPU when there is one. The saved model
-    stays raw: the evaluate stage's temperature is folded into this in-memory copy only."""
+    """The teacher, calibrated in memory only (the saved model stays raw), and its tokenizer; on the GPU if any."""
     model = calibration.fold_temperature(*calibration.load_with_temperature(run, "teacher"))
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     return model, tokens.load_saved_tokenizer(run.require("tokenize"))
@@ -84,10 +84,9 @@ def abbreviate(pieces, shown=SHOWN_PIECES):
     return f"{' '.join(pieces[:shown])} ... {' '.join(pieces[-shown:])}"
 
 
-def print_example(run, model=None, tokenizer=None):
+def print_example(run):
     """What a batch run shows instead of the panel: the surest mistake and one typed review, as text."""
-    if model is None:
-        model, tokenizer = load(run)
+    model, tokenizer = load(run)
     print("Interactive demo: open this notebook in Jupyter or Colab to try your own reviews. A static example:")
     surest = wrong_reviews(run).head(1)
     examples = [(f"The test review the model got most confidently wrong (true label: {LABEL_NAMES[int(label)]}):", text)
@@ -116,9 +115,8 @@ def panel(run, model=None, tokenizer=None, max_options=MAX_OPTIONS):
     bar = widgets.FloatProgress(value=0.5, min=0.0, max=1.0, description="P(positive)",
                                 style={"description_width": "initial"})
     result = widgets.HTML()
-
-    def run_explain(review):
-        return explain(review, model, tokenizer, run.params.max_length, run.params.truncation_head)
+    run_explain = partial(explain, model=model, tokenizer=tokenizer, max_length=run.params.max_length,
+                          truncation_head=run.params.truncation_head)
 
     def on_predict(_=None):
         if not text.value.strip():
@@ -136,9 +134,8 @@ def panel(run, model=None, tokenizer=None, max_options=MAX_OPTIONS):
 
     predict.on_click(on_predict)
     reviews.observe(on_pick, names="value")
-    box = widgets.VBox([reviews, text, widgets.HBox([predict, bar]), result])
-    return SimpleNamespace(box=box, text=text, predict=predict, reviews=reviews, bar=bar, result=result,
-                           explain=run_explain)
+    return SimpleNamespace(box=widgets.VBox([reviews, text, widgets.HBox([predict, bar]), result]), text=text,
+                           predict=predict, reviews=reviews, bar=bar, result=result, explain=run_explain)
 
 
 def to_html(e, shown=SHOWN_PIECES):

@@ -24,8 +24,7 @@ def score_sets(frames, probs):
 
 
 def sets_table(scores):
-    """The per-set results table: one row per test set and model, with the reviews each figure rests on, accuracy
-    with its 95% interval, and F1, from {set: {model: metrics}} (`score_sets`, or the comparison's extra sets)."""
+    """{set: {model: metrics}} as a table: per test set and model, its reviews, accuracy, 95% interval and F1."""
     rows = [{"test set": name, "model": model, "reviews": m["n"], "accuracy": m["accuracy"],
              "95% low": m["accuracy_ci95"][0], "95% high": m["accuracy_ci95"][1], "f1": m["f1"]}
             for name, by_model in scores.items() for model, m in by_model.items()]
@@ -34,17 +33,14 @@ def sets_table(scores):
 
 def confusion(labels, prob_positive):
     """The confusion matrix as a labelled frame (rows: true label, columns: predicted)."""
-    predicted = predicted_labels(prob_positive)
     names = [LABEL_NAMES[0], LABEL_NAMES[1]]
-    matrix = confusion_matrix(labels, predicted, labels=[0, 1])
+    matrix = confusion_matrix(labels, predicted_labels(prob_positive), labels=[0, 1])
     return pd.DataFrame(matrix, index=pd.Index(names, name="true"), columns=pd.Index(names, name="predicted"))
 
 
 def prediction_table(frame, prob_positive):
     """The test reviews with the model's prediction and its confidence in that prediction."""
-    table = frame[["text", "label"]].copy()
-    table["prob_positive"] = prob_positive
-    table["predicted"] = predicted_labels(table["prob_positive"])
+    table = frame[["text", "label"]].assign(prob_positive=prob_positive, predicted=predicted_labels(prob_positive))
     table["confidence"] = np.where(table["predicted"] == 1, table["prob_positive"], 1 - table["prob_positive"])
     return table
 
@@ -57,8 +53,7 @@ def wrong_predictions(predictions):
 
 def confident_errors(predictions, k, preview_chars=300):
     """The k wrong predictions the model was surest of, with a preview of each review."""
-    worst = wrong_predictions(predictions).head(k).copy()
-    worst["text"] = worst["text"].map(clean_review).str.slice(0, preview_chars)
-    worst["label"] = worst["label"].map(LABEL_NAMES)
-    worst["predicted"] = worst["predicted"].map(LABEL_NAMES)
+    worst = wrong_predictions(predictions).head(k)
+    worst = worst.assign(text=worst["text"].map(clean_review).str.slice(0, preview_chars),
+                         label=worst["label"].map(LABEL_NAMES), predicted=worst["predicted"].map(LABEL_NAMES))
     return worst[["label", "predicted", "confidence", "text"]].round({"confidence": 3})

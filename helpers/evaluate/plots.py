@@ -57,9 +57,8 @@ def confusion_figure(matrix):
     fig, ax = _axes(figsize=(4, 3.5))
     ax.imshow(matrix.values, cmap="Blues")
     names = [LABEL_NAMES[0], LABEL_NAMES[1]]
-    ax.set_xticks([0, 1], names)
-    ax.set_yticks([0, 1], names)
-    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test)")
+    ax.set(xticks=[0, 1], xticklabels=names, yticks=[0, 1], yticklabels=names, xlabel="predicted", ylabel="true",
+           title="Confusion matrix (test)")
     peak = matrix.values.max()
     for (i, j), count in np.ndenumerate(matrix.values):
         ax.text(j, i, str(count), ha="center", va="center", color="white" if count > peak / 2 else "black")
@@ -67,8 +66,7 @@ def confusion_figure(matrix):
 
 
 def reliability(table_before, table_after):
-    """The reliability diagram before and after calibration: each bin's accuracy against its mean
-    confidence (the marker's area shows how many reviews it holds) beside the diagonal of perfect calibration."""
+    """Reliability diagram before and after calibration: bin accuracy against mean confidence, marker area = reviews."""
     fig, ax = _axes(figsize=(5, 4.5))
     ax.plot([0.5, 1], [0.5, 1], color="black", linestyle="--", linewidth=1, label="perfectly calibrated")
     for table, name, color in ((table_before, "before", "#c0504d"), (table_after, "after", "#4f81bd")):

@@ -32,9 +32,8 @@ def fit_run_baseline(run):
 
 def probabilities_frame(probs):
     """{set: {model: probs}} as one long frame (set, review, one column per model), for the next stage."""
-    parts = [pd.DataFrame({"set": name, "review": np.arange(len(next(iter(by_model.values())))), **by_model})
-             for name, by_model in probs.items()]
-    return pd.concat(parts, ignore_index=True)
+    return pd.concat([pd.DataFrame({"set": name, "review": np.arange(len(next(iter(by_model.values())))), **by_model})
+                      for name, by_model in probs.items()], ignore_index=True)
 
 
 def probabilities_by_set(frame):

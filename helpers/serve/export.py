@@ -25,6 +25,7 @@ from helpers.evaluate import calibration
 from helpers.runs import layout
 from helpers.runs.run_folder import load_run
 from helpers.serve import onnx_backend
+from helpers.serve.model_card import model_card
 from helpers.tokens import tokens
 from helpers.train import prediction
 
@@ -35,26 +36,16 @@ INPUTS = ("input_ids", "attention_mask")
 COPIES_FILE = "copies.json"  # in such a folder: {"files": {kind: file name}, "fusions": {operator: count}}
 
 
-class _LogitsOnly(torch.nn.Module):
-    """The classifier with plain tensor inputs and the logits as its one output (what ONNX needs)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, attention_mask):
-        return prediction.forward(self.model, {"input_ids": input_ids, "attention_mask": attention_mask})
-
-
 def calibrated_for_export(run, who):
     """The run's `who` model in fp32 with its calibration temperature folded in (calibration.load_with_temperature)."""
     return calibration.fold_temperature(*calibration.load_with_temperature(run, who)).eval()
 
 
 def export_onnx(model, path):
-    """`model` (a copy with eager attention) as ONNX at `path`, batch and sequence axes dynamic."""
+    """`model` as ONNX at `path` (a copy: eager attention, the logits alone as a tuple), batch and sequence dynamic."""
     eager = copy.deepcopy(model).eval()
     eager.set_attn_implementation("eager")
+    eager.config.return_dict = False
     example = torch.ones((2, 16), dtype=torch.long)
     axes = {name: {0: "batch", 1: "sequence"} for name in INPUTS}
     with torch.no_grad(), warnings.catch_warnings():
@@ -63,15 +54,14 @@ def export_onnx(model, path):
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message="Exporting aten::index operator")
         warnings.filterwarnings("ignore", message=".*TorchScript-based ONNX export.*", category=DeprecationWarning)
-        torch.onnx.export(_LogitsOnly(eager), (example, example), str(path), dynamo=False,
+        torch.onnx.export(eager, (example, example), str(path), dynamo=False,
                           input_names=list(INPUTS), output_names=["logits"], opset_version=OPSET,
                           dynamic_axes={**axes, "logits": {0: "batch"}})
     return path
 
 
 def optimize(path, out, config):
-    """ONNX Runtime's transformer optimizer on `path` (fusions only: opt_level 0, no hardware-specific rewrites),
-    saved to `out`; returns {fused operator: count}."""
+    """ONNX Runtime's fusions of `path` (opt_level 0: no hardware-specific rewrites), saved to `out`: {op: count}."""
     from onnxruntime.transformers import optimizer
 
     heads = getattr(config, "num_attention_heads", None) or config.n_heads
@@ -93,8 +83,7 @@ def quantize(path, out):
 
 
 def onnx_copies(model, folder, name="student", int8=True):
-    """`name`.onnx, its optimized copy and (with `int8`) the int8 copy of that, into `folder`:
-    ({'onnx', 'optimized', 'int8': file name}, the optimizer's fusions)."""
+    """`name`.onnx, its optimized copy and (with `int8`) that copy in int8, into `folder`: ({kind: file}, fusions)."""
     folder = Path(folder)
     files = {"onnx": f"{name}.onnx", "optimized": f"{name}.optimized.onnx"}
     export_onnx(model, folder / files["onnx"])
@@ -149,8 +138,6 @@ def largest_logit_difference(model, paths, dataset, tokenizer, batch_size):
 
 def export_run(run_dir, out=None, teacher=False):
     """Write a run's export folder (default RUN_DIR/export), whole or not at all; returns its serving.json."""
-    from helpers.serve.model_card import write_model_card
-
     run = load_run(run_dir)
     out = Path(out or run.dir / "export")
     tokenizer = tokens.load_saved_tokenizer(run.require("tokenize"))
@@ -176,7 +163,7 @@ def export_run(run_dir, out=None, teacher=False):
                                     else {"teacher": files["optimized"]})
         tokenizer.save_pretrained(tmp)
         write_json(tmp / onnx_backend.SERVING_FILE, serving)
-        write_model_card(run, serving, tmp / "README.md")
+        (tmp / "README.md").write_text(model_card(run, serving))  # tmp is renamed whole: no atomic write needed
     print(f"exported to {out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
     return serving
 

@@ -1,7 +1,7 @@
 """The model card of an export folder (README.md with Hugging Face metadata), every figure read from the run's
 own files: data and source, the command, accuracy beside teacher and baseline, calibration, known limits.
 """
-from helpers.core.files import atomic_write, read_json
+from helpers.core.files import read_json
 from helpers.evaluate.calibration import calibration_summary, lowered_nll
 from helpers.runs import layout
 from helpers.runs.run_folder import profile_overrides
@@ -11,16 +11,11 @@ IMDB = ("the Large Movie Review Dataset (Maas et al. 2011, https://ai.stanford.e
 METADATA = """---
 language: en
 license: apache-2.0
-datasets:
-- stanfordnlp/imdb
-metrics:
-- accuracy
+datasets: [stanfordnlp/imdb]
+metrics: [accuracy]
 pipeline_tag: text-classification
 library_name: onnx
-tags:
-- onnx
-- sentiment-analysis
-- knowledge-distillation
+tags: [onnx, sentiment-analysis, knowledge-distillation]
 ---
 """
 
@@ -45,19 +40,13 @@ def _data_source(params, splits):
     return f"{where}: {counts} reviews (English movie reviews, labelled negative or positive).{extra}"
 
 
-def _command(run):
-    overrides = "".join(f" -p {name} {value}" for name, value in profile_overrides(run.profile, run.params).items())
-    return f"python -m helpers.run {run.profile}{overrides}\npython -m helpers.export RUN_DIR"
-
-
 def _results(comparison):
     """Rows of the results table: every model of the comparison on the test reviews it was scored on."""
     reviews, rows = comparison["reviews"], []
     for name, row in comparison["models"].items():
         where = next((key for key in ("test", "cpu_sample", "timed") if row.get(key)), None)  # the most reviews read
         if where:
-            scores = row[where]
-            rows.append(f"| {name} | {_accuracy(scores)} | {reviews[where]:,} | {row['size_mb']:.1f} | "
+            rows.append(f"| {name} | {_accuracy(row[where])} | {reviews[where]:,} | {row['size_mb']:.1f} | "
                         f"{row['reviews_per_s']:.1f} |")
     return "\n".join(rows)
 
@@ -77,15 +66,14 @@ def _short_sentences(comparison, whole):
 def model_card(run, serving):
     """The card's text for `run`'s export with settings `serving` (helpers.export)."""
     params = run.params.to_dict()
-    metrics = read_json(run.require(layout.STUDENT_METRICS))
-    fitted = read_json(run.require(layout.STUDENT_CALIBRATION))
-    comparison = read_json(run.require(layout.COMPARISON))
-    splits = read_json(run.require(layout.SPLITS_SUMMARY))
+    metrics, fitted, comparison, splits = (read_json(run.require(name)) for name in (
+        layout.STUDENT_METRICS, layout.STUDENT_CALIBRATION, layout.COMPARISON, layout.SPLITS_SUMMARY))
     models = comparison["models"]
     cpu = comparison.get("cpu", {"threads": "the machine's", "batch_size": params["eval_batch_size"]})
     cut = ("the first tokens" if serving["truncation_head"] == 1.0 else
            f"the first {serving['truncation_head']:.0%} of them from the start and the rest from the end")
     files = "\n".join(f"- `{path}`: {name}" for name, path in serving["files"].items())
+    overrides = "".join(f" -p {name} {value}" for name, value in profile_overrides(run.profile, run.params).items())
     return f"""{METADATA}
 # IMDB sentiment: a distilled student, exported to ONNX
 
@@ -103,7 +91,8 @@ Profile `{run.profile}` of the imdb-distil project, seed {params['seed']}; revie
 {serving['max_length']} tokens, keeping {cut}. The commands:
 
 ```
-{_command(run)}
+python -m helpers.run {run.profile}{overrides}
+python -m helpers.export RUN_DIR
 ```
 
 ## Results
@@ -148,8 +137,3 @@ python -m helpers.predict EXPORT_DIR reviews.csv --out scored.csv     # --model 
 {files}
 - `tokenizer.json`: the tokenizer; `serving.json`: truncation, labels and the files above
 """
-
-
-def write_model_card(run, serving, target):
-    with atomic_write(target) as tmp:
-        tmp.write_text(model_card(run, serving))

@@ -54,18 +54,16 @@ def make_session(path, threads=None):
 
 def padded_batch(ids_list, pad_id):
     """input_ids and attention_mask arrays for reviews of token ids, padded as the torch loaders pad (core.padding)."""
-    width = padded_length(max(len(ids) for ids in ids_list))
-    input_ids = np.full((len(ids_list), width), pad_id, dtype=np.int64)
-    attention_mask = np.zeros((len(ids_list), width), dtype=np.int64)
+    lengths = np.array([len(ids) for ids in ids_list])
+    input_ids = np.full((len(ids_list), padded_length(lengths.max())), pad_id, dtype=np.int64)
     for row, ids in enumerate(ids_list):
         input_ids[row, :len(ids)] = ids
-        attention_mask[row, :len(ids)] = 1
-    return {"input_ids": input_ids, "attention_mask": attention_mask}
+    attention_mask = np.arange(input_ids.shape[1]) < lengths[:, None]
+    return {"input_ids": input_ids, "attention_mask": attention_mask.astype(np.int64)}
 
 
 def session_logits(session, ids_list, pad_id, batch_size, on_batch=None):
-    """Logits for reviews given as token ids, in their order; batches run shortest first (as predict_logits does),
-    `on_batch(n)` told after each batch of n reviews."""
+    """Logits for reviews of token ids, in order, batched shortest first (as predict_logits); then `on_batch(n)`."""
     ids_list = list(ids_list)  # a datasets column (datasets 4, Colab's) refuses numpy integers as indices
     order = np.argsort([len(ids) for ids in ids_list], kind="stable")
     logits = np.empty((len(ids_list), 2), dtype=np.float32)

@@ -56,19 +56,10 @@ def read_chunks(source, kind):
         with pd.read_json(source, lines=True, chunksize=CHUNK_ROWS, dtype=False) as reader:
             yield from reader
     else:
-        handle = source if hasattr(source, "read") else open(source, encoding="utf-8")
-        with handle:
+        with source if hasattr(source, "read") else open(source, encoding="utf-8") as handle:
             lines = (line.rstrip("\r\n") for line in handle)
             while texts := list(islice(lines, CHUNK_ROWS)):
                 yield pd.DataFrame({"text": texts})
-
-
-def input_format(path, given):
-    kind = given or ("txt" if path == "-" else INPUT_FORMATS.get(Path(path).suffix.lower()))
-    if kind is None:
-        raise InputError(f"{path}: cannot tell its format from the extension; name it .parquet, .csv, .jsonl or "
-                         "(one review per line) .txt, or pass --input-format")
-    return kind
 
 
 def label_values(column):
@@ -118,7 +109,10 @@ def load_classifier(source, model, threads):
 
 def score(args, stream):
     """Read, score and write every chunk; returns the summary printed at the end."""
-    kind = input_format(args.input, args.input_format)
+    kind = args.input_format or ("txt" if args.input == "-" else INPUT_FORMATS.get(Path(args.input).suffix.lower()))
+    if kind is None:
+        raise InputError(f"{args.input}: cannot tell its format from the extension; name it .parquet, .csv, .jsonl or "
+                         "(one review per line) .txt, or pass --input-format")
     stdin = sys.stdin.buffer if kind == "parquet" else sys.stdin
     chunks = read_chunks(stdin if args.input == "-" else args.input, kind)
     first = next(chunks, None)
@@ -126,8 +120,7 @@ def score(args, stream):
         found = "no rows" if first is None else f"columns {list(first.columns)}"
         raise InputError(f"{args.input}: no {args.text_column!r} column ({found}); name the review column with "
                          "--text-column")
-    clash = [name for name in ADDED if name in first.columns]
-    if clash:
+    if clash := [name for name in ADDED if name in first.columns]:
         raise InputError(f"{args.input}: already has column(s) {clash}, which the output adds; rename them")
     classifier = load_classifier(args.source, args.model, args.threads)
     batch_size = args.batch_size or classifier.batch_size
@@ -172,8 +165,7 @@ def summary_lines(totals):
     speed = totals["scored"] / totals["seconds"] if totals["seconds"] else float("nan")
     lines = [f"scored {totals['scored']:,} reviews in {totals['seconds']:.1f} s ({speed:.1f} reviews/s) with "
              f"{totals['model']}"]
-    bad = totals["bad_rows"]
-    if bad:
+    if bad := totals["bad_rows"]:
         named = ", ".join(map(str, bad[:SHOWN_ROWS])) + (f" and {len(bad) - SHOWN_ROWS} more" if len(bad) > SHOWN_ROWS else "")
         lines.append(f"skipped {len(bad):,} row(s) with no text to score (empty, blank or not text): rows {named} "
                      "(rows count from 0, header excluded); they are in the output with no prediction")

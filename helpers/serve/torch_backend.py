@@ -41,9 +41,8 @@ class TorchClassifier(Classifier):
     def logits(self, texts, batch_size, on_batch=None):
         if not texts:
             return np.empty((0, 2), dtype=np.float32)
-        frame = pd.DataFrame({"text": texts, "label": 0})
-        dataset = tokens.tokenize_splits({"reviews": frame}, self.tokenizer, self.max_length,
-                                         self.truncation_head)["reviews"]
+        reviews = {"reviews": pd.DataFrame({"text": texts, "label": 0})}
+        dataset = tokens.tokenize_splits(reviews, self.tokenizer, self.max_length, self.truncation_head)["reviews"]
         logits = prediction.predict_logits(self.model, dataset, self.tokenizer, batch_size)
         if on_batch:
             on_batch(len(texts))

@@ -1,6 +1,8 @@
 """Stage 2: tokenize the splits, truncating to `max_length`. Padding waits for batching: the loaders pad each
 batch to its longest review, which on IMDB saves much of what padding all to `max_length` up front would waste.
 """
+from collections import Counter
+
 import datasets
 import numpy as np
 import pandas as pd
@@ -36,11 +38,9 @@ def tokenize_splits(splits, tokenizer, max_length, head_share=1.0):
         return {"input_ids": kept, "attention_mask": [[1] * len(ids) for ids in kept],
                 "labels": batch["label"], "full_length": [len(ids) for ids in full]}
 
-    return datasets.DatasetDict({
-        name: datasets.Dataset.from_pandas(frame, preserve_index=False).map(
-            encode, batched=True, remove_columns=list(frame.columns), desc=f"tokenizing {name}")
-        for name, frame in splits.items()
-    })
+    return datasets.DatasetDict({name: datasets.Dataset.from_pandas(frame, preserve_index=False).map(
+        encode, batched=True, remove_columns=list(frame.columns), desc=f"tokenizing {name}")
+        for name, frame in splits.items()})
 
 
 def length_stats(tokenized, max_length):
@@ -48,11 +48,9 @@ def length_stats(tokenized, max_length):
     rows = []
     for name, ds in tokenized.items():
         lengths = np.asarray(ds["full_length"])
-        rows.append({
-            "split": name, "reviews": len(lengths), "mean": round(float(lengths.mean()), 1),
-            "median": int(np.median(lengths)), "p90": int(np.percentile(lengths, 90)), "max": int(lengths.max()),
-            "truncated_share": round(float((lengths > max_length).mean()), 3),
-        })
+        rows.append({"split": name, "reviews": len(lengths), "mean": round(float(lengths.mean()), 1),
+                     "median": int(np.median(lengths)), "p90": int(np.percentile(lengths, 90)),
+                     "max": int(lengths.max()), "truncated_share": round(float((lengths > max_length).mean()), 3)})
     return pd.DataFrame(rows).set_index("split")
 
 
@@ -79,9 +77,7 @@ def prepare_tokenizer(params, train_texts):
 
 def load_tokenizer(name, train_texts=None):
     """The model's fast tokenizer; for the tiny model, one learnt from `train_texts`."""
-    if name == TINY:
-        return _train_tiny_tokenizer(train_texts)
-    return AutoTokenizer.from_pretrained(model_source(name))
+    return _train_tiny_tokenizer(train_texts) if name == TINY else AutoTokenizer.from_pretrained(model_source(name))
 
 
 def _train_tiny_tokenizer(texts):
@@ -91,8 +87,6 @@ def _train_tiny_tokenizer(texts):
     next, which would make two `smoke` runs differ; here ties are broken alphabetically. Every character is in the
     vocabulary (alone and as a "##" continuation), so rarer words are spelt out instead of becoming [UNK].
     """
-    from collections import Counter
-
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
