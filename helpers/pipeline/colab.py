@@ -9,7 +9,7 @@ from pathlib import Path
 
 from helpers.core import files
 from helpers.core.models import MINILM, TINY
-from helpers.data.imdb import IMDB_SIZES, SAMPLE_DIR, parquet_rows
+from helpers.data.imdb import IMDB_SIZES, SAMPLE_SIZES
 from helpers.runs.config import resolve_params
 from helpers.runs.run_folder import RUNS_ROOT
 
@@ -68,9 +68,8 @@ def training_work(params):
 
 def training_reviews(params):
     """Training reviews drawn: n_train, or all the data has when n_train is none."""
-    if params.n_train is not None:
-        return params.n_train
-    return parquet_rows(SAMPLE_DIR / "train.parquet") if params.data == "sample" else IMDB_SIZES["train"]
+    sizes = SAMPLE_SIZES if params.data == "sample" else IMDB_SIZES
+    return sizes["train"] if params.n_train is None else params.n_train
 
 
 def drive_mounted():

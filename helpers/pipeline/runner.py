@@ -102,9 +102,7 @@ def _sweep_results(args, opened):
 
 def _seed_sweep(args):
     """--seeds N as the --sweep it stands for ('' without --seeds)."""
-    if not args.seeds:
-        return ""
-    return "seed=" + ",".join(map(str, _seeds(args)))
+    return "seed=" + ",".join(map(str, _seeds(args))) if args.seeds else ""
 
 
 def _seeds(args):
