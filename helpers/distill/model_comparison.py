@@ -77,13 +77,9 @@ def cpu_copies(student, tokenizer, batch_size, onnx_dir=None):
     for name, key, scope in (("student_onnx", "optimized", "timed"), ("student_onnx_int8", "int8", "cpu_sample")):
         path = Path(onnx_dir) / files[key]
         session = onnx_backend.make_session(path, torch.get_num_threads())
-        copies[name] = (partial(_session_logits, session, tokenizer.pad_token_id, batch_size),
-                        path.stat().st_size / 1e6, scope)
+        copies[name] = (lambda dataset, session=session: onnx_backend.session_logits(
+            session, dataset["input_ids"], tokenizer.pad_token_id, batch_size), path.stat().st_size / 1e6, scope)
     return copies
-
-
-def _session_logits(session, pad_id, batch_size, dataset):
-    return onnx_backend.session_logits(session, dataset["input_ids"], pad_id, batch_size)
 
 
 def _copy_probabilities(logits_of, scope, sets, params):

@@ -111,26 +111,19 @@ def _coerce(name, value):
     raise ConfigError(f"parameter {name!r}: expected {expected}, got {value!r}")
 
 
-def _check_range(name, value):
-    meta = FIELDS[name].metadata
-    if value is None:
-        return
-    if meta["choices"] and value not in meta["choices"]:
-        raise ConfigError(f"parameter {name!r}: {value!r} is not one of {', '.join(meta['choices'])}")
-    if meta["min"] is not None and value < meta["min"]:
-        raise ConfigError(f"parameter {name!r}: {value!r} is below the minimum {meta['min']} ({meta['help']})")
-    if meta["max"] is not None and value > meta["max"]:
-        raise ConfigError(f"parameter {name!r}: {value!r} is above the maximum {meta['max']} ({meta['help']})")
-
-
 def make_params(values):
     """Validate a mapping of parameter names to raw values and build Params from it."""
-    unknown = sorted(set(values) - set(FIELDS))
-    if unknown:
+    if unknown := sorted(set(values) - set(FIELDS)):
         raise ConfigError(f"unknown parameter(s) {', '.join(map(repr, unknown))}; known: {', '.join(FIELDS)}")
     coerced = {name: _coerce(name, value) for name, value in values.items()}
     for name, value in coerced.items():
-        _check_range(name, value)
+        meta = FIELDS[name].metadata
+        if value is not None and meta["choices"] and value not in meta["choices"]:
+            raise ConfigError(f"parameter {name!r}: {value!r} is not one of {', '.join(meta['choices'])}")
+        if value is not None and meta["min"] is not None and value < meta["min"]:
+            raise ConfigError(f"parameter {name!r}: {value!r} is below the minimum {meta['min']} ({meta['help']})")
+        if value is not None and meta["max"] is not None and value > meta["max"]:
+            raise ConfigError(f"parameter {name!r}: {value!r} is above the maximum {meta['max']} ({meta['help']})")
     return Params(**coerced)
 
 
@@ -152,8 +145,7 @@ def read_profile(name):
 
 def resolve_params(profile, overrides=None):
     """Params of `profile` with `overrides` applied on top; every value validated."""
-    values = read_profile(profile)
-    values.update(overrides or {})
+    values = {**read_profile(profile), **(overrides or {})}
     try:
         return make_params(values)
     except ConfigError as error:

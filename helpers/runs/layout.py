@@ -37,13 +37,9 @@ FIGURES = {"label_balance": "data/label_balance.png", "review_words": "data/revi
            "student_loss_curve": "distill/student_loss_curve.png"}
 
 # stage -> (its notebook, the file it writes last: there, it has finished)
-STAGES = {
-    "data": ("01_data.ipynb", SPLITS_SUMMARY),
-    "tokenize": ("02_tokenize.ipynb", LENGTH_STATS),
-    "train": ("03_train.ipynb", TEACHER_HISTORY),
-    "evaluate": ("04_evaluate.ipynb", TEACHER_METRICS),
-    "distill": ("05_distill.ipynb", COMPARISON),
-}
+STAGES = {"data": ("01_data.ipynb", SPLITS_SUMMARY), "tokenize": ("02_tokenize.ipynb", LENGTH_STATS),
+          "train": ("03_train.ipynb", TEACHER_HISTORY), "evaluate": ("04_evaluate.ipynb", TEACHER_METRICS),
+          "distill": ("05_distill.ipynb", COMPARISON)}
 # the raw model each training stage saves, and the calibration temperature fitted for it
 MODEL_FOLDERS = {"teacher": TEACHER_MODEL, "student": STUDENT_MODEL}
 CALIBRATION_FILES = {"teacher": TEACHER_CALIBRATION, "student": STUDENT_CALIBRATION}

@@ -108,12 +108,11 @@ def load_run(run_dir):
 
 def refuse_old_layout(run_dir):
     """Refuse a run folder made before the stages' folders took their names (tokenized/, eval/): no stage looks there."""
-    old = [name for name in layout.OLD_FOLDERS if (Path(run_dir) / name).is_dir()]
-    if old:
+    if old := [name for name in layout.OLD_FOLDERS if (Path(run_dir) / name).is_dir()]:
         renamed = ", ".join(f"{name}/ is now {layout.OLD_FOLDERS[name]}/" for name in old)
         raise ConfigError(f"run folder {run_dir} was made by an older version of this project ({renamed}); "
-                          f"run it again into a new folder, or start this one afresh with --overwrite (a notebook: "
-                          f"fresh = True)")
+                          "run it again into a new folder, or start this one afresh with --overwrite (a notebook: "
+                          "fresh = True)")
 
 
 def refuse_mismatch(run_dir, stored, profile, params):

@@ -54,9 +54,8 @@ def export_onnx(model, path):
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message="Exporting aten::index operator")
         warnings.filterwarnings("ignore", message=".*TorchScript-based ONNX export.*", category=DeprecationWarning)
-        torch.onnx.export(eager, (example, example), str(path), dynamo=False,
-                          input_names=list(INPUTS), output_names=["logits"], opset_version=OPSET,
-                          dynamic_axes={**axes, "logits": {0: "batch"}})
+        torch.onnx.export(eager, (example, example), str(path), dynamo=False, input_names=list(INPUTS),
+                          output_names=["logits"], opset_version=OPSET, dynamic_axes={**axes, "logits": {0: "batch"}})
     return path
 
 
@@ -128,14 +127,6 @@ def _reuse_or_export(run, model, folder, who):
     return record["files"], record["fusions"]
 
 
-def largest_logit_difference(model, paths, dataset, tokenizer, batch_size):
-    """The largest |ONNX - PyTorch| logit on `dataset`'s reviews, over the ONNX files in `paths`."""
-    expected = prediction.predict_logits(model, dataset, tokenizer, batch_size, desc="checking the export")
-    onnx_logits = (onnx_backend.session_logits(onnx_backend.make_session(path), dataset["input_ids"],
-                                               tokenizer.pad_token_id, batch_size) for path in paths)
-    return max(float(np.abs(logits - expected).max()) for logits in onnx_logits)
-
-
 def export_run(run_dir, out=None, teacher=False):
     """Write a run's export folder (default RUN_DIR/export), whole or not at all; returns its serving.json."""
     run = load_run(run_dir)
@@ -151,8 +142,11 @@ def export_run(run_dir, out=None, teacher=False):
         for who in ("student", "teacher") if teacher else ("student",):
             model = calibrated_for_export(run, who)
             files, serving["fusions"][who] = _reuse_or_export(run, model, tmp, who)
-            worst = largest_logit_difference(model, [tmp / files["onnx"], tmp / files["optimized"]], check_set,
-                                             tokenizer, run.params.eval_batch_size)
+            batch_size = run.params.eval_batch_size
+            expected = prediction.predict_logits(model, check_set, tokenizer, batch_size, desc="checking the export")
+            worst = max(float(np.abs(logits - expected).max()) for logits in (  # the largest |ONNX - PyTorch| logit
+                onnx_backend.session_logits(onnx_backend.make_session(tmp / files[kind]), check_set["input_ids"],
+                                            tokenizer.pad_token_id, batch_size) for kind in ("onnx", "optimized")))
             print(f"{who}: largest |ONNX - PyTorch| logit difference on {len(check_set)} test reviews: {worst:.2e}")
             if not worst <= MAX_LOGIT_DIFF:
                 raise RuntimeError(f"the exported {who} gives logits up to {worst:.2e} away from PyTorch's "

@@ -8,16 +8,8 @@ from helpers.runs.run_folder import profile_overrides
 
 IMDB = ("the Large Movie Review Dataset (Maas et al. 2011, https://ai.stanford.edu/~amaas/data/sentiment/; "
         "`stanfordnlp/imdb` on the Hugging Face hub)")
-METADATA = """---
-language: en
-license: apache-2.0
-datasets: [stanfordnlp/imdb]
-metrics: [accuracy]
-pipeline_tag: text-classification
-library_name: onnx
-tags: [onnx, sentiment-analysis, knowledge-distillation]
----
-"""
+METADATA = ("---\nlanguage: en\nlicense: apache-2.0\ndatasets: [stanfordnlp/imdb]\nmetrics: [accuracy]\npipeline_tag: "
+            "text-classification\nlibrary_name: onnx\ntags: [onnx, sentiment-analysis, knowledge-distillation]\n---\n")
 
 
 def _accuracy(scores):

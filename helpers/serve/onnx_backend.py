@@ -47,8 +47,7 @@ def make_session(path, threads=None):
 
     options = ort.SessionOptions()
     if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

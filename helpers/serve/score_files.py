@@ -62,14 +62,11 @@ def read_chunks(source, kind):
                 yield pd.DataFrame({"text": texts})
 
 
-def label_values(column):
-    """Labels as 0/1, NaN where a value is neither 0/1 nor one of the label words (core.sentiment.LABEL_WORDS)."""
-
-    def parse(value):
-        if isinstance(value, str):
-            return LABEL_WORDS.get(value.strip().lower(), np.nan)
-        return float(value) if value in (0, 1) and not isinstance(value, bool) else np.nan
-    return column.map(parse).to_numpy(dtype=float)
+def label_value(value):
+    """A label as 0/1, NaN where it is neither 0/1 nor one of the label words (core.sentiment.LABEL_WORDS)."""
+    if isinstance(value, str):
+        return LABEL_WORDS.get(value.strip().lower(), np.nan)
+    return float(value) if value in (0, 1) and not isinstance(value, bool) else np.nan
 
 
 class OutputWriter:
@@ -150,7 +147,7 @@ def score(args, stream):
             chunk.loc[chunk.index[ok], "predicted"] = np.array([classifier.label_names[v] for v in decided], dtype=object)
             chunk["p_positive"] = p_positive
             if "label" in chunk.columns:
-                labels = label_values(chunk["label"])[ok]
+                labels = chunk["label"].map(label_value).to_numpy(dtype=float)[ok]
                 known = ~np.isnan(labels)
                 totals["labelled"] += int(known.sum())
                 totals["correct"] += int((decided[known] == labels[known]).sum())
