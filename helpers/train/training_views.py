@@ -29,9 +29,8 @@ def random_state_kept():
     try:
         yield
     finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
+        for put_back, state in zip((random.setstate, np.random.set_state, torch.set_rng_state), states):
+            put_back(state)
 
 
 def untrained_teacher(params, tokenizer):
@@ -159,18 +158,13 @@ def param_group_table(model, settings):
     return pd.DataFrame(rows).T
 
 
-def optimizer_steps(n_reviews, settings):
-    """(optimizer steps in all, of which warmup) as helpers.train.trainer counts them."""
-    steps_per_epoch, epochs = planned_epochs(math.ceil(n_reviews / settings.batch_size), settings)
-    total = steps_per_epoch * epochs
-    return total, round(settings.warmup_ratio * total)
-
-
 def lr_schedule(n_reviews, settings, shown=4):
     """The learning rate of the loop's own scheduler (linear warmup from 0 to `lr`, then linear decay to 0), built on
     a throwaway optimizer: `shown` steps of the warmup's start, its end, the decay's start, `shown - 1` evenly
     spaced steps of the decay, and the last step."""
-    total, warmup = optimizer_steps(n_reviews, settings)
+    steps_per_epoch, epochs = planned_epochs(math.ceil(n_reviews / settings.batch_size), settings)
+    total = steps_per_epoch * epochs  # as helpers.train.trainer counts them
+    warmup = round(settings.warmup_ratio * total)
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=settings.lr)
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=warmup, num_training_steps=total)
     lrs = [settings.lr * scheduler.lr_lambdas[0](step) for step in range(total)]  # what get_last_lr gives at each step
@@ -186,11 +180,10 @@ def lr_schedule(n_reviews, settings, shown=4):
 def batch_loss(model, batch):
     """The model's cross-entropy on one batch (evaluation mode), beside ln 2: the loss of a 50/50 guess."""
     logits = batch_logits(model, batch)
-    labels = batch["labels"]
-    return pd.Series({"cross-entropy": classification_loss(logits, {"labels": labels}).item(),
+    return pd.Series({"cross-entropy": classification_loss(logits, batch).item(),
                       "ln 2 (a 50/50 guess)": math.log(2),
                       "mean P(positive)": positive_probability(logits.numpy()).mean().item(),
-                      "accuracy on this batch": (logits.argmax(-1) == labels).float().mean().item()}, name="batch")
+                      "accuracy on this batch": (logits.argmax(-1) == batch["labels"]).float().mean().item()}, name="batch")
 
 
 def head_text(params):
