@@ -158,13 +158,18 @@ def param_group_table(model, settings):
     return pd.DataFrame(rows).T
 
 
+def optimizer_steps(n_reviews, settings):
+    """(optimizer steps in all, of which warmup) as helpers.train.trainer counts them."""
+    steps_per_epoch, epochs = planned_epochs(math.ceil(n_reviews / settings.batch_size), settings)
+    total = steps_per_epoch * epochs
+    return total, round(settings.warmup_ratio * total)
+
+
 def lr_schedule(n_reviews, settings, shown=4):
     """The learning rate of the loop's own scheduler (linear warmup from 0 to `lr`, then linear decay to 0), built on
     a throwaway optimizer: `shown` steps of the warmup's start, its end, the decay's start, `shown - 1` evenly
     spaced steps of the decay, and the last step."""
-    steps_per_epoch, epochs = planned_epochs(math.ceil(n_reviews / settings.batch_size), settings)
-    total = steps_per_epoch * epochs  # as helpers.train.trainer counts them
-    warmup = round(settings.warmup_ratio * total)
+    total, warmup = optimizer_steps(n_reviews, settings)
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=settings.lr)
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=warmup, num_training_steps=total)
     lrs = [settings.lr * scheduler.lr_lambdas[0](step) for step in range(total)]  # what get_last_lr gives at each step
