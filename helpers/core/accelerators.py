@@ -20,12 +20,11 @@ def is_main_process():
 
 
 def make_accelerator(settings, out_dir=None):
-    """An Accelerator for this process; under `accelerate launch` it joins the other processes.
-
-    Batches are split across processes (`split_batches`): `batch_size` is the global batch of a step however
-    many processes share it, so 1 and N processes train the same model, up to dropout masks and the order of
-    sums. Gradient accumulation is the loop's own (it cuts batches smaller when out of memory). The precision's
-    reason is kept as `accelerator.precision_reason`; the tracker writes to `out_dir`/tensorboard."""
+    """An Accelerator for this process; under `accelerate launch` it joins the other processes. Batches are split
+    across processes (`split_batches`): `batch_size` is the global batch of a step however many processes share it,
+    so 1 and N processes train the same model, up to dropout masks and the order of sums. Gradient accumulation is
+    the loop's own (it cuts batches smaller when out of memory). The precision's reason is kept as
+    `accelerator.precision_reason`; the tracker writes to `out_dir`/tensorboard."""
     choice = choose_precision(settings.precision)
     _forget_other_precision(choice.mixed_precision)
     tracker = getattr(settings, "tracker", "none")

@@ -1,8 +1,5 @@
-"""Crash-safe file writes: a reader never sees a half-written file or folder.
-
-Everything is written next to its target under a temporary name, then renamed into place;
-a rename within one filesystem is atomic, so a kill mid-write leaves the old version intact.
-"""
+"""Crash-safe file writes: written beside the target under a temporary name, then renamed into place (atomic within
+one filesystem), so a reader never sees a half-written file or folder and a kill mid-write leaves the old one intact."""
 import errno
 import json
 import os
@@ -45,18 +42,18 @@ def remove_tree(path):
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _temporary_name(target):
-    """A name beside `target` that no other writer uses: the temporary file or folder of one write."""
-    return target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+def _beside(target):
+    """(`target` as a Path, its folder made; a name beside it that no other writer uses: one write's temporary)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target, target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
 
 
 @contextmanager
 def atomic_write(target):
     """Yield a temporary path beside `target`; on success rename it to `target`. The file is created with the
     usual mode (0o666 less the umask, applied by the system), and O_EXCL makes sure no other write holds its name."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary_name(target)
+    target, tmp = _beside(target)
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         yield tmp
@@ -69,9 +66,7 @@ def atomic_write(target):
 @contextmanager
 def atomic_dir(target):
     """Yield a temporary folder beside `target` (made with the usual mode); on success it replaces `target` whole."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary_name(target)
+    target, tmp = _beside(target)
     tmp.mkdir()
     try:
         yield tmp

@@ -179,10 +179,9 @@ def distil_from_teacher(teacher, layers=None, attention_dropout=None):
     config = DistilBertConfig(
         vocab_size=tc.vocab_size, max_position_embeddings=tc.max_position_embeddings, sinusoidal_pos_embds=False,
         n_layers=len(layers), n_heads=tc.num_attention_heads, dim=tc.hidden_size, hidden_dim=tc.intermediate_size,
-        dropout=tc.hidden_dropout_prob,
         attention_dropout=tc.attention_probs_dropout_prob if attention_dropout is None else attention_dropout,
         activation=tc.hidden_act, initializer_range=tc.initializer_range, pad_token_id=tc.pad_token_id,
-        seq_classif_dropout=tc.hidden_dropout_prob, **LABELS)
+        dropout=tc.hidden_dropout_prob, seq_classif_dropout=tc.hidden_dropout_prob, **LABELS)
     student = DistilBertForSequenceClassification(config)
     student.load_state_dict(_student_weights(teacher.state_dict(), layers), strict=True)
     return student

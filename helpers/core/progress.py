@@ -4,8 +4,7 @@ A batch run is one nobody can interact with: papermill executes every cell with 
 however it was started, and plain Python (a multi-process launch) has no kernel at all. That is the signal, not
 an environment variable: the execute request a kernel answers carries it (`allow_stdin`, public in Jupyter's
 messaging protocol). There, bars are text lines on stdout (a widget saved by papermill reads 0%), which
-`python -m helpers.run` streams to the terminal, and widget cells print a static example (helpers.evaluate.demo).
-"""
+`python -m helpers.run` streams to the terminal, and widget cells print a static example (helpers.evaluate.demo)."""
 import sys
 
 BATCH_UPDATE_SECONDS = 10  # how often a text bar prints a new line in a batch run
@@ -18,10 +17,8 @@ def in_batch_run():
     except ImportError:
         return True
     kernel = getattr(get_ipython(), "kernel", None)
-    if kernel is None:
-        return True
     # papermill's client sends `allow_stdin` False with each execute request, a live notebook True
-    return not kernel.get_parent("shell").get("content", {}).get("allow_stdin", False)
+    return kernel is None or not kernel.get_parent("shell").get("content", {}).get("allow_stdin", False)
 
 
 def quiet_library_bars():

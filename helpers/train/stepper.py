@@ -48,7 +48,18 @@ class Stepper:
                     # clipping would raise "unscale_() has already been called". update() with the scale as it is
                     # (its public way to end a step) clears the mark and leaves the scale and its growth tracker alone
                     scaler.update(scaler.get_scale())
-                self._halve(error)
+                if self.parts >= self.per_device:
+                    raise RuntimeError("out of memory with 1 review per device: the model and one review of max_length "
+                                       "tokens do not fit; lower max_length, train in bf16/fp16, or use a larger GPU") from error
+                old = math.ceil(self.per_device / self.parts)
+                self.parts *= 2
+                gc.collect()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                self.accelerator.print(f"out of memory with {old} reviews per device: halving to "
+                                       f"{math.ceil(self.per_device / self.parts)} and doubling gradient accumulation "
+                                       f"({self.parts} pieces per batch), so the effective batch is unchanged; this "
+                                       "step starts again")
 
     def step(self, batches):
         """Each piece's loss is weighted by its share of the window's reviews, so the gradients are those of one
@@ -70,20 +81,6 @@ class Stepper:
         self.scheduler.step()
         self.optimizer.zero_grad()
         return total
-
-    def _halve(self, error):
-        if self.parts >= self.per_device:
-            raise RuntimeError("out of memory with 1 review per device: the model and one review of max_length "
-                               "tokens do not fit; lower max_length, train in bf16/fp16, or use a larger GPU") from error
-        old = math.ceil(self.per_device / self.parts)
-        self.parts *= 2
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        self.accelerator.print(
-            f"out of memory with {old} reviews per device: halving to {math.ceil(self.per_device / self.parts)} "
-            f"and doubling gradient accumulation ({self.parts} pieces per batch), so the effective batch is "
-            f"unchanged; this step starts again")
 
 
 def scaler_record(accelerator):

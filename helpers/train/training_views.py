@@ -29,9 +29,8 @@ def random_state_kept():
     try:
         yield
     finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
+        for put_back, state in zip((random.setstate, np.random.set_state, torch.set_rng_state), states):
+            put_back(state)
 
 
 def untrained_teacher(params, tokenizer):
@@ -186,11 +185,10 @@ def lr_schedule(n_reviews, settings, shown=4):
 def batch_loss(model, batch):
     """The model's cross-entropy on one batch (evaluation mode), beside ln 2: the loss of a 50/50 guess."""
     logits = batch_logits(model, batch)
-    labels = batch["labels"]
-    return pd.Series({"cross-entropy": classification_loss(logits, {"labels": labels}).item(),
+    return pd.Series({"cross-entropy": classification_loss(logits, batch).item(),
                       "ln 2 (a 50/50 guess)": math.log(2),
                       "mean P(positive)": positive_probability(logits.numpy()).mean().item(),
-                      "accuracy on this batch": (logits.argmax(-1) == labels).float().mean().item()}, name="batch")
+                      "accuracy on this batch": (logits.argmax(-1) == batch["labels"]).float().mean().item()}, name="batch")
 
 
 def head_text(params):
