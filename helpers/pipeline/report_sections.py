@@ -8,6 +8,7 @@ import json
 import pandas as pd
 
 from helpers.core.files import read_json
+from helpers.evaluate.paired import paired_sentence
 from helpers.runs import layout
 
 N_ERRORS_SHOWN = 5  # confidently wrong reviews quoted in the report
@@ -121,8 +122,6 @@ def _paired(paired_by_set):
     """Paired differences ({set: helpers.evaluate.paired.paired_comparisons}), one sentence each."""
     if not any((paired_by_set or {}).values()):
         return ""
-    from helpers.evaluate.paired import paired_sentence
-
     lines = "".join(f"<li>{html.escape(name)}: {html.escape(paired_sentence(pair, stats))}</li>\n"
                     for name, by_pair in paired_by_set.items() for pair, stats in by_pair.items())
     return ("<h3>Paired differences (same reviews)</h3>\n<p>Accuracy differences with a paired bootstrap interval and "
@@ -143,7 +142,7 @@ def _confident_errors(path):
         return ""
     errors = pd.read_csv(path, index_col=0).head(N_ERRORS_SHOWN)
     if "text" in errors:
-        errors["text"] = errors["text"].astype(str).map(lambda t: t if len(t) <= ERROR_TEXT_CHARS else t[:ERROR_TEXT_CHARS] + " …")
+        errors["text"] = errors["text"].astype(str).map(lambda t: t[:ERROR_TEXT_CHARS] + " …" * (len(t) > ERROR_TEXT_CHARS))
     return f"<h3>Most confident errors (first {len(errors)})</h3>\n" + html_table(errors, "errors")
 
 

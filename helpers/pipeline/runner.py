@@ -60,8 +60,7 @@ def parse_args(argv):
 
 def _stage_list(text):
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in STAGE_NOTEBOOKS]
-    if unknown or not names:
+    if (unknown := [name for name in names if name not in STAGE_NOTEBOOKS]) or not names:
         raise argparse.ArgumentTypeError(f"unknown stage(s) {unknown or [text]}: choose from {', '.join(STAGE_NOTEBOOKS)}")
     return [name for name in STAGE_NOTEBOOKS if name in names]  # always in pipeline order
 
