@@ -210,10 +210,8 @@ def draw_splits(params):
 
 
 def without_duplicates(splits):
-    """The splits with no review twice across them, compared after `clean_review`, and what was dropped:
-    {split: {"copies": extra copies of a review of the same split, "in_earlier": reviews equal to one of a
-    split before it in LEAK_ORDER}}. The test split keeps its own copies (it stays the set others report
-    on); validation and train drop theirs and those of an earlier split, so nothing scored was trained on."""
+    """The splits with no review twice across them (after `clean_review`) and {split: {"copies": own extra copies,
+    "in_earlier": equal to one of a split before it in LEAK_ORDER}} dropped; test keeps its own copies."""
     seen, kept, dropped = set(), {}, {}
     for name in LEAK_ORDER:
         keys = splits[name]["text"].map(clean_review)
