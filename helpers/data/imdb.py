@@ -122,8 +122,7 @@ def column_names(file):
             raise DataError(f"{file}: not a readable Parquet file ({error}); write it again, e.g. with pandas "
                             "frame.to_parquet(path), or replace it with a CSV file of text,label columns") from None
     _utf8_text(raw, file)  # refuses non-UTF-8 bytes, naming where they are
-    # "utf-8-sig" drops the byte-order mark that spreadsheets' "CSV UTF-8" puts before the header
-    # (the full load strips it too), so such a file's first column is 'text', not '\ufefftext'
+    # "utf-8-sig" drops a spreadsheet's byte-order mark (as the full load does): column 'text', not '\ufefftext'
     return next(csv.reader(io.StringIO(raw.decode("utf-8-sig").partition("\n")[0])), [])
 
 
@@ -144,10 +143,8 @@ def _utf8_text(raw, file):
 
 
 def _load_aclimdb_split(folder):
-    rows = []
-    for label, name in ((0, "neg"), (1, "pos")):
-        for file in sorted((folder / name).glob("*.txt")):
-            rows.append((_utf8_text(file.read_bytes(), file), label))
+    rows = [(_utf8_text(file.read_bytes(), file), label)
+            for label, name in ((0, "neg"), (1, "pos")) for file in sorted((folder / name).glob("*.txt"))]
     if not rows:
         raise DataError(f"{folder}: no reviews in pos/*.txt or neg/*.txt")
     return _checked(pd.DataFrame(rows, columns=["text", "label"]), folder)
@@ -173,8 +170,7 @@ def _labels(column, origin):
         mapped = column.where(column.isin([0, 1]))
     else:
         mapped = column.map(lambda v: LABEL_WORDS.get(str(v).strip().lower()) if isinstance(v, str) else None)
-    rows = np.flatnonzero(mapped.isna().to_numpy())
-    if len(rows):
+    if len(rows := np.flatnonzero(mapped.isna().to_numpy())):
         found = ", ".join(repr(v) for v in column.iloc[rows].drop_duplicates().tolist()[:5])
         raise DataError(f"{origin}: {len(rows)} label(s) are not 0/1, first at row {rows[0]} (found {found}); "
                         "labels must be 0 (negative) or 1 (positive); the words "
@@ -214,10 +210,8 @@ def draw_splits(params):
 
 
 def without_duplicates(splits):
-    """The splits with no review twice across them, compared after `clean_review`, and what was dropped:
-    {split: {"copies": extra copies of a review of the same split, "in_earlier": reviews equal to one of a
-    split before it in LEAK_ORDER}}. The test split keeps its own copies (it stays the set others report
-    on); validation and train drop theirs and those of an earlier split, so nothing scored was trained on."""
+    """The splits with no review twice across them (after `clean_review`) and {split: {"copies": own extra copies,
+    "in_earlier": equal to one of a split before it in LEAK_ORDER}} dropped; test keeps its own copies."""
     seen, kept, dropped = set(), {}, {}
     for name in LEAK_ORDER:
         keys = splits[name]["text"].map(clean_review)

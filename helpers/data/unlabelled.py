@@ -64,10 +64,8 @@ def without_test_texts(frame, labelled_reviews, test_sentences):
 
 
 def draw_unlabelled(spec, n, seed, labelled_reviews, test_sentences=()):
-    """`n` unlabelled reviews (all when n is None) with label NO_LABEL, drawn with `seed` after
-    `without_test_texts`, and what was dropped: {"copies": within the source, "in_earlier": of the reviews
-    examined, those equal to a labelled review or holding a test sentence}. Candidates are checked in
-    shuffled order a chunk at a time, so a draw of n searches about n reviews, not all 50,000."""
+    """`n` reviews (all when None) labelled NO_LABEL, drawn with `seed` after `without_test_texts`, and what was
+    dropped ("copies" in the source, "in_earlier": examined and refused); checked a shuffled chunk at a time."""
     candidates, copies = _unique_reviews(spec)
     shuffled = candidates.sample(frac=1.0, random_state=seed).reset_index(drop=True)
     wanted = len(shuffled) if n is None else n

@@ -46,8 +46,7 @@ def fit_baseline(train_texts, train_labels, val_texts, val_labels, seed, c_grid=
     vectorizer = TfidfVectorizer(preprocessor=vectorizer_text, ngram_range=NGRAM_RANGE, min_df=MIN_DF,
                                  sublinear_tf=True)
     train_features = vectorizer.fit_transform(list(train_texts))
-    val_features = vectorizer.transform(list(val_texts))
-    val_labels = np.asarray(val_labels)
+    val_features, val_labels = vectorizer.transform(list(val_texts)), np.asarray(val_labels)
     classifiers, val_accuracy_by_c = {}, {}
     for c in sorted(c_grid):
         # lbfgs is deterministic; the seed is passed so that a change of solver stays reproducible

@@ -73,10 +73,8 @@ def mean_nll(logits, labels, temperature=1.0):
 
 
 def fit_temperature(val_logits, val_labels):
-    """The temperature T > 0 minimising `mean_nll` on the validation split: one scalar, found by a bounded,
-    deterministic search on log T. T > 1 softens an overconfident model, T < 1 sharpens an underconfident
-    one. A model that separates its validation reviews perfectly has no optimum: T then comes out far below 1
-    and means only that the validation split is too small or too easy to calibrate on."""
+    """T > 0 minimising `mean_nll` on validation, by a bounded, deterministic search on log T (T > 1 softens). A model
+    separating validation perfectly has no optimum: T far below 1 then means validation is too small or easy."""
     logits, labels = np.asarray(val_logits, dtype=np.float64), np.asarray(val_labels)
     if logits.ndim != 2 or len(logits) != len(labels):
         raise ValueError(f"expected logits of shape (n, classes) and n labels; got {logits.shape} and {labels.shape}")

@@ -68,8 +68,7 @@ def describe(e, shown=SHOWN_PIECES):
     filled = round(e.prob_positive * 20)
     return "\n".join([f"predicted: {e.label_name} (label {e.label})",
                       f"P(positive): [{'#' * filled}{'.' * (20 - filled)}] {e.prob_positive:.3f}",
-                      f"tokens read: {len(e.kept)}",
-                      f"{cut_summary(e)}: {abbreviate(e.cut, shown)}" if e.cut
+                      f"tokens read: {len(e.kept)}", f"{cut_summary(e)}: {abbreviate(e.cut, shown)}" if e.cut
                       else "nothing cut: the whole review was read"])
 
 

@@ -43,9 +43,8 @@ def probabilities_by_set(frame):
 
 
 def cpu_samples(n_test, n_sample, n_speed, seed):
-    """Positions of the test reviews scored on the CPU (at most `n_sample`, all when fewer or None)
-    and of those timed (the first `n_speed` of the same seeded draw): the timed reviews are part of
-    the scored ones, so every CPU figure rests on the same reviews. Both sorted."""
+    """Sorted positions of the test reviews scored on the CPU (at most `n_sample`, all when None) and of those timed:
+    the first `n_speed` of the same seeded draw, so every CPU figure rests on the same reviews."""
     drawn = np.random.default_rng(seed).permutation(n_test)[:n_sample or n_test]
     return np.sort(drawn), np.sort(drawn[:n_speed])
 

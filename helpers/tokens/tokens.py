@@ -81,12 +81,8 @@ def load_tokenizer(name, train_texts=None):
 
 
 def _train_tiny_tokenizer(texts):
-    """A WordPiece tokenizer over the commonest words of `texts`, the same for the same texts.
-
-    The library's WordPieceTrainer breaks ties between equally frequent pieces differently from one call to the
-    next, which would make two `smoke` runs differ; here ties are broken alphabetically. Every character is in the
-    vocabulary (alone and as a "##" continuation), so rarer words are spelt out instead of becoming [UNK].
-    """
+    """A WordPiece tokenizer over the commonest words of `texts`, ties broken alphabetically (WordPieceTrainer's
+    vary between calls, so two `smoke` runs would differ); every character is a piece, so no word becomes [UNK]."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
