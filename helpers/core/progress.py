@@ -1,10 +1,9 @@
 """Progress bars and widget cells that behave right both live (Jupyter, Colab) and in batch runs.
 
-A batch run is one nobody can interact with: papermill executes every cell with standard input disallowed,
-however it was started, and plain Python (a multi-process launch) has no kernel at all. That is the signal, not
-an environment variable: the execute request a kernel answers carries it (`allow_stdin`, public in Jupyter's
-messaging protocol). There, bars are text lines on stdout (a widget saved by papermill reads 0%), which
-`python -m helpers.run` streams to the terminal, and widget cells print a static example (helpers.evaluate.demo)."""
+A batch run is one nobody can interact with: papermill runs every cell with standard input disallowed however it was
+started (the `allow_stdin` of Jupyter's execute request says so, not an environment variable), and a multi-process
+launch has no kernel. There, bars are text lines on stdout (a saved widget reads 0%) and widget cells print a static
+example (helpers.evaluate.demo)."""
 import sys
 
 BATCH_UPDATE_SECONDS = 10  # how often a text bar prints a new line in a batch run

@@ -1,8 +1,6 @@
-"""Extra labelled test sets, scored by every model beside the run's own test split.
-
-The `extra_test` parameter names them, comma-separated: `short` is the set shipped with the project (1,000 single
-sentences from IMDB reviews, labelled: Kotzias et al. 2015, see the README's credits), anything else a Parquet or CSV
-file with `text` and `label` columns (relative paths as the README's "Paths" says), named by its stem (`my_reviews`):
+"""Extra labelled test sets, scored by every model beside the run's own test split. `extra_test` names them,
+comma-separated: `short` (shipped: 1,000 single IMDB sentences labelled by Kotzias et al. 2015) or a Parquet or CSV
+file with `text` and `label` (relative paths as the README says), named by its stem (`my_reviews`):
 
     python -m helpers.run quick -p extra_test short,helpers/data/sample_data/my_reviews.csv
 """

@@ -1,8 +1,7 @@
-"""Unlabelled reviews for distillation (as DistilBERT and TinyBERT): the teacher labels them, the student learns
-its soft labels. `unlabelled` is "sample" (a slice of IMDB's 50,000-review `unsup` split, shipped), a Parquet/CSV
-file with `text`, or a hub dataset's "unsupervised" split; `n_unlabelled` reviews are drawn, seeded. Dropped
-first: reviews equal to one of a labelled split (after `clean_review`), and those holding a sentence of an extra
-test set of CONTAINED_CHARS or more (shorter ones are common phrases, "a great movie.").
+"""Unlabelled reviews for distillation (as DistilBERT and TinyBERT): the teacher labels them, the student learns its
+soft labels. `unlabelled`: "sample" (a shipped slice of IMDB's `unsup` split), a Parquet/CSV file with `text`, or a hub
+dataset's "unsupervised" split; `n_unlabelled` drawn, seeded. Dropped first: reviews equal to a labelled one (after
+`clean_review`) and those holding an extra test sentence of CONTAINED_CHARS or more (shorter: common phrases).
 """
 
 import pandas as pd

@@ -1,14 +1,11 @@
-"""Stage 5: distil the fine-tuned teacher into a DistilBERT student and compare the two.
-
-The student trains through the same loop as the teacher (helpers.train.trainer); only the loss changes, to Hinton
-et al.'s (2015): the KL divergence between the teacher's and the student's softened predictions at temperature T,
-scaled by T**2 so its gradients keep their size as T changes, mixed with the ordinary cross-entropy on the labels:
+"""Stage 5: the distillation loss. The student trains through the teacher's loop (helpers.train.trainer); only the
+loss changes, to Hinton et al.'s (2015): the KL divergence of the softened predictions at temperature T, scaled by
+T**2 so its gradients keep their size as T changes, mixed with the cross-entropy on the labels:
 
     loss = alpha * CE(student, labels) + (1 - alpha) * T**2 * KL(teacher_T || student_T)
 
-Reviews without a label (helpers.data.unlabelled, label -1) learn from the teacher alone: their loss is the soft
-term. The teacher's logits are computed once, up front, and travel with each training batch. The student's CPU
-copies and the comparison of every model: helpers.distill.model_comparison.
+Unlabelled reviews (label -1) learn from the soft term alone. The teacher's logits are computed once, up front, and
+travel with each training batch; the comparison of every model: helpers.distill.model_comparison.
 """
 from functools import partial
 

@@ -1,8 +1,6 @@
-"""The checks every run starts with, before any file is written or model loaded, and `open_run`, which runs them.
-
-They read only what is cheap (file headers, model configurations), so a misspelt path, a model that cannot
-classify text or a `max_length` too long for the model fails within seconds, not after an hour of training; the
-row-by-row checks of the data follow in the data stage, also before any model.
+"""The checks every run starts with, before any file is written or model loaded, and `open_run`, which runs them:
+cheap reads (file headers, model configurations), so a misspelt path or a `max_length` too long for the model fails
+in seconds, not after an hour; the data's row-by-row checks follow in the data stage, also before any model.
 """
 from pathlib import Path
 

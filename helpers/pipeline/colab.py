@@ -1,8 +1,5 @@
-"""Google Colab: the GPU check and the run folders on Google Drive; outside Colab a no-op.
-
-On Colab a notebook says which GPU it got, or warns before a large profile crawls on the CPU, and keeps its run
-folders on Google Drive (`drive` True, Google's permission dialog once per runtime), because a disconnect wipes
-the runtime's disk with every checkpoint, and each notebook runs in a runtime of its own.
+"""Google Colab: the GPU check, and the run folders on Google Drive (a disconnect wipes the runtime's disk, and each
+notebook runs in a runtime of its own); outside Colab a no-op.
 """
 import sys
 from pathlib import Path

@@ -1,13 +1,10 @@
 """What each notebook's set-up cell does: find or start its run, then run what that run still lacks.
 
-    run = notebook.open_stage("train", profile=profile, run_dir=run_dir, drive=drive, fresh=fresh,
-                              overrides=overrides, n_train=n_train, ...)
+    run = notebook.open_stage("train", profile=profile, run_dir=run_dir, overrides=overrides, n_train=n_train, ...)
 
-- Parameters once: 01 starts a run from a profile, the named parameters (`n_train`, `epochs`, ...) and `overrides`.
-  Notebooks 02-05 left with an empty `profile` continue a run: the `run_dir` given, or else the one a notebook last
-  opened (`LAST_RUN` in the runs root, on Google Drive on Colab), with the profile and overrides of its params.json.
-- Standing alone: the stages a run folder lacks (on Colab each notebook has a machine of its own) run here first.
-"""
+01 starts a run from a profile, the named parameters (`n_train`, `epochs`, ...) and `overrides`. 02-05 with an empty
+`profile` continue a run: `run_dir`, or the one a notebook last opened (`LAST_RUN` in the runs root; on Colab, on
+Drive), with its params.json. The stages a run folder lacks (on Colab each notebook has its own machine) run first."""
 import json
 from pathlib import Path
 

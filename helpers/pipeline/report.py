@@ -1,11 +1,8 @@
-"""One self-contained `report.html` per run folder, built only from the files the stages left there (a missing
-stage shows "not run yet"); figures embedded as data URIs, report.css and report.js inline, so the one file can be
-mailed.
+"""One self-contained `report.html` per run folder, built only from the files the stages left (a missing stage shows
+"not run yet"); figures as data URIs, report.css and report.js inline, so the one file can be mailed. This module
+holds the page and its summary (each stage's seconds beside its estimate); the sections: report_sections.
 
     python -m helpers.report runs/quick      # (re)build runs/quick/report.html
-
-This module holds the page and its summary (each stage's seconds beside its estimate); the sections are in
-helpers.pipeline.report_sections.
 """
 import argparse
 import html

@@ -1,12 +1,10 @@
 """One parameter, several values: the pipeline once per value, and what each value buys.
 
-    python -m helpers.run quick --sweep n_train=250,500,1000,2000 --stages data,tokenize,train,evaluate
     python -m helpers.run quick --sweep n_train=250,500,1000,2000 --seeds 3 --stages data,tokenize,train,evaluate
 
-Each value gets a run folder of its own under the sweep folder (`<sweep>/n_train-250/`; with --seeds, one per
-seed inside it: `<sweep>/n_train-250/seed-42/`). Then `sweep.csv` holds each value's test accuracy and stage
-times (with --seeds, medians over the seeds, and `runs.csv` every run) and `learning_curve.png` draws them: for
-n_train, what scaling up will buy before paying for the full run.
+Each value (with --seeds, each seed of it) gets a run folder under the sweep folder (`<sweep>/n_train-250/seed-42/`);
+`sweep.csv` holds each value's test accuracy and stage times (over seeds, medians; `runs.csv` every run), and
+`learning_curve.png` draws them: for n_train, what scaling up buys before paying for the full run.
 """
 from pathlib import Path
 

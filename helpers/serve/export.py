@@ -4,9 +4,8 @@
     python -m helpers.export runs/quick --out my_model --teacher
     python -m helpers.export runs/quick --push-to-hub you/imdb-distilbert-int8
 
-Per model: the ONNX graph (calibration folded in, checked against PyTorch), a copy with ONNX Runtime's fusions and,
-for the student, an int8 copy of that; the tokenizer, `serving.json` and a model card. TorchScript on eager attention:
-that graph's attention is the one ONNX Runtime fuses; the dynamo exporter's, and SDPA's masks, are left unfused.
+Per model: the ONNX graph (calibration folded in, checked against PyTorch), a fused copy and, for the student, its
+int8 copy; the tokenizer, `serving.json`, a model card. TorchScript exporter: its attention is the one ORT fuses.
 """
 import argparse
 import copy
