@@ -18,11 +18,11 @@ from functools import cached_property
 
 import numpy as np
 import torch
-from accelerate import PartialState
 from transformers import AutoConfig, BertConfig
 from transformers.models.bert.modeling_bert import BertLayer
 
 from helpers.core import models, precision
+from helpers.core.accelerators import is_main_process
 from helpers.core.files import DRIVE_MOUNT, write_json
 from helpers.core.int8 import quantize_int8
 from helpers.core.padding import padded_length
@@ -288,7 +288,7 @@ def read_estimates(run_dir):  # {stage: estimate} recorded so far in a run folde
 
 def save(run_dir, entries):
     """Merge `entries` into the run's estimates.json (written whole, atomically), by the first process only."""
-    if PartialState().is_main_process:
+    if is_main_process():
         write_json(run_dir / layout.ESTIMATES_FILE, {**read_estimates(run_dir), **entries})
 
 
