@@ -10,7 +10,9 @@ import helpers
 PACKAGE = Path(helpers.__file__).parent
 ROOT = PACKAGE.parent
 MAX_LINES = 300
-MAX_PACKAGE_LINES = 6000
+# 6,000 when #28 made the package; raised for #30's Colab features (stage manifests, in-progress markers, the
+# end-of-run summary), which are new behaviour rather than growth of the old. Raise it on purpose, never silently.
+MAX_PACKAGE_LINES = 6600
 ENTRY_POINTS = {"run", "predict", "export", "report"}
 
 
@@ -68,7 +70,7 @@ def test_the_entry_points_only_call_their_sub_package():
         assert len(MODULES[f"helpers.{name}"].read_text().splitlines()) <= 6
 
 
-def test_no_module_is_over_300_lines_and_the_package_is_under_6000():
+def test_no_module_is_over_300_lines_and_the_package_within_its_budget():
     lengths = {name: len(path.read_text().splitlines()) for name, path in MODULES.items()}
     assert {name: n for name, n in lengths.items() if n > MAX_LINES} == {}
     assert sum(lengths.values()) <= MAX_PACKAGE_LINES
