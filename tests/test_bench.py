@@ -2,6 +2,7 @@
 import importlib.util
 import json
 
+import numpy as np
 import pytest
 
 from helpers.core.files import PROJECT_ROOT
@@ -64,19 +65,41 @@ def test_infer_speed_compares_teacher_student_and_int8(tmp_path):
     assert results["int8_accuracy"] == scores["student_int8"]["cpu_sample"]["accuracy"]
 
 
-def test_recipe_ablation_scores_each_variant_beside_the_baseline(tmp_path, capsys):
-    out = tmp_path / "recipe.jsonl"
-    rows = _bench("recipe").main(["--model", "tiny-random-bert", "--sizes", "40", "--seeds", "2", "--precision", "fp32",
-                                  "--variants", "base,fresh-pooler,cls", "--out", str(out)])
-    written = [json.loads(line) for line in out.read_text().splitlines()]
-    assert written == rows and len(rows) == 6  # 3 variants x 2 seeds, each appended as it finished
-    assert {(row["variant"], row["seed"]) for row in rows} == {(v, s) for v in ("base", "fresh-pooler", "cls") for s in (42, 43)}
+def test_recipe_ranks_variants_on_held_out_training_reviews_and_scores_test_only_when_asked(tmp_path, capsys):
+    import pandas as pd
+
+    from helpers.data import extra_sets
+    from helpers.data.imdb import SAMPLE_DIR, clean_review
+
+    imdb = tmp_path / "imdb"  # a stand-in IMDB folder: 1,000 short sentences plus 50 of the sample's own reviews
+    imdb.mkdir()
+    sample_train = pd.read_parquet(SAMPLE_DIR / "train.parquet").head(50)
+    pd.concat([extra_sets.load_extra_tests("short")["short"][["text", "label"]], sample_train[["text", "label"]]]
+              ).to_parquet(imdb / "train.parquet")
+    recipe, out = _bench("recipe"), tmp_path / "recipe.jsonl"
+    common = ["--imdb", str(imdb), "--n-select", "200", "--seeds", "2", "--out", str(out),
+              "--params", '{"model": "tiny-random-bert", "n_train": 40, "precision": "fp32", "min_steps": 0}']
+    rows = recipe.main(["--variants", "quick,constant-lr", *common])
+    assert [json.loads(line) for line in out.read_text().splitlines()] == rows  # each appended as it finished
+    assert {(row["variant"], row["seed"]) for row in rows} == {(v, s) for v in ("quick", "constant-lr") for s in (42, 43)}
+    selection = recipe.selection_set(imdb, 200)
+    assert not set(selection["text"].map(clean_review)) & set(sample_train["text"].map(clean_review))
     for row in rows:
-        assert 0 <= row["test"] <= 1 and 0 <= row["short"] <= 1 and 0 <= row["baseline_test"] <= 1
-        assert row["steps"] == 5 and row["epochs"] == 1 and row["temperature"] > 0  # 36 reviews, batch 8
-    by_seed = {row["seed"]: row["baseline_test"] for row in rows if row["variant"] == "base"}
-    assert all(row["baseline_test"] == by_seed[row["seed"]] for row in rows)  # one baseline per split
-    assert "variant" in capsys.readouterr().out.splitlines()[-4]  # the median table's header
+        assert "test" not in row and "short" not in row  # chosen on held-out training reviews, test never seen
+        assert row["steps"] == 5 and row["n_val"] == 4 and 0 <= row["val_best"] <= 1  # 36 reviews, batch 8
+        right = (np.asarray(row["selection_probs"]) >= 0.5) == selection["label"].to_numpy()
+        assert row["selection"] == pytest.approx(right.mean())
+    table = capsys.readouterr().out.splitlines()[-3:]
+    assert table[0].startswith("variant") and "against quick" in table[0]
+    medians = [float(line.split()[2]) for line in table[1:]]
+    assert medians == sorted(medians, reverse=True)  # best first
+    assert "(reference)" in next(line for line in table[1:] if line.startswith("quick "))
+    assert "per seed" in next(line for line in table[1:] if line.startswith("constant-lr"))
+    assert recipe.main(["--table-only", *common]) == rows and capsys.readouterr().out.splitlines()[-3:] == table
+    chosen = recipe.main(["--variants", "quick", "--test", *common[:4], "--seeds", "1", "--out", str(tmp_path / "t.jsonl"),
+                          *common[-2:]])
+    assert 0 <= chosen[0]["test"] <= 1 and 0 <= chosen[0]["short"] <= 1
+    assert chosen[0]["selection"] == rows[0]["selection"]  # the same seed trains the same model
 
 
 def test_train_speed_overhead_times_ours_and_the_trainer_with_epoch_work_off_and_on(tmp_path):

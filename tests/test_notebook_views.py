@@ -189,6 +189,17 @@ def test_the_schedule_is_the_one_the_loop_follows(tmp_path, synthetic, tiny_teac
     assert len(recorded) == total and recorded[:-1] == pytest.approx(every.tolist()[1:])
 
 
+def test_a_constant_schedule_stays_at_lr_after_the_warmup(tmp_path, synthetic, tiny_teacher, tiny_tokenizer):
+    settings = _settings(epochs=1, batch_size=16, lr=5e-3, warmup_ratio=0.25, lr_schedule="constant")
+    total, warmup = training_views.optimizer_steps(len(synthetic["train"]), settings)
+    every = training_views.lr_schedule(len(synthetic["train"]), settings, shown=total)
+    assert every["lr"].iloc[:warmup].tolist() == pytest.approx([settings.lr * s / warmup for s in range(warmup)])
+    assert every["lr"].iloc[warmup:].tolist() == pytest.approx([settings.lr] * (total - warmup))
+    assert set(every["phase"].iloc[warmup + 1:]) == {"constant"}
+    history = trainer.train(tiny_teacher, synthetic, tiny_tokenizer, settings, tmp_path)
+    assert [step["lr"] for step in history["steps"]][:-1] == pytest.approx(every["lr"].tolist()[1:])
+
+
 def test_the_loss_of_an_untrained_model_is_near_ln2(synthetic, tiny_teacher, tiny_tokenizer):
     batch = training_views.first_batch(synthetic["train"], tiny_tokenizer, _settings(batch_size=16))
     loss = training_views.batch_loss(tiny_teacher, batch)

@@ -17,6 +17,7 @@ from helpers.core.files import PROJECT_ROOT
 PROFILE_DIR = PROJECT_ROOT / "profiles"
 
 HEADS = ("pooler", "cls")
+SCHEDULES = ("linear", "constant")  # what the learning rate does after warmup (transformers.get_scheduler)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TRACKERS = ("tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "none")  # Accelerate's names
 _BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
@@ -48,6 +49,7 @@ class Params:
     layer_decay: float = _p(1.0, "layer-wise learning-rate decay: each layer below the head learns at this times the rate of the one above (1.0: one rate for all)", min=0.1, max=1.0)
     weight_decay: float = _p(0.01, "AdamW weight decay (never on biases and LayerNorm)", min=0.0, max=1.0)
     warmup_ratio: float = _p(0.1, "share of optimizer steps spent warming the learning rate up", min=0.0, max=0.5)
+    lr_schedule: str = _p("linear", "the learning rate after warmup: 'linear' decays it to 0 at the last step (BERT's recipe), 'constant' keeps it at lr (docs/recipe.md compares them)", choices=SCHEDULES)
     max_grad_norm: float = _p(1.0, "gradient clipping threshold", min=0.0)
     precision: str = _p("auto", "'auto' picks from the device (the table in helpers/core/precision.py: bf16 on GPUs with compute capability 8.0+, fp16 below, bf16 on CPUs whose bf16 instructions time faster, else fp32); or force fp32, bf16 or fp16 (fp16 on a CPU: a slow emulation of a T4's, for checking)", choices=PRECISIONS)
     compile: bool = _p(False, "torch.compile the model for training (dynamic shapes); meant for GPUs, where fused kernels can pay off (on a CPU compiling costs minutes and gained nothing: docs/results.md)")

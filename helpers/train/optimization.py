@@ -1,6 +1,8 @@
 """What AdamW optimizes and for how long, for the trainer, the notebooks' tables and the time estimates alike."""
 import math
 
+from transformers import get_scheduler
+
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight")
 
 
@@ -9,6 +11,17 @@ def planned_epochs(n_batches, settings):
     settings.min_steps, which small training sets need to leave chance at all."""
     steps_per_epoch = math.ceil(n_batches / settings.grad_accum_steps)
     return steps_per_epoch, max(settings.epochs, math.ceil(settings.min_steps / steps_per_epoch))
+
+
+def warmup_steps(total, settings):
+    """Optimizer steps, of `total`, over which the learning rate rises from 0 to its peak."""
+    return round(settings.warmup_ratio * total)
+
+
+def make_scheduler(optimizer, total, settings):
+    """The learning-rate schedule: linear warmup, then linear decay to 0 or a constant rate (settings.lr_schedule)."""
+    name = {"linear": "linear", "constant": "constant_with_warmup"}[settings.lr_schedule]
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup_steps(total, settings), num_training_steps=total)
 
 
 def param_groups(model, weight_decay, lr, layer_decay=1.0):

@@ -1,6 +1,6 @@
 """The training loop shared by teacher and student, written on Hugging Face Accelerate, which owns devices, mixed
 precision and processes (helpers.core.accelerators); this module owns the recipe: AdamW without weight decay on
-biases and LayerNorm, linear warmup then decay, validation after each epoch and the best model kept. Teacher and
+biases and LayerNorm, linear warmup then linear decay (or a constant rate), validation after each epoch and the best model kept. Teacher and
 student differ only in their loss function. One optimizer step: helpers.train.stepper; batches:
 helpers.train.batching; checkpoints: helpers.train.checkpoints."""
 import dataclasses
@@ -13,7 +13,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate.utils import set_seed
-from transformers import get_scheduler
 
 from helpers.core.accelerators import make_accelerator, plain_model
 from helpers.core.files import stop_if_disk_full, write_json
@@ -21,7 +20,7 @@ from helpers.core.progress import progress
 from helpers.train.batching import EpochSampler, make_loader, token_lengths
 from helpers.train.checkpoint_files import MODEL_FILE, Weights, fingerprint
 from helpers.train.checkpoints import Cadence, Checkpointer, save_best_model
-from helpers.train.optimization import param_groups, planned_epochs
+from helpers.train.optimization import make_scheduler, param_groups, planned_epochs
 from helpers.train.prediction import predict_logits, validation_scores
 from helpers.train.stepper import Stepper, scaler_record, skipped_note, skipped_steps, stop_if_diverged
 
@@ -39,6 +38,7 @@ class TrainSettings:
     grad_accum_steps: int
     weight_decay: float
     warmup_ratio: float
+    lr_schedule: str
     max_grad_norm: float
     group_by_length: bool
     precision: str
@@ -216,6 +216,6 @@ def _prepare(model, tokenized, tokenizer, settings, extra_columns, accelerator):
     steps_per_epoch, epochs = planned_epochs(len(loader), settings)
     total = steps_per_epoch * epochs
     # with split batches a prepared scheduler steps once per optimizer step, whatever the process count
-    scheduler = accelerator.prepare(get_scheduler("linear", optimizer, round(settings.warmup_ratio * total), total))
+    scheduler = accelerator.prepare(make_scheduler(optimizer, total, settings))
     val_labels = tokenized["val"].with_format("arrow")["labels"].to_numpy().copy()  # writable, as torch wants it
     return PreparedLoop(accelerator, model, optimizer, scheduler, loader, sampler, epochs, val_labels)

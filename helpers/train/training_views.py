@@ -9,14 +9,13 @@ import numpy as np
 import pandas as pd
 import torch
 from safetensors import safe_open
-from transformers import get_scheduler
 from transformers.utils import cached_file
 
 from helpers.core import models
 from helpers.core.padding import PAD_TO_MULTIPLE, padded_length
 from helpers.core.sentiment import LABEL_NAMES, positive_probability
 from helpers.train.batching import EpochSampler, make_loader, token_lengths
-from helpers.train.optimization import param_groups, planned_epochs
+from helpers.train.optimization import make_scheduler, param_groups, planned_epochs, warmup_steps
 from helpers.train.prediction import batch_logits
 from helpers.train.trainer import classification_loss
 
@@ -162,23 +161,24 @@ def optimizer_steps(n_reviews, settings):
     """(optimizer steps in all, of which warmup) as helpers.train.trainer counts them."""
     steps_per_epoch, epochs = planned_epochs(math.ceil(n_reviews / settings.batch_size), settings)
     total = steps_per_epoch * epochs
-    return total, round(settings.warmup_ratio * total)
+    return total, warmup_steps(total, settings)
 
 
 def lr_schedule(n_reviews, settings, shown=4):
-    """The learning rate of the loop's own scheduler (linear warmup from 0 to `lr`, then linear decay to 0), built on
+    """The learning rate of the loop's own scheduler (linear warmup from 0 to `lr`, then linear decay to 0 or constant), built on
     a throwaway optimizer: `shown` steps of the warmup's start, its end, the decay's start, `shown - 1` evenly
     spaced steps of the decay, and the last step."""
     total, warmup = optimizer_steps(n_reviews, settings)
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=settings.lr)
-    scheduler = get_scheduler("linear", optimizer, num_warmup_steps=warmup, num_training_steps=total)
+    scheduler = make_scheduler(optimizer, total, settings)
+    after = "decay" if settings.lr_schedule == "linear" else "constant"
     lrs = [settings.lr * scheduler.lr_lambdas[0](step) for step in range(total)]  # what get_last_lr gives at each step
     picked = set(range(1, shown + 1)) | set(range(warmup - 1, warmup + 3)) | {total}
     picked |= {warmup + 1 + round(k * (total - warmup - 1) / shown) for k in range(1, shown)}
     steps = sorted(step for step in picked if 1 <= step <= total)
     return pd.DataFrame({"lr": [lrs[s - 1] for s in steps],
                          "share of lr": [round(lrs[s - 1] / settings.lr, 4) for s in steps],
-                         "phase": ["warmup" if s <= warmup else "peak" if s == warmup + 1 else "decay" for s in steps]},
+                         "phase": ["warmup" if s <= warmup else "peak" if s == warmup + 1 else after for s in steps]},
                         index=pd.Index(steps, name="optimizer step"))
 
 
