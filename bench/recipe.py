@@ -15,7 +15,9 @@ the chosen recipe only, so that the test figures are reported once and chose not
 
 The table gives, per variant, the median selection accuracy over seeds with its spread, and the paired
 difference against `--reference` on the same reviews (helpers.evaluate.paired; the seeds' reviews pooled: each
-seed's model answers every selection review) with its 95% bootstrap interval and McNemar p-value. Finished runs
+seed's model answers every selection review) with its 95% bootstrap interval and McNemar p-value, and the
+difference per seed: the interval covers the draw of reviews, not of seeds, so a lever counts only where the
+seeds agree in sign. Finished runs
 are appended to bench/results/recipe.jsonl (git-ignored; `--out` moves it) with their selection probabilities,
 so a run cut short keeps what it measured and `--table-only` redraws the table from the file.
 """
