@@ -1,7 +1,7 @@
 """The training loop shared by teacher and student, written on Hugging Face Accelerate, which owns devices, mixed
 precision and processes (helpers.core.accelerators); this module owns the recipe: AdamW without weight decay on
-biases and LayerNorm, linear warmup then linear decay (or a constant rate), validation after each epoch and the best model kept. Teacher and
-student differ only in their loss function. One optimizer step: helpers.train.stepper; batches:
+biases and LayerNorm, linear warmup then linear decay or a constant rate, validation after each epoch and the best
+model kept. Teacher and student differ only in their loss function. One optimizer step: helpers.train.stepper; batches:
 helpers.train.batching; checkpoints: helpers.train.checkpoints."""
 import dataclasses
 import itertools
